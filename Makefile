@@ -1,0 +1,30 @@
+# Two entry points: `make run` opens the app, `make test` runs the whole suite headless.
+# Both create .venv on first use. torch is pinned to the CPU wheel here: an unpinned torch pulls a 5 GB CUDA build.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench screenshots clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m app
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/bench_tokenizers.py
+	$(PY) bench/bench_generation.py
+	$(PY) bench/bench_training.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

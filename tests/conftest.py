@@ -1,0 +1,71 @@
+"""Shared test set-up: headless Qt, a private home for every test, and no uncaught exception goes unnoticed.
+
+pytest-qt's own exception capture does not see exceptions that PySide6 re-raises through ``sys.excepthook``
+(slots, virtual methods), nor those of Python threads, so every test runs with hooks that collect them and fails
+if any were collected.
+"""
+
+import os
+import sys
+import threading
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+@pytest.fixture(autouse=True)
+def private_home(tmp_path, monkeypatch):
+    """Settings, saved text, runs and caches of the app go to a fresh folder per test."""
+    for var, sub in (("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data")):
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    # The corpus/token caches are shared across tests (converting the built-in corpora takes seconds).
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_shared_cache()))
+    return tmp_path
+
+
+_CACHE = None
+
+
+def _shared_cache():
+    global _CACHE
+    if _CACHE is None:
+        import tempfile
+
+        _CACHE = tempfile.mkdtemp(prefix="llmp-test-cache-")
+    return _CACHE
+
+
+@pytest.fixture(autouse=True)
+def fail_on_uncaught_exceptions():
+    caught = []
+    previous = sys.excepthook, threading.excepthook
+    sys.excepthook = lambda t, e, tb: caught.append((t, e, tb))
+    threading.excepthook = lambda args: caught.append((args.exc_type, args.exc_value, args.exc_traceback))
+    yield caught
+    sys.excepthook, threading.excepthook = previous
+    if caught:
+        import traceback
+
+        text = "\n".join("".join(traceback.format_exception(*c)) for c in caught)
+        pytest.fail(f"uncaught exception(s) during the test:\n{text}", pytrace=False)
+
+
+@pytest.fixture
+def reporter(qapp):
+    """An ErrorReporter that records instead of showing dialogs; a test fails if anything was reported to it."""
+    from app.errors import ErrorReporter
+
+    rep = ErrorReporter(show_dialogs=False)
+    yield rep
+    from PySide6.QtCore import QCoreApplication
+
+    QCoreApplication.processEvents()
+    unexpected = [r for r in rep.reported if not getattr(rep, "expected", False)]
+    if unexpected:
+        pytest.fail("errors reported to the user during the test:\n" + "\n".join(s + "\n" + d for s, d in unexpected),
+                    pytrace=False)
