@@ -49,7 +49,8 @@ def log_file() -> Path:
 def read_state(name: str, default: str = "") -> str:
     path = state_dir() / name
     try:
-        return path.read_text(encoding="utf-8", errors="surrogatepass")
+        with open(path, encoding="utf-8", errors="surrogatepass", newline="") as f:  # keep \r\n as typed
+            return f.read()
     except (FileNotFoundError, UnicodeDecodeError):
         return default
 
@@ -58,7 +59,8 @@ def write_state(name: str, text: str) -> None:
     """Atomic write, so a crash mid-save keeps the previous text."""
     path = state_dir() / name
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8", errors="surrogatepass")
+    with open(tmp, "w", encoding="utf-8", errors="surrogatepass", newline="") as f:
+        f.write(text)
     os.replace(tmp, path)
 
 

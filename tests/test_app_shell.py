@@ -51,14 +51,14 @@ def test_exception_in_a_slot_is_reported_and_survived(qtbot, live_reporter):
         raise RuntimeError("slot exploded")
 
     QTimer.singleShot(0, boom)
-    qtbot.waitUntil(lambda: live_reporter.reported, timeout=3000)
+    qtbot.waitUntil(lambda: bool(live_reporter.reported), timeout=3000)
     summary, details = live_reporter.reported[0]
     assert "RuntimeError: slot exploded" in summary
     assert "Traceback" in details and "boom" in details
     # the event loop still runs
     fired = []
     QTimer.singleShot(0, lambda: fired.append(1))
-    qtbot.waitUntil(lambda: fired, timeout=1000)
+    qtbot.waitUntil(lambda: bool(fired), timeout=1000)
 
 
 def test_exception_in_a_thread_is_reported_on_the_ui_thread(qtbot, live_reporter):
@@ -68,7 +68,7 @@ def test_exception_in_a_thread_is_reported_on_the_ui_thread(qtbot, live_reporter
     t = threading.Thread(target=work, name="worker-1")
     t.start()
     t.join()
-    qtbot.waitUntil(lambda: live_reporter.reported, timeout=3000)
+    qtbot.waitUntil(lambda: bool(live_reporter.reported), timeout=3000)
     assert "worker failed" in live_reporter.reported[0][0]
     assert "worker-1" in live_reporter.reported[0][0]
 
@@ -96,7 +96,7 @@ def test_error_dialog_is_non_modal_and_carries_the_traceback(qtbot, qapp):
 
     rep = ErrorReporter(show_dialogs=True)
     rep.report_message("Oops", "Traceback (most recent call last): here")
-    qtbot.waitUntil(lambda: rep._dialogs, timeout=2000)
+    qtbot.waitUntil(lambda: bool(rep._dialogs), timeout=2000)
     box = rep._dialogs[0]
     assert isinstance(box, QMessageBox) and box.isVisible()
     assert box.detailedText().startswith("Traceback")
@@ -137,14 +137,15 @@ def test_main_window_tabs_about_and_geometry(qtbot, reporter):
     import torch
 
     assert torch.__version__ in about and "PySide6" in about
-    win.resize(1000, 700)
+    win.move(40, 30)
     win.tabs.setCurrentIndex(2)
+    geometry = win.geometry()
     win.close()
 
     again = MainWindow(reporter=reporter)
     qtbot.addWidget(again)
     assert again.tabs.currentIndex() == 2
-    assert again.size().width() == 1000
+    assert again.geometry() == geometry
     again.close()
 
 

@@ -1,0 +1,217 @@
+"""What the Tokenization pane shows, computed without Qt: counts, the spans that fit on screen, parsed ids, labels.
+
+Everything here runs in a worker thread (or in a test without a QApplication). The pane only draws the result.
+
+    >>> from engine import get_tokenizer
+    >>> a = analyse(get_tokenizer("gpt2"), "Hello world")
+    >>> a.n_tokens, a.n_bytes, [s.id for s in a.spans]
+    (2, 11, [15496, 995])
+"""
+
+import codecs
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+from engine.tokenizers import TokenSpan
+
+from app.tokentext import visible
+
+MAX_SHOWN_TOKENS = 30_000  # the views draw at most this many tokens ...
+MAX_SHOWN_BYTES = 200_000  # ... or this many bytes of text; the counts always cover the whole text
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def sanitise(text: str) -> tuple[str, int]:
+    """Lone surrogates (a broken paste) -> U+FFFD, one character for one, as the engine does.
+
+    >>> sanitise("a\\ud800b")
+    ('a\\ufffdb', 1)
+    """
+    return _SURROGATE.subn("\ufffd", text)
+
+
+@dataclass
+class Analysis:
+    """One encoding applied to one text: the counts of the whole text and the first spans, for drawing."""
+
+    encoding: str  # the tokenizer's name, e.g. "cl100k_base"
+    text: str  # the text the spans' character ranges index (sanitised: no lone surrogates)
+    n_tokens: int
+    n_chars: int
+    n_bytes: int
+    spans: list[TokenSpan] = field(default_factory=list)  # the first len(spans) tokens of the whole text
+    n_surrogates: int = 0  # lone surrogates replaced by U+FFFD
+    bad_ids: str = ""  # decode mode: what was wrong with the ids the user typed ("" when nothing)
+
+    @property
+    def truncated(self) -> bool:
+        return len(self.spans) < self.n_tokens
+
+    @property
+    def bytes_per_token(self) -> float:
+        return self.n_bytes / self.n_tokens if self.n_tokens else 0.0
+
+    @property
+    def chars_per_token(self) -> float:
+        return self.n_chars / self.n_tokens if self.n_tokens else 0.0
+
+
+def analyse(tokenizer, text: str, *, allowed_special=(), max_tokens: int = MAX_SHOWN_TOKENS,
+            max_bytes: int = MAX_SHOWN_BYTES, is_stale=lambda: False) -> Analysis | None:
+    """Count the whole text; build TokenSpans only for the leading tokens that fit the view (None once stale).
+
+    The engine's span table holds the spans of the whole text as numpy arrays (cheap even for 10 MB); only the
+    first ``max_tokens`` tokens (at most ``max_bytes`` of text) become TokenSpan objects.
+    """
+    clean, n_surrogates = sanitise(text)
+    table = tokenizer.span_table(clean, allowed_special=allowed_special)
+    if is_stale():
+        return None
+    n_shown = min(len(table), max_tokens)
+    if n_shown and int(table.byte_ends[n_shown - 1]) > max_bytes:
+        n_shown = max(1, int(np.searchsorted(table.byte_ends, max_bytes, side="right")))
+    return Analysis(tokenizer.name, clean, len(table), len(clean), len(table.data), table.spans(0, n_shown),
+                    n_surrogates=n_surrogates)
+
+
+def spans_from_ids(tokenizer, ids: list[int]) -> tuple[str, list[TokenSpan]]:
+    """Decode ids token by token: the text (invalid UTF-8 -> U+FFFD) and each token's span in it.
+
+    A token whose bytes start or finish a character that continues in a neighbour is ``partial``; its character range
+    covers that whole character.
+
+    >>> from engine import get_tokenizer
+    >>> text, spans = spans_from_ids(get_tokenizer("gpt2"), [8582, 97, 245])  # 🤗 in three pieces
+    >>> text, [(s.char_start, s.char_end, s.partial) for s in spans]
+    ('🤗', [(0, 1, True), (0, 1, True), (0, 1, True)])
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    out: list[str] = []
+    n_chars = 0
+    pending_before = False
+    byte_pos = 0
+    spans = []
+    for k, token in enumerate(ids):
+        data = tokenizer.token_bytes(token)
+        piece = decoder.decode(data)
+        pending_after = bool(decoder.getstate()[0])
+        start = n_chars  # a character begun in an earlier token is the next one out of the decoder
+        end = n_chars + len(piece) + (1 if pending_after else 0)
+        partial = pending_before or pending_after or "\ufffd" in piece
+        spans.append(TokenSpan(k, token, byte_pos, byte_pos + len(data), start, end, partial, data))
+        out.append(piece)
+        n_chars += len(piece)
+        byte_pos += len(data)
+        pending_before = pending_after
+    out.append(decoder.decode(b"", final=True))
+    return "".join(out), spans
+
+
+class IdsError(ValueError):
+    """The ids the user typed are not all valid: the message names the bad ones."""
+
+
+_ID_SEPARATORS = re.compile(r"[\s,;]+")
+
+
+def parse_ids(text: str, tokenizer=None) -> tuple[list[int], str]:
+    """Ids typed as "1, 2 3", "[1, 2, 3]" (JSON) or one per line -> (valid ids, message naming the bad ones or "").
+
+    Bad entries are skipped, never fatal, so the user sees what the rest decodes to. With a tokenizer, ids outside
+    its vocabulary (out of range, or a hole such as cl100k_base's unused ids) are bad too.
+
+    >>> parse_ids("[15496, 995]")
+    ([15496, 995], '')
+    >>> parse_ids("1, x, 2.5, -3")
+    ([1], "not integers: 'x', '2.5'; not token ids: -3")
+    """
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            values = json.loads(stripped)
+        except ValueError:
+            values = None
+        if isinstance(values, list):
+            stripped = " ".join(v if isinstance(v, str) else json.dumps(v) for v in values)
+        else:
+            stripped = stripped.strip("[]")
+    ids, not_ints, negative = [], [], []
+    for word in _ID_SEPARATORS.split(stripped):
+        if not word:
+            continue
+        if not re.fullmatch(r"[+-]?\d+", word):
+            not_ints.append(repr(word))
+        elif int(word) < 0:
+            negative.append(word)
+        else:
+            ids.append(int(word))
+    problems = []
+    if not_ints:
+        problems.append("not integers: " + _name_some(not_ints))
+    if negative:
+        problems.append("not token ids: " + _name_some(negative))
+    if tokenizer is not None:
+        bad = set()
+        for token in set(ids):
+            try:
+                tokenizer.token_bytes(token)
+            except ValueError:
+                bad.add(token)
+        if bad:
+            problems.append(f"not in the {tokenizer.name} vocabulary (ids 0..{tokenizer.n_vocab - 1}): "
+                            + _name_some([str(t) for t in ids if t in bad]))
+            ids = [t for t in ids if t not in bad]
+    return ids, "; ".join(problems)
+
+
+def _name_some(items: list[str], limit: int = 8) -> str:
+    items = list(dict.fromkeys(items))  # each bad id once, in the order typed
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+@lru_cache(maxsize=100_000)
+def label(data: bytes, show_whitespace: bool) -> str:
+    """A token as drawn in the view: every newline ends a line ("↵" first when whitespace is shown), tabs expanded.
+
+    >>> label(b" a\\n", True), label(b" a\\n", False), label(b"\\xe2\\x82", False)
+    ('␣a↵\\n', ' a\\n', '<E2><82>')
+    """
+    pieces = [visible(piece, show_whitespace) for piece in data.split(b"\n")]
+    text = ("↵\n" if show_whitespace else "\n").join(pieces)
+    return text if show_whitespace else text.replace("\t", "    ")
+
+
+def character_note(text: str, span: TokenSpan, spans: list[TokenSpan]) -> str:
+    """For a partial token: each character it holds only a piece of, its bytes, and the tokens that form it together.
+
+    Returns "" for a token made of whole characters.
+
+    >>> from engine import get_tokenizer
+    >>> spans = get_tokenizer("gpt2").spans("🤗")
+    >>> character_note("🤗", spans[1], spans)
+    "'🤗' U+1F917 = F0 9F A4 97 (this token: A4), formed by tokens #0–#2 together"
+    """
+    if not span.partial:
+        return ""
+    byte = len(text[: span.char_start].encode("utf-8"))  # where the first touched character starts
+    notes = []
+    for ch in text[span.char_start : span.char_end]:
+        data = ch.encode("utf-8")
+        start, end = byte, byte + len(data)
+        byte = end
+        if span.byte_start <= start and end <= span.byte_end:
+            continue  # a whole character of this token
+        mine = data[max(span.byte_start, start) - start : min(span.byte_end, end) - start]
+        group = [s.index for s in spans if s.byte_start < end and s.byte_end > start]
+        tokens = f"tokens #{group[0]}–#{group[-1]}" if len(group) > 1 else f"token #{group[0]}"
+        notes.append(f"{ch!r} U+{ord(ch):04X} = {_hex(data)} (this token: {_hex(mine)}), formed by {tokens} together")
+    return "; ".join(notes)
+
+
+def _hex(data: bytes) -> str:
+    return " ".join(f"{b:02X}" for b in data)

@@ -1,0 +1,299 @@
+"""Train your own byte-level BPE: pick a corpus and a vocabulary size, watch it train, see how well it compresses.
+
+Training runs in a worker thread with a progress bar and Cancel; the tokenizer is saved into
+``app.paths.tokenizers_dir()`` and offered in the pane's encoding selector (and the Training pane).
+"""
+
+import math
+import re
+import threading
+import time
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+
+import pyqtgraph as pg
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
+                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+from app.paths import tokenizers_dir
+from app.tokenization.workers import JobFailed, JobRunner, load_tokenizer
+
+CURVE_CHARS = 1_000_000  # the compression curve is measured on (at most) this much of the corpus
+CURVE_POINTS = 12
+REFERENCES = ("gpt2", "cl100k_base", "o200k_base")  # drawn beside the curve: what the big vocabularies reach
+TOKENIZER_SUFFIX = ".json"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+@dataclass
+class TrainResult:
+    path: str
+    name: str
+    n_vocab: int
+    seconds: float
+    corpus_chars: int
+    curve: list  # (vocab size, bytes per token)
+    references: list  # (encoding, n_vocab, bytes per token)
+
+
+def curve_sizes(n_merged: int, points: int = CURVE_POINTS) -> list[int]:
+    """Vocabulary sizes for the compression curve, evenly spaced on a log axis from 256 bytes to the full vocabulary.
+
+    >>> curve_sizes(1024, 3)
+    [256, 512, 1024]
+    """
+    if n_merged <= 256:
+        return [n_merged]
+    sizes = {round(256 * (n_merged / 256) ** (k / (points - 1))) for k in range(points)}
+    return sorted(sizes)
+
+
+def unique_path(folder: Path, name: str) -> Path:
+    """folder/name.json, or name-2.json, name-3.json ... so that training never overwrites a saved tokenizer."""
+    path, k = folder / f"{name}{TOKENIZER_SUFFIX}", 2
+    while path.exists():
+        path, k = folder / f"{name}-{k}{TOKENIZER_SUFFIX}", k + 1
+    return path
+
+
+def train_bpe(source: str, vocab_size: int, name: str, progress, cancel) -> TrainResult:
+    """Load the corpus, train, measure the compression curve, save. Runs in a worker thread."""
+    from engine.corpora import load_corpus
+    from engine.tokenizers import BPETokenizer, Cancelled
+
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"name {name!r}: use letters, digits, '.', '_' or '-' (up to 64), starting with a letter "
+                         "or digit")
+    text = load_corpus(source)
+    if cancel():
+        raise Cancelled("training cancelled")
+    path = unique_path(tokenizers_dir(), name)
+    start = time.perf_counter()
+    tokenizer = BPETokenizer.train(text, vocab_size, name=path.stem, progress=progress, cancel=cancel)
+    seconds = time.perf_counter() - start
+    sample = text[:CURVE_CHARS]
+    n_merged = tokenizer.n_vocab - len(tokenizer.special_tokens)
+    curve = tokenizer.compression_curve(sample, curve_sizes(n_merged))
+    n_bytes = len(sample.encode("utf-8"))
+    references = []
+    for encoding in REFERENCES:
+        if cancel():
+            raise Cancelled("training cancelled")
+        ref = load_tokenizer(encoding)
+        references.append((encoding, ref.n_vocab, n_bytes / max(1, len(ref.encode(sample)))))
+    tokenizer.save(path)
+    return TrainResult(str(path), path.stem, tokenizer.n_vocab, seconds, len(text), curve, references)
+
+
+class BPEPanel(QWidget):
+    """The train-your-own-BPE tab."""
+
+    sig_trained = Signal(str)
+    """Path of a tokenizer just trained and saved."""
+
+    _sig_progress = Signal(int, int)
+
+    def __init__(self, parent=None, reporter=None):
+        super().__init__(parent)
+        self.reporter = reporter
+        self._runner = JobRunner(self)
+        self._runner.sig_done.connect(self._on_done)
+        self._cancel = threading.Event()
+        self._sig_progress.connect(self._on_progress)
+        self.last_result: TrainResult | None = None
+
+        self.source = QComboBox()
+        self.source.setMinimumContentsLength(18)
+        self._add_builtin_corpora()
+        self.browse = QPushButton("Text file…")
+        self.browse.clicked.connect(self._choose_file)
+        source_row = QHBoxLayout()
+        source_row.addWidget(self.source, 1)
+        source_row.addWidget(self.browse)
+        self.vocab = QSpinBox()
+        self.vocab.setRange(260, 65_536)
+        self.vocab.setSingleStep(256)
+        self.vocab.setValue(1024)
+        self.vocab.setToolTip("256 byte tokens + merges + 1 special token (<|endoftext|>)")
+        self.name = QLineEdit("my-bpe")
+        form = QFormLayout()
+        form.addRow("Corpus", source_row)
+        form.addRow("Vocabulary size", self.vocab)
+        form.addRow("Name", self.name)
+
+        self.train_button = QPushButton("Train")
+        self.train_button.clicked.connect(self.train)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.train_button)
+        buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.progress, 1)
+        self.status = QLabel("Train a byte-level BPE on a corpus; the result joins the encoding selector.")
+        self.status.setWordWrap(True)
+
+        self.plot = pg.PlotWidget(background="w")
+        self.plot.setLogMode(x=True, y=False)
+        self.plot.showGrid(x=True, y=True, alpha=0.25)
+        self.plot.setLabel("bottom", "vocabulary size (log)")
+        self.plot.setLabel("left", "bytes per token")
+        self.plot.setTitle("Compression: bigger vocabularies pack more bytes into a token", color="#333", size="9pt")
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.curve = self.plot.plot([], [], pen=pg.mkPen("#1f6feb", width=2), symbol="o", symbolSize=6,
+                                    symbolBrush="#1f6feb", name="yours")
+        self.reference_points = pg.ScatterPlotItem(size=9, brush=pg.mkBrush("#d9822b"), pen=None)
+        self.plot.addItem(self.reference_points)
+        self._reference_labels: list[pg.TextItem] = []
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status)
+        layout.addWidget(self.plot, 1)
+
+    # ---- corpus choice -------------------------------------------------------------------------------------------
+    def _add_builtin_corpora(self) -> None:
+        try:
+            from engine.corpora import corpora
+
+            for info in corpora():
+                self.source.addItem(info.title, info.name)
+                self.source.setItemData(self.source.count() - 1, info.description, 3)  # 3 = ToolTipRole
+        except Exception as exc:  # noqa: BLE001 - a broken corpus package must not take the pane down
+            self.source.addItem(f"(built-in corpora unavailable: {exc})", None)
+
+    def set_corpus_file(self, path: str) -> None:
+        """Use a text file as the corpus (also what the file dialog does)."""
+        index = self.source.findData(path)
+        if index < 0:
+            self.source.addItem(f"file: {Path(path).name}", path)
+            index = self.source.count() - 1
+            self.source.setItemData(index, path, 3)
+        self.source.setCurrentIndex(index)
+
+    def _choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Train on a text file", str(Path.home()),
+                                              "Text files (*.txt *.md *.csv *.json *.py);;All files (*)")
+        if path:
+            self.set_corpus_file(path)
+
+    def corpus(self) -> str | None:
+        return self.source.currentData()
+
+    # ---- training ----------------------------------------------------------------------------------------------------
+    @property
+    def training(self) -> bool:
+        return self._runner.busy("train")
+
+    def train(self) -> None:
+        if self.training:
+            return
+        source = self.corpus()
+        if not source:
+            self._show_error("Choose a corpus or a text file first.")
+            return
+        self._cancel.clear()
+        vocab, name = self.vocab.value(), self.name.text().strip()
+        last_emit = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last_emit[0] > 0.05 or done == total:  # at most ~20 updates a second
+                last_emit[0] = now
+                self._sig_progress.emit(done, total)
+
+        self.train_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setRange(0, 0)  # busy until the first progress report (loading the corpus)
+        self.status.setStyleSheet("")
+        self.status.setText(f"Loading {escape(self.source.currentText())} and training {vocab} tokens…")
+        self._runner.submit("train", lambda _stale: train_bpe(source, vocab, name, progress, self._cancel.is_set))
+
+    def cancel(self) -> None:
+        if self.training:
+            self._cancel.set()
+            self.status.setText("Cancelling…")
+
+    def _on_progress(self, done: int, total: int) -> None:
+        if not self.training or self._cancel.is_set():
+            return
+        self.progress.setRange(0, max(1, total))
+        self.progress.setValue(done)
+        self.status.setText(f"Training: merge {done:,} of {total:,}")
+
+    def _on_done(self, kind: str, result) -> None:
+        from engine.tokenizers import Cancelled
+
+        self.train_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        if isinstance(result, JobFailed):
+            if isinstance(result.exc, Cancelled):
+                self.status.setStyleSheet("")
+                self.status.setText("Training cancelled; nothing was saved.")
+            else:
+                self._show_error(result.message)
+                if not result.expected and self.reporter is not None:
+                    self.reporter.report_message(f"BPE training failed: {result.message}", result.traceback)
+            return
+        self.progress.setValue(1)
+        self.last_result = result
+        self._show_curve(result)
+        self.status.setStyleSheet("")
+        self.status.setText(f"Trained <b>{escape(result.name)}</b> ({result.n_vocab:,} tokens) on "
+                            f"{result.corpus_chars:,} characters in {result.seconds:.1f} s; saved to "
+                            f"<code>{escape(result.path)}</code>")
+        self.sig_trained.emit(result.path)
+
+    def _show_error(self, message: str) -> None:
+        self.status.setStyleSheet("color: #b00020;")
+        self.status.setText(escape(message))
+
+    def _show_curve(self, result: TrainResult) -> None:
+        sizes = [size for size, _ in result.curve]
+        self.curve.setData(sizes, [bpt for _, bpt in result.curve])
+        for item in self._reference_labels:
+            self.plot.removeItem(item)
+        self._reference_labels = []
+        self.reference_points.setData([math.log10(n) for _, n, _ in result.references],
+                                      [bpt for _, _, bpt in result.references])
+        for k, (encoding, n_vocab, bpt) in enumerate(result.references):
+            # labels alternate above and below their points, so neighbours do not overlap
+            text = pg.TextItem(encoding, color="#8a4b0f", anchor=(0.5, 1.3) if k % 2 == 0 else (0.5, -0.3))
+            text.setPos(math.log10(n_vocab), bpt)
+            self.plot.addItem(text)
+            self._reference_labels.append(text)
+        xs = sizes + [n for _, n, _ in result.references]
+        self.plot.setXRange(math.log10(min(xs)) - 0.1, math.log10(max(xs)) + 0.35, padding=0)
+        self.plot.enableAutoRange(axis="y")
+
+    # ---- settings ----------------------------------------------------------------------------------------------------
+    def save_settings(self, s) -> None:
+        s.setValue("bpe/vocab", self.vocab.value())
+        s.setValue("bpe/name", self.name.text())
+        s.setValue("bpe/corpus", self.corpus() or "")
+
+    def restore_settings(self, s) -> None:
+        from app.settings import read
+
+        self.vocab.setValue(read(s, "bpe/vocab", self.vocab.value()))
+        self.name.setText(read(s, "bpe/name", self.name.text()))
+        corpus = read(s, "bpe/corpus", "")
+        if corpus:
+            index = self.source.findData(corpus)
+            if index >= 0:
+                self.source.setCurrentIndex(index)
+            elif Path(corpus).is_file():
+                self.set_corpus_file(corpus)
+
+    def shutdown(self) -> None:
+        self._cancel.set()
+        self._runner.shutdown()

@@ -1,0 +1,478 @@
+"""The Tokenization pane: type text and see exactly how an encoding splits it, compare encodings, decode ids,
+train your own BPE.
+
+Wiring only; the pieces live beside this file: ``analysis`` (pure: counts, spans, labels, id parsing), ``workers``
+(jobs off the UI thread), ``token_view`` (the painted token and id views), ``inspector``, ``compare``,
+``decode_panel`` and ``bpe_panel``.
+
+Every edit restarts a short debounce timer; then the text is tokenized in a worker thread. A newer edit makes the
+older job stale, so its result is dropped and the views only ever show the latest text.
+"""
+
+
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFontDatabase, QTextCharFormat, QTextCursor
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPlainTextEdit, QSplitter, QTabWidget,
+                               QTextEdit, QVBoxLayout, QWidget)
+
+from app.paths import read_state, tokenizers_dir, write_state
+from app.settings import read
+from app.tokenization.analysis import (MAX_SHOWN_BYTES, MAX_SHOWN_TOKENS, Analysis, analyse, character_note, label,
+                                      parse_ids, spans_from_ids)
+from app.tokenization.bpe_panel import TOKENIZER_SUFFIX, BPEPanel
+from app.tokenization.compare import STRIP_TOKENS, ComparePanel
+from app.tokenization.decode_panel import DecodePanel
+from app.tokenization.inspector import Inspector
+from app.tokenization.token_view import TokenView
+from app.tokenization.workers import JobFailed, JobRunner, load_tokenizer
+from app.tokentext import hex_bytes, visible
+
+DEBOUNCE_MS = 150
+BUSY_NOTE_MS = 300  # "tokenizing…" appears only if a job takes longer than this
+TEXT_STATE = "tokenization.txt"
+IDS_STATE = "tokenization-ids.txt"
+BUILTIN = ("gpt2", "p50k_base", "cl100k_base", "o200k_base")  # engine.tokenizers.ENCODINGS, without importing it yet
+DEFAULT_COMPARE = ("gpt2", "cl100k_base", "o200k_base")
+SAMPLE_TEXT = (
+    "Tokenizers turn text into integers. Hover a token to see its id; click it to inspect.\n"
+    "def greet(name: str) -> str:\n"
+    "    return f\"Hello, {name}!\"  # 4 spaces, one token?\n"
+    "Emoji split into bytes: 🤗 👩‍💻  Café, naïve, 1234567.89\n"
+    "日本語のテキストもトークンに分割されます。\n"
+)
+TEXT_TAB, DECODE_TAB = 0, 1
+INSPECTOR_TAB, COMPARE_TAB, BPE_TAB = 0, 1, 2
+
+
+class TokenizationPane(QWidget):
+    title = "Tokenization"
+
+    sig_tokenizer_saved = Signal(str)
+    """Path of a tokenizer trained in the BPE panel and saved (the Training pane lists it)."""
+
+    def __init__(self, reporter=None, parent=None):
+        super().__init__(parent)
+        self.reporter = reporter
+        self.analysis: Analysis | None = None  # what the views show
+        self.tokenizer = None  # the tokenizer that made self.analysis
+        self._compare_results: list = []
+        self._compare_dirty = True
+        self._text_dirty = False  # typed since the last write_state
+        self._ids_dirty = False
+        self._edits = 0  # counts editor changes: a result is "current" if no edit happened since its job started
+        self._shown_edits = -1  # self._edits when the job behind self.analysis started
+
+        self._runner = JobRunner(self)
+        self._runner.sig_done.connect(self._on_job_done)
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(DEBOUNCE_MS)
+        self._debounce.timeout.connect(self.refresh)
+        self._busy_note = QTimer(self)
+        self._busy_note.setSingleShot(True)
+        self._busy_note.setInterval(BUSY_NOTE_MS)
+        self._busy_note.timeout.connect(self._on_busy_note)
+
+        self._build()
+        self.refresh_encodings()
+        self.compare.set_encodings(self._encoding_entries(), checked=list(DEFAULT_COMPARE))
+        self._connect()
+        self._render()
+
+    # ---- construction ------------------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.encoding = QComboBox()
+        self.encoding.setMinimumContentsLength(16)
+        self.encoding.setToolTip("The encoding that splits the text (your trained tokenizers are listed too)")
+        self.show_whitespace = QCheckBox("Show whitespace")
+        self.show_whitespace.setChecked(True)
+        self.show_whitespace.setToolTip("Spaces as ␣, newlines as ↵, tabs as →")
+        self.allow_special = QCheckBox("Allow special tokens")
+        self.allow_special.setToolTip("Off: text like <|endoftext|> is split as ordinary text.\n"
+                                      "On: it becomes the special token's id.")
+        self.counts = QLabel()
+        self.counts.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Encoding"))
+        bar.addWidget(self.encoding)
+        bar.addSpacing(12)
+        bar.addWidget(self.show_whitespace)
+        bar.addWidget(self.allow_special)
+        bar.addStretch(1)
+        bar.addWidget(self.counts)
+
+        self.editor = QPlainTextEdit()
+        self.editor.setPlaceholderText("Type or paste text here…")
+        self.editor.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.decode = DecodePanel()
+        self.input_tabs = QTabWidget()
+        self.input_tabs.addTab(self.editor, "Text")
+        self.input_tabs.addTab(self.decode, "Decode ids")
+
+        self.token_view = TokenView()
+        self.token_view.set_placeholder("The tokens of your text appear here, one colour per token.")
+        self.token_view.tooltip_for = self._tooltip
+        self.ids_view = TokenView(gap=5.0, font_delta=0.0)
+        self.ids_view.set_placeholder("Token ids")
+        self.ids_view.tooltip_for = self._tooltip
+
+        self.left = QSplitter(Qt.Orientation.Vertical)
+        self.left.addWidget(self.input_tabs)
+        hint = "hover: its id lights up · click: inspect · ←/→: step"
+        self.left.addWidget(_titled("Tokens", self.token_view, hint))
+        self.left.addWidget(_titled("Token ids", self.ids_view, "hover: its token lights up"))
+        self.left.setSizes([210, 360, 170])
+
+        self.inspector = Inspector()
+        self.compare = ComparePanel()
+        self.bpe = BPEPanel(reporter=self.reporter)
+        self.side_tabs = QTabWidget()
+        self.side_tabs.addTab(self.inspector, "Inspector")
+        self.side_tabs.addTab(self.compare, "Compare")
+        self.side_tabs.addTab(self.bpe, "Train BPE")
+
+        self.main_split = QSplitter(Qt.Orientation.Horizontal)
+        self.main_split.addWidget(self.left)
+        self.main_split.addWidget(self.side_tabs)
+        self.main_split.setSizes([780, 480])
+
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 4)
+        layout.addLayout(bar)
+        layout.addWidget(self.main_split, 1)
+        layout.addWidget(self.status)
+
+    def _connect(self) -> None:
+        self.editor.textChanged.connect(self._on_text_edited)
+        self.decode.ids_edit.textChanged.connect(self._on_ids_edited)
+        self.input_tabs.currentChanged.connect(lambda _i: self.refresh())
+        self.encoding.currentIndexChanged.connect(lambda _i: self.refresh())
+        self.allow_special.toggled.connect(lambda _on: self.refresh())
+        self.show_whitespace.toggled.connect(self._on_whitespace_toggled)
+        self.side_tabs.currentChanged.connect(self._on_side_tab)
+        self.compare.sig_selection_changed.connect(self._on_compare_selection)
+        self.token_view.sig_hovered.connect(self.ids_view.set_highlight)
+        self.ids_view.sig_hovered.connect(self.token_view.set_highlight)
+        self.token_view.sig_clicked.connect(self.select_token)
+        self.ids_view.sig_clicked.connect(self.select_token)
+        self.bpe.sig_trained.connect(self._on_tokenizer_trained)
+
+    # ---- encodings -------------------------------------------------------------------------------------------------
+    def _encoding_entries(self) -> list[tuple[str, str]]:
+        """(shown name, key for get_tokenizer): the built-in encodings, then the tokenizers trained here."""
+        entries = [(name, name) for name in BUILTIN]
+        for path in sorted(tokenizers_dir().glob(f"*{TOKENIZER_SUFFIX}")):
+            entries.append((f"{path.stem} (yours)", str(path)))
+        return entries
+
+    def refresh_encodings(self) -> None:
+        """Re-read the saved tokenizers into the selector (and the comparison), keeping the current choice."""
+        current = self.encoding_key()
+        self.encoding.blockSignals(True)
+        self.encoding.clear()
+        for name, key in self._encoding_entries():
+            self.encoding.addItem(name, key)
+            if key != name:
+                self.encoding.setItemData(self.encoding.count() - 1, key, Qt.ItemDataRole.ToolTipRole)
+        index = self.encoding.findData(current) if current else 0
+        self.encoding.setCurrentIndex(max(index, 0))
+        self.encoding.blockSignals(False)
+        if hasattr(self, "compare"):
+            self.compare.set_encodings(self._encoding_entries())
+        if self.encoding_key() != current and current is not None:
+            self.refresh()
+
+    def encoding_key(self) -> str | None:
+        return self.encoding.currentData()
+
+    def set_encoding(self, key: str) -> bool:
+        """Select an encoding by name or saved path; False if it is not offered."""
+        index = self.encoding.findData(key)
+        if index >= 0:
+            self.encoding.setCurrentIndex(index)
+        return index >= 0
+
+    # ---- text --------------------------------------------------------------------------------------------------------
+    def text(self) -> str:
+        """The editor's text exactly: no-break spaces kept (toPlainText would turn them into spaces)."""
+        return self.editor.document().toRawText().replace("\u2029", "\n")
+
+    def set_text(self, text: str) -> None:
+        self.editor.setPlainText(text)
+
+    @property
+    def decode_mode(self) -> bool:
+        return self.input_tabs.currentIndex() == DECODE_TAB
+
+    def _on_text_edited(self) -> None:
+        self._edits += 1
+        self._text_dirty = True
+        self._compare_dirty = True
+        if not self.decode_mode:
+            self._debounce.start()
+
+    def _on_ids_edited(self) -> None:
+        self._ids_dirty = True
+        if self.decode_mode:
+            self._debounce.start()
+
+    # ---- jobs --------------------------------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Tokenize (or decode) the current input now, in a worker thread."""
+        self._debounce.stop()
+        key = self.encoding_key()
+        if key is None:
+            return
+        allowed = "all" if self.allow_special.isChecked() else ()
+        if self.decode_mode:
+            ids_text = self.decode.ids_edit.toPlainText()
+            self._runner.submit("main", lambda stale: (-1, _decode_job(key, ids_text, stale)))
+        else:
+            text, edits = self.text(), self._edits
+            self._runner.submit("main", lambda stale: (edits, _encode_job(key, text, allowed, stale)))
+            self._compare_dirty = True
+            if self.side_tabs.currentIndex() == COMPARE_TAB:
+                self.refresh_compare(text)
+        self._busy_note.start()
+
+    def refresh_compare(self, text: str | None = None) -> None:
+        """Count the text with every checked encoding, in a worker thread."""
+        self._compare_dirty = False
+        keys = self.compare.checked()
+        names = {key: name for name, key in self._encoding_entries()}
+        entries = [(names.get(key, key), key) for key in keys]
+        text = self.text() if text is None else text
+        allowed = "all" if self.allow_special.isChecked() else ()
+        self.compare.show_busy()
+        self._runner.submit("compare", lambda stale: _compare_job(entries, text, allowed, stale))
+
+    def _on_busy_note(self) -> None:
+        if self._runner.busy("main"):
+            self.status.setText("<span style='color:gray'>tokenizing…</span>")
+
+    def _on_job_done(self, kind: str, result) -> None:
+        if kind == "compare":
+            if isinstance(result, JobFailed):
+                self._report(result, "Comparison failed")
+                result = []
+            self._compare_results = result
+            self.compare.show_results(result, self.show_whitespace.isChecked())
+            return
+        self._busy_note.stop()
+        if isinstance(result, JobFailed):
+            self.analysis, self.tokenizer = None, None
+            self._render()
+            self._set_status(f"Could not {'decode' if self.decode_mode else 'tokenize'} with "
+                             f"{self.encoding.currentText()}: {result.message}", error=True)
+            self._report(result, "Tokenization failed")
+            return
+        self._shown_edits, result = result
+        if result is None:
+            return  # went stale while running
+        self.tokenizer, self.analysis, decoded = result
+        if decoded is not None:
+            self.decode.show_result(decoded, self.analysis.bad_ids)
+        self._render()
+
+    def _report(self, failure: JobFailed, what: str) -> None:
+        if not failure.expected and self.reporter is not None:
+            self.reporter.report_message(f"{what}: {failure.message}", failure.traceback)
+
+    # ---- drawing -----------------------------------------------------------------------------------------------------
+    def _render(self) -> None:
+        """Push self.analysis into the views, the counts and the status line."""
+        a = self.analysis
+        previous = self.token_view.selected
+        if a is None:
+            self.token_view.set_tokens([])
+            self.ids_view.set_tokens([])
+            self.counts.setText("")
+            self.inspector.clear()
+            return
+        show_ws = self.show_whitespace.isChecked()
+        special = set(self.tokenizer.special_tokens.values())
+        styles = [2 if s.id in special else 1 if s.partial else 0 for s in a.spans]
+        self.token_view.set_tokens([label(s.bytes, show_ws) for s in a.spans], styles)
+        self.ids_view.set_tokens([str(s.id) for s in a.spans], styles)
+        self.counts.setText(f"<b>{a.n_tokens:,}</b> tokens · <b>{a.n_chars:,}</b> characters · "
+                            f"<b>{a.n_bytes:,}</b> bytes · <b>{a.bytes_per_token:.2f}</b> bytes/token")
+        notes = []
+        if a.truncated:
+            notes.append(f"Showing the first {len(a.spans):,} of {a.n_tokens:,} tokens (the views draw up to "
+                         f"{MAX_SHOWN_TOKENS:,} tokens / {MAX_SHOWN_BYTES // 1000} KB); the counts cover the whole "
+                         f"{'ids' if self.decode_mode else 'text'}.")
+        if a.n_surrogates:
+            notes.append(f"{a.n_surrogates} unpaired surrogate(s) from a broken paste were replaced by U+FFFD.")
+        if a.bad_ids:
+            notes.append(f"Skipped bad ids — {a.bad_ids}")
+        if not a.n_tokens:
+            notes.append("No ids to decode." if self.decode_mode else "Empty text: type or paste something above.")
+        self._set_status(" ".join(notes), error=bool(a.bad_ids))
+        if 0 <= previous < len(a.spans):
+            self.select_token(previous)
+        else:
+            self.inspector.clear()
+            self.editor.setExtraSelections([])
+
+    def _set_status(self, text: str, error: bool = False) -> None:
+        self.status.setStyleSheet("color: #b00020;" if error else "color: palette(window-text);")
+        self.status.setText(text)
+
+    def _on_whitespace_toggled(self, _on: bool) -> None:
+        self._render()
+        if self._compare_results:
+            self.compare.show_results(self._compare_results, self.show_whitespace.isChecked())
+
+    def _tooltip(self, index: int) -> str:
+        if self.analysis is None or not 0 <= index < len(self.analysis.spans):
+            return ""
+        span = self.analysis.spans[index]
+        tip = f"#{index}  id {span.id}\n{visible(span.bytes)}\nbytes {hex_bytes(span.bytes)}"
+        if span.partial:
+            tip += "\npiece of " + character_note(self.analysis.text, span, self.analysis.spans)
+        return tip
+
+    # ---- selection ---------------------------------------------------------------------------------------------------
+    def select_token(self, index: int) -> None:
+        """Select token ``index`` in both views, show it in the inspector and mark its characters in the editor."""
+        a = self.analysis
+        if a is None or not 0 <= index < len(a.spans):
+            return
+        self.token_view.set_selected(index)
+        self.ids_view.set_selected(index)
+        self.inspector.show_token(self.tokenizer, a.text, a.spans, index)
+        if self.side_tabs.currentIndex() != INSPECTOR_TAB and self.sender() in (self.token_view, self.ids_view):
+            self.side_tabs.setCurrentIndex(INSPECTOR_TAB)
+        if not self.decode_mode:
+            self._mark_characters(a.spans[index])
+
+    def _mark_characters(self, span) -> None:
+        if self._shown_edits != self._edits:
+            return  # the editor changed since; the next result will re-select
+        text = self.analysis.text
+        start = len(text[: span.char_start].encode("utf-16-le")) // 2  # Qt positions count UTF-16 units
+        end = start + len(text[span.char_start : span.char_end].encode("utf-16-le")) // 2
+        selection = QTextEdit.ExtraSelection()
+        fmt = QTextCharFormat()
+        fmt.setBackground(QColor("#ffe08a"))
+        selection.format = fmt
+        cursor = QTextCursor(self.editor.document())
+        cursor.setPosition(start)
+        cursor.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
+        selection.cursor = cursor
+        self.editor.setExtraSelections([selection])
+
+    # ---- comparison, training ------------------------------------------------------------------------------------
+    def _on_side_tab(self, index: int) -> None:
+        if index == COMPARE_TAB and self._compare_dirty:
+            self.refresh_compare()
+
+    def _on_compare_selection(self) -> None:
+        self._compare_dirty = True
+        if self.side_tabs.currentIndex() == COMPARE_TAB:
+            self.refresh_compare()
+
+    def _on_tokenizer_trained(self, path: str) -> None:
+        self.refresh_encodings()
+        self.set_encoding(path)
+        self.sig_tokenizer_saved.emit(path)
+
+    # ---- pane contract -----------------------------------------------------------------------------------------------
+    def save_settings(self, s) -> None:
+        if self._text_dirty:  # the window autosaves every few seconds: skip 10 MB copies when nothing changed
+            write_state(TEXT_STATE, self.text())
+            self._text_dirty = False
+        if self._ids_dirty:
+            write_state(IDS_STATE, self.decode.ids_edit.toPlainText())
+            self._ids_dirty = False
+        s.setValue("encoding", self.encoding_key() or "")
+        s.setValue("show_whitespace", self.show_whitespace.isChecked())
+        s.setValue("allow_special", self.allow_special.isChecked())
+        s.setValue("compare", ",".join(self.compare.checked()))
+        s.setValue("input_tab", self.input_tabs.currentIndex())
+        s.setValue("side_tab", self.side_tabs.currentIndex())
+        s.setValue("main_split", self.main_split.saveState())
+        s.setValue("left_split", self.left.saveState())
+        self.bpe.save_settings(s)
+
+    def restore_settings(self, s) -> None:
+        self.show_whitespace.setChecked(read(s, "show_whitespace", True))
+        self.allow_special.setChecked(read(s, "allow_special", False))
+        compare = read(s, "compare", ",".join(DEFAULT_COMPARE))
+        self.compare.set_encodings(self._encoding_entries(), checked=[k for k in compare.split(",") if k])
+        encoding = read(s, "encoding", "gpt2")
+        if not self.set_encoding(encoding):
+            self.set_encoding("gpt2")
+        for key, splitter in (("main_split", self.main_split), ("left_split", self.left)):
+            state = s.value(key)
+            if isinstance(state, QByteArray) and not state.isEmpty():
+                splitter.restoreState(state)
+        self.side_tabs.setCurrentIndex(read(s, "side_tab", INSPECTOR_TAB))
+        self.input_tabs.setCurrentIndex(read(s, "input_tab", TEXT_TAB))
+        self.bpe.restore_settings(s)
+        self.decode.ids_edit.setPlainText(read_state(IDS_STATE, ""))
+        self.set_text(read_state(TEXT_STATE, SAMPLE_TEXT))
+        self._text_dirty = self._ids_dirty = False
+        self.refresh()
+
+    def confirm_close(self) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        self._debounce.stop()
+        self._busy_note.stop()
+        self._runner.shutdown()
+        self.bpe.shutdown()
+
+
+def _titled(title: str, widget: QWidget, hint: str = "") -> QWidget:
+    box = QWidget()
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(0, 4, 0, 0)
+    layout.setSpacing(2)
+    heading = QLabel(f"<b>{title}</b>&nbsp;&nbsp;<span style='color:gray'>{hint}</span>")
+    layout.addWidget(heading)
+    layout.addWidget(widget, 1)
+    return box
+
+
+# ---- jobs (worker thread) --------------------------------------------------------------------------------------------
+def _encode_job(key: str, text: str, allowed, is_stale):
+    tokenizer = load_tokenizer(key)
+    analysis = analyse(tokenizer, text, allowed_special=allowed, is_stale=is_stale)
+    return None if analysis is None else (tokenizer, analysis, None)
+
+
+def _decode_job(key: str, ids_text: str, is_stale):
+    tokenizer = load_tokenizer(key)
+    ids, problem = parse_ids(ids_text, tokenizer)
+    if is_stale():
+        return None
+    data = tokenizer.decode_bytes(ids)
+    decoded = data.decode("utf-8", errors="replace")
+    shown, size = [], 0
+    for token in ids[:MAX_SHOWN_TOKENS]:
+        size += len(tokenizer.token_bytes(token))
+        if size > MAX_SHOWN_BYTES and shown:
+            break
+        shown.append(token)
+    text, spans = spans_from_ids(tokenizer, shown)
+    analysis = Analysis(tokenizer.name, text, len(ids), len(decoded), len(data), spans, bad_ids=problem)
+    return tokenizer, analysis, decoded
+
+
+def _compare_job(entries, text: str, allowed, is_stale):
+    results = []
+    for name, key in entries:
+        if is_stale():
+            return None
+        try:
+            tokenizer = load_tokenizer(key)
+            results.append((name, analyse(tokenizer, text, allowed_special=allowed, max_tokens=STRIP_TOKENS,
+                                          max_bytes=4000)))
+        except ValueError as exc:
+            results.append((name, str(exc)))
+    return results
