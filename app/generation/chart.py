@@ -1,0 +1,285 @@
+"""The next-token probability chart: horizontal bars, one row per token, and a strip showing where the last draw fell.
+
+Each row shows the model's raw probability (outlined bar) and the probability after the decoding controls (solid
+bar). Tokens a stage removed are hatched grey and say which stage cut them; a dashed line marks the end of the top-p
+nucleus. Clicking a row (bar or label) asks to force that token next. Items are created once; a redraw only pushes
+new data into them.
+"""
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QCursor, QFont, QFontDatabase, QFontMetrics, QPalette, QTransform
+from PySide6.QtWidgets import QLabel, QToolTip, QVBoxLayout, QWidget
+
+from app.generation.distribution import STAGE_TITLES, ChartData
+
+RAW_PEN = QColor(70, 90, 120)
+AFTER_BRUSH = QColor(52, 101, 164)
+CUT_COLOR = QColor(150, 150, 150)
+DRAWN_COLOR = QColor(230, 120, 20)
+CUTOFF_COLOR = QColor(200, 40, 40)
+STRIP_COLORS = (QColor(52, 101, 164), QColor(114, 159, 207))
+MAX_LABEL = 18  # characters of a token label on the axis
+STRIP_LABEL_MIN = 0.04  # slices of the last-draw strip at least this wide show their token
+
+
+def _short(label: str) -> str:
+    return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 1] + "…"
+
+
+def _percent(p: float) -> str:
+    if p == 0:
+        return "0%"
+    if p < 0.0001:
+        return f"{p:.1e}"
+    return f"{p:.1%}" if p >= 0.001 else f"{p:.2%}"
+
+
+class ProbabilityChart(QWidget):
+    """Bars for the next-token distribution; ``set_data`` redraws, ``set_draw`` updates the last-draw strip."""
+
+    sig_token_clicked = Signal(int)
+    """A row was clicked: the token id to force as the next token."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.data: ChartData | None = None
+        self.header = QLabel(self)
+        self.header.setTextFormat(Qt.TextFormat.RichText)
+        self.header.setWordWrap(True)
+        self.view = pg.GraphicsLayoutWidget(self)
+        self.view.setBackground(self.palette().color(QPalette.ColorRole.Base))
+        self.view.ci.setSpacing(4)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.header)
+        layout.addWidget(self.view, 1)
+
+        mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        self._mono = mono
+        text_color = self.palette().color(QPalette.ColorRole.Text)
+        self._text_color = text_color
+
+        self.plot = self.view.addPlot(row=0, col=0)
+        self._setup_plot(self.plot, text_color)
+        self.plot.invertY(True)
+        self.plot.setLabel("bottom", "probability")
+        self.plot.getAxis("bottom").enableAutoSIPrefix(False)
+        self.plot.vb.sigTransformChanged.connect(self._on_view_transform)
+        left = self.plot.getAxis("left")
+        left.setStyle(tickFont=mono, tickLength=0)
+        left.setWidth(_label_width(mono, MAX_LABEL + 2))
+        self.raw_bars = pg.BarGraphItem(x0=[], y=[], height=0.8, width=[], pen=pg.mkPen(RAW_PEN, width=1.2),
+                                        brush=None)
+        self.cut_bars = pg.BarGraphItem(x0=[], y=[], height=0.8, width=[], pen=pg.mkPen(CUT_COLOR, width=1),
+                                        brush=self._hatch())
+        self.after_bars = pg.BarGraphItem(x0=[], y=[], height=0.5, width=[], pen=None, brush=AFTER_BRUSH)
+        for item in (self.cut_bars, self.raw_bars, self.after_bars):
+            self.plot.addItem(item)
+        dashed = pg.mkPen(CUTOFF_COLOR, width=1.5, style=Qt.PenStyle.DashLine)
+        self.cutoff = pg.InfiniteLine(angle=0, movable=False, pen=dashed, label="",
+                                      labelOpts={"position": 0.98, "color": CUTOFF_COLOR, "anchors": [(1, 0), (1, 0)]})
+        self.plot.addItem(self.cutoff)
+        dotted = pg.mkPen(CUT_COLOR, width=1, style=Qt.PenStyle.DotLine)
+        self.extra_line = pg.InfiniteLine(angle=0, movable=False, pen=dotted)  # above the rows outside the top N
+        self.plot.addItem(self.extra_line)
+        self._texts: list[pg.TextItem] = []
+        self.message = pg.TextItem("", color=text_color, anchor=(0.5, 0.5))
+        self.plot.addItem(self.message)
+
+        self.view.nextRow()
+        self.strip = self.view.addPlot(row=1, col=0)
+        self._setup_plot(self.strip, text_color)
+        self.strip.setMaximumHeight(74)
+        self.strip.hideAxis("left")
+        self.strip.getAxis("bottom").setTicks([[(v, f"{v:g}") for v in (0, 0.25, 0.5, 0.75, 1)]])
+        self.strip.setXRange(0, 1, padding=0.01)
+        self.strip.setYRange(0, 1, padding=0)
+        self.strip.getAxis("left").setWidth(left.width())
+        self.strip_bars = pg.BarGraphItem(x0=[], y0=0.15, height=0.7, width=[], pen=None, brush=CUT_COLOR)
+        self.strip.addItem(self.strip_bars)
+        self._strip_texts: list[pg.TextItem] = []
+        self.u_line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(DRAWN_COLOR, width=2),
+                                      label="", labelOpts={"position": 0.9, "color": text_color,
+                                                           "fill": self.palette().color(QPalette.ColorRole.Base)})
+        self.strip.addItem(self.u_line)
+        self.strip_title = QLabel(self)
+        self.strip_title.setTextFormat(Qt.TextFormat.RichText)
+        self.strip_title.setWordWrap(True)
+        layout.addWidget(self.strip_title)
+        self.set_draw(None)
+
+        self.view.scene().sigMouseClicked.connect(self._on_click)
+        self.view.scene().sigMouseMoved.connect(self._on_hover)
+        self.show_message("No model loaded yet")
+
+    @staticmethod
+    def _setup_plot(plot, text_color):
+        plot.setMouseEnabled(False, False)
+        plot.setMenuEnabled(False)
+        plot.hideButtons()
+        for name in ("left", "bottom"):
+            axis = plot.getAxis(name)
+            axis.setTextPen(text_color)
+            axis.setPen(text_color)
+
+    def _hatch(self) -> QBrush:
+        """Diagonal hatching for cut bars, drawn at screen scale (a pattern brush would stretch with the data)."""
+        brush = QBrush(CUT_COLOR, Qt.BrushStyle.BDiagPattern)
+        if hasattr(self, "plot"):
+            px, py = self.plot.vb.viewPixelSize()
+            if px > 0 and py > 0:
+                brush.setTransform(QTransform.fromScale(px, py))
+        return brush
+
+    def _on_view_transform(self, *_):
+        if self.data is not None:
+            self.cut_bars.setOpts(brush=self._hatch())
+
+    # ---- drawing -----------------------------------------------------------------------------------------------
+    def show_message(self, text: str):
+        """Empty the chart and show a line of text in its middle (no model, no prompt, an error)."""
+        self.data = None
+        for item in (self.raw_bars, self.cut_bars, self.after_bars):
+            item.setOpts(x0=[], y=[], width=[])
+        for t in self._texts:
+            t.setVisible(False)
+        self.cutoff.setVisible(False)
+        self.extra_line.setVisible(False)
+        self.plot.getAxis("left").setTicks([[]])
+        self.plot.setXRange(0, 1, padding=0)
+        self.plot.setYRange(0, 1, padding=0)
+        self.message.setText(text)
+        self.message.setPos(0.5, 0.5)
+        self.message.setVisible(True)
+        self.header.setText("")
+
+    def set_data(self, data: ChartData, header: str = ""):
+        self.data = data
+        rows = data.rows
+        n = len(rows)
+        self.message.setVisible(False)
+        y = np.arange(n, dtype=float)
+        raw = np.array([r.raw for r in rows])
+        final = np.array([r.final for r in rows])
+        cut = np.array([bool(r.cut_by) for r in rows])
+        self.raw_bars.setOpts(x0=np.zeros(n), y=y, width=raw)
+        self.cut_bars.setOpts(x0=np.zeros(int(cut.sum())), y=y[cut], width=raw[cut])
+        self.after_bars.setOpts(x0=np.zeros(n), y=y, width=final)
+
+        top = max(float(raw.max(initial=0)), float(final.max(initial=0)), 1e-6)
+        while len(self._texts) < n:
+            item = pg.TextItem("", anchor=(0, 0.5))
+            self.plot.addItem(item)
+            self._texts.append(item)
+        for i, item in enumerate(self._texts):
+            if i >= n:
+                item.setVisible(False)
+                continue
+            r = rows[i]
+            if r.cut_by:
+                text, color = f"{_percent(r.raw)}  cut by {STAGE_TITLES.get(r.cut_by, r.cut_by)}", CUT_COLOR
+            else:
+                text, color = f"{_percent(r.final)}  (raw {_percent(r.raw)})", self._text_color
+            item.setText(text, color=color)
+            item.setPos(max(r.raw, r.final) + top * 0.01, i)
+            item.setVisible(True)
+
+        ticks = [(i, _short(r.label) if not r.extra else "⋯ " + _short(r.label)) for i, r in enumerate(rows)]
+        self.plot.getAxis("left").setTicks([ticks])
+        self.plot.setXRange(0, top * 1.55, padding=0)
+        self.plot.setYRange(-0.6, n - 0.4, padding=0)
+
+        if data.top_p_row is not None:
+            info = data.top_p_info
+            mass = info.get("cumulative_at_cutoff")
+            text = "top-p nucleus ends" + (f" (Σ = {mass:.3f})" if mass is not None else "")
+            self.cutoff.setPos(data.top_p_row - 0.5)
+            self.cutoff.label.setFormat(text)
+            self.cutoff.setVisible(True)
+        else:
+            self.cutoff.setVisible(False)
+        n_extra = sum(r.extra for r in rows)
+        self.extra_line.setVisible(n_extra > 0)
+        self.extra_line.setPos(n - n_extra - 0.5)
+        self.header.setText(header)
+
+    def set_draw(self, strip):
+        """Show the last draw: ``strip`` from distribution.draw_strip, or None before the first step."""
+        if strip is None:
+            self.strip_bars.setOpts(x0=[], width=[], brushes=[])
+            self.u_line.setVisible(False)
+            for item in self._strip_texts:
+                item.setVisible(False)
+            self.strip_title.setText("<span style='color:gray'>Last draw: none yet. Step to draw a token: "
+                                     "a uniform number u in [0, 1) picks the token whose slice of the "
+                                     "cumulative probability contains it.</span>")
+            return
+        brushes = []
+        for i, seg in enumerate(strip.segments):
+            brushes.append(DRAWN_COLOR if seg.drawn else STRIP_COLORS[i % 2])
+        self.strip_bars.setOpts(x0=np.array([s.x0 for s in strip.segments]),
+                                width=np.array([s.width for s in strip.segments]), brushes=brushes)
+        wide = [seg for seg in strip.segments if seg.width >= STRIP_LABEL_MIN]
+        while len(self._strip_texts) < len(wide):
+            item = pg.TextItem("", color="white", anchor=(0.5, 0.5))
+            item.setFont(self._mono)
+            self.strip.addItem(item)
+            self._strip_texts.append(item)
+        for i, item in enumerate(self._strip_texts):
+            item.setVisible(i < len(wide))
+            if i < len(wide):
+                item.setText(_short(strip.labels.get(wide[i].id, "")))
+                item.setPos(wide[i].x0 + wide[i].width / 2, 0.5)
+        if strip.u is not None:
+            self.u_line.setPos(strip.u)
+            self.u_line.label.setFormat(f"u = {strip.u:.3f}")
+            self.u_line.setVisible(True)
+        else:
+            self.u_line.setVisible(False)
+        self.strip_title.setText(strip.title)
+
+    # ---- mouse -------------------------------------------------------------------------------------------------
+    def row_at(self, scene_pos) -> int | None:
+        """The row under a scene position (over the bars or their labels), or None."""
+        if self.data is None:
+            return None
+        over_bars = self.plot.vb.sceneBoundingRect().contains(scene_pos)
+        over_labels = self.plot.getAxis("left").sceneBoundingRect().contains(scene_pos)
+        if not (over_bars or over_labels):
+            return None
+        y = self.plot.vb.mapSceneToView(scene_pos).y()
+        row = int(round(y))
+        return row if 0 <= row < len(self.data.rows) and abs(y - row) <= 0.45 else None
+
+    def row_scene_pos(self, row: int) -> QPointF:
+        """Scene position of the middle of a row's bar (tests click there)."""
+        r = self.data.rows[row]
+        return self.plot.vb.mapViewToScene(QPointF(max(r.raw, r.final) / 2, row))
+
+    def _on_click(self, event):
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        row = self.row_at(event.scenePos())
+        if row is not None:
+            self.sig_token_clicked.emit(self.data.rows[row].id)
+
+    def _on_hover(self, scene_pos):
+        row = self.row_at(scene_pos)
+        if row is None:
+            QToolTip.hideText()
+            return
+        r = self.data.rows[row]
+        state = (f"cut by {STAGE_TITLES.get(r.cut_by, r.cut_by)}" if r.cut_by
+                 else f"{_percent(r.final)} after the decoding controls")
+        QToolTip.showText(QCursor.pos(), f"<b><tt>{_html(r.label)}</tt></b> (id {r.id})<br>raw {_percent(r.raw)}, "
+                                         f"{state}<br><i>click to force it as the next token</i>", self.view)
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _label_width(font: QFont, chars: int) -> int:
+    return QFontMetrics(font).horizontalAdvance("M" * chars)

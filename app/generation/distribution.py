@@ -1,0 +1,159 @@
+"""What the probability chart shows, computed from cached logits: no Qt, no model forward.
+
+``chart_data(logits, settings, ...)`` runs the decoding stages once and returns the rows of the chart (the top-N
+tokens by the model's own probability, with the probability before and after the decoding controls and the stage that
+cut each one), the entropies, and where the top-p nucleus ends.
+
+    >>> data = chart_data(torch.tensor([2.0, 1.0, 0.0]), DecodeSettings(top_k=2), (), 3, str)
+    >>> [(r.id, r.cut_by) for r in data.rows]
+    [(0, ''), (1, ''), (2, 'top_k')]
+"""
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from engine.decoding import DecodeSettings, entropy, probabilities, stages
+
+STAGE_TITLES = {
+    "repetition_penalty": "repetition penalty",
+    "temperature": "temperature",
+    "top_k": "top-k",
+    "top_p": "top-p",
+    "min_p": "min-p",
+    "greedy": "greedy",
+}
+
+
+@dataclass
+class Row:
+    id: int
+    label: str  # the token's bytes made visible (app.tokentext.visible)
+    raw: float  # probability under the raw softmax of the logits, before any decoding control
+    final: float  # probability the sampler uses, after every stage
+    cut_by: str = ""  # "" if the token can still be drawn, else the stage that removed it ("top_k", "greedy", ...)
+    extra: bool = False  # not in the top N, shown because it matters (the most likely token after the controls)
+
+
+@dataclass
+class ChartData:
+    rows: list[Row]
+    entropy_before: float  # bits, raw softmax
+    entropy_after: float  # bits, the distribution the sampler uses
+    n_kept: int  # tokens with a chance of being drawn
+    vocab_size: int
+    greedy: bool
+    top_p_row: int | None = None  # the nucleus is rows[:top_p_row]; None if top-p is off or not a prefix of the rows
+    top_p_info: dict = field(default_factory=dict)
+
+
+def chart_data(logits: torch.Tensor, settings: DecodeSettings, previous_ids: Sequence[int], top_n: int,
+               label: Callable[[int], str], extra_ids: Sequence[int] = ()) -> ChartData:
+    """The chart rows for next-token ``logits`` (V,) under ``settings``.
+
+    Rows are ordered by the raw probability, so they stay put while a control moves and only the bars change.
+    """
+    previous_ids = list(previous_ids)
+    staged = stages(logits, settings, previous_ids)
+    raw = staged[0].probs
+    final = staged[-1].probs  # what engine.decoding.probabilities returns, without running the stages twice
+    greedy = settings.temperature == 0
+
+    n = min(top_n, raw.numel())
+    top_ids = torch.topk(raw, n).indices.tolist()
+    wanted = list(top_ids)
+    best_after = int(torch.argmax(final))
+    for extra in (best_after, *extra_ids):
+        if extra not in wanted and 0 <= extra < raw.numel():
+            wanted.append(extra)
+
+    raw_list = raw[wanted].tolist()
+    final_list = final[wanted].tolist()
+    rows = []
+    for i, tid in enumerate(wanted):
+        rows.append(Row(id=tid, label=label(tid), raw=raw_list[i], final=final_list[i],
+                        cut_by=_cut_by(staged, tid, final_list[i], greedy), extra=i >= n))
+
+    data = ChartData(rows=rows, entropy_before=entropy(raw), entropy_after=entropy(final),
+                     n_kept=int((final > 0).sum()), vocab_size=raw.numel(), greedy=greedy)
+    for stage in staged:
+        if stage.name == "top_p":
+            data.top_p_info = dict(stage.info)
+            kept = [bool(stage.kept[r.id]) for r in rows]
+            n_in = sum(kept)
+            if 0 < n_in < len(rows) and all(kept[:n_in]):
+                data.top_p_row = n_in
+    return data
+
+
+def _cut_by(staged, tid: int, final: float, greedy: bool) -> str:
+    for stage in staged[1:]:
+        if not bool(stage.kept[tid]):
+            return "greedy" if stage.info.get("greedy") else stage.name
+    if greedy and final == 0.0:
+        return "greedy"
+    return ""
+
+
+def alternatives(logits: torch.Tensor, settings: DecodeSettings, previous_ids: Sequence[int],
+                 k: int = 5) -> list[tuple[int, float, float]]:
+    """The k most likely tokens of one step: [(id, probability after the controls, raw probability)]."""
+    final = probabilities(logits, settings, list(previous_ids))
+    raw = torch.softmax(logits.float(), dim=-1)
+    top = torch.topk(final + raw * 1e-9, min(k, final.numel())).indices.tolist()  # ties in `final` broken by raw
+    return [(t, float(final[t]), float(raw[t])) for t in top]
+
+
+def max_entropy_bits(vocab_size: int) -> float:
+    """Entropy of the uniform distribution: what an untrained model is close to."""
+    return math.log2(vocab_size)
+
+
+@dataclass
+class Segment:
+    id: int
+    x0: float  # where the token's slice of the cumulative distribution starts, in [0, 1]
+    width: float  # its probability
+    drawn: bool = False
+
+
+@dataclass
+class Strip:
+    segments: list[Segment]
+    u: float | None  # the uniform draw; None for a forced token
+    title: str  # rich text
+    labels: dict[int, str] = field(default_factory=dict)  # token text of the slices wide enough to label
+
+
+def draw_strip(probs: torch.Tensor, token_id: int, u: float | None, label: Callable[[int], str], step: int,
+               max_segments: int = 300) -> Strip:
+    """Where a draw fell: each token's slice of [0, 1) in token-id order, the order ``engine.decoding.sample`` walks.
+
+    Only the ``max_segments`` most likely tokens (and the drawn one) get a slice drawn; the rest stay background.
+    """
+    p = probs.double()
+    total = float(p.sum())
+    cdf = torch.cumsum(p, dim=0) / total  # (V,)
+    n = min(max_segments, int((p > 0).sum()))
+    ids = set(torch.topk(p, n).indices.tolist()) | {token_id}
+    starts = (cdf - p / total).tolist() if p.numel() <= 4 * max_segments else None
+    segments = []
+    for i in sorted(ids):
+        x0 = starts[i] if starts is not None else float(cdf[i]) - float(p[i]) / total
+        segments.append(Segment(i, x0, float(p[i]) / total, drawn=i == token_id))
+    chosen = _escape(label(token_id))
+    prob = float(p[token_id]) / total
+    if u is None:
+        title = (f"Step {step + 1} was forced: <b><tt>{chosen}</tt></b> (it had {prob:.1%} after the controls); "
+                 "no draw.")
+    else:
+        title = (f"Last draw (step {step + 1}): u = {u:.3f} fell in the slice of <b><tt>{chosen}</tt></b> "
+                 f"({prob:.1%}). Slices are laid out in token-id order, the order the sampler walks.")
+    labels = {s.id: label(s.id) for s in segments if s.width >= 0.02}
+    return Strip(segments, u, title, labels)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

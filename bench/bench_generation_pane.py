@@ -1,0 +1,119 @@
+"""How long the Generation pane's chart takes to redraw after a decoding control moves (no model forward).
+
+For a character vocabulary (65 tokens) and GPT-2's (50257 tokens), each with a random tiny model loaded through a
+real checkpoint, it moves the controls 50 times (temperature, top-k, top-p, min-p, repetition penalty in turn) and
+reports mean and p95 of
+  * update: the slot's work (decoding stages over the whole vocabulary + pushing data into the plot items), and
+  * with paint: update plus a forced repaint of the chart.
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python bench/bench_generation_pane.py
+"""
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+CHARS_65 = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # tiny Shakespeare's 65 characters
+N_CHANGES = 50
+
+
+def _tokenizer(kind):
+    if kind == "char":
+        from engine.tokenizers.chars import CharTokenizer
+
+        return CharTokenizer(CHARS_65)
+    from engine.tokenizers import get_tokenizer
+
+    return get_tokenizer("gpt2")
+
+
+def _changes(controls):
+    """N_CHANGES (name, action) pairs cycling through the controls, each a real value change."""
+    temps = (0.5, 0.8, 1.3, 2.0, 0.3)
+    out = []
+    for i in range(N_CHANGES):
+        which = i % 5
+        if which == 0:
+            out.append(("temperature", lambda v=temps[(i // 5) % 5]: controls.temperature.setValue(v)))
+        elif which == 1:
+            out.append(("top_k", lambda v=(i // 5) % 4 * 10 + 5: controls.top_k.setValue(v)))
+        elif which == 2:
+            out.append(("top_p", lambda v=(0.9, 0.6, 1.0, 0.75)[(i // 5) % 4]: controls.top_p.setValue(v)))
+        elif which == 3:
+            out.append(("min_p", lambda v=(0.05, 0.0, 0.1)[(i // 5) % 3]: controls.min_p.setValue(v)))
+        else:
+            out.append(("penalty", lambda v=(1.3, 1.0, 1.8)[(i // 5) % 3]: controls.penalty.setValue(v)))
+    return out
+
+
+def bench(kind, app, folder):
+    import torch
+
+    from app.generation.pane import GenerationPane
+    from engine.checkpoint import save_model
+    from engine.model import GPT, GPTConfig
+    from engine.presets import MODEL_SIZES
+
+    tok = _tokenizer(kind)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=256, **MODEL_SIZES["tiny"]))
+    path = os.path.join(folder, f"{kind}.pt")
+    save_model(path, model, tok)
+
+    pane = GenerationPane()
+    pane.resize(1280, 780)
+    pane.prompt.setPlainText("ROMEO:\nBut soft, what light")
+    pane.load_checkpoint(path)
+    pane.show()
+    deadline = time.time() + 120
+    while (pane.busy or pane.snapshot is None) and time.time() < deadline:
+        app.processEvents()
+        time.sleep(0.005)
+    assert pane.snapshot is not None, pane.banner.text()
+    for _ in range(3):  # a few steps, so the repetition penalty has text to work on
+        pane.step()
+        while pane.busy:
+            app.processEvents()
+            time.sleep(0.002)
+    app.processEvents()
+
+    forwards = pane.session.forward_count
+    update, painted = [], []
+    for _, change in _changes(pane.controls):
+        t0 = time.perf_counter()
+        change()
+        t1 = time.perf_counter()
+        pane.chart.view.viewport().repaint()
+        t2 = time.perf_counter()
+        update.append((t1 - t0) * 1e3)
+        painted.append((t2 - t0) * 1e3)
+    assert pane.session.forward_count == forwards, "a control change ran the model"
+    pane.shutdown()
+    pane.close()
+    return tok.n_vocab, update, painted
+
+
+def _p95(xs):
+    return sorted(xs)[max(0, int(round(0.95 * len(xs))) - 1)]
+
+
+def main():
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    print(f"Generation pane: chart redraw after a decoding control change ({N_CHANGES} changes, no model forward)")
+    print(f"{'vocabulary':>12} | {'update mean':>11} {'p95':>7} | {'with paint mean':>15} {'p95':>7}")
+    with tempfile.TemporaryDirectory() as folder:
+        for kind in ("char", "gpt2"):
+            n_vocab, update, painted = bench(kind, app, folder)
+            print(f"{n_vocab:>12} | {statistics.mean(update):>8.2f} ms {_p95(update):>4.2f} ms | "
+                  f"{statistics.mean(painted):>12.2f} ms {_p95(painted):>4.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
