@@ -8,7 +8,7 @@ import platform
 
 from PySide6.QtCore import QByteArray, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QMainWindow, QMessageBox, QTabWidget
+from PySide6.QtWidgets import QFrame, QMainWindow, QMessageBox, QScrollArea, QTabWidget
 
 from app import __version__
 from app.generation.pane import GenerationPane
@@ -33,7 +33,12 @@ class MainWindow(QMainWindow):
         self.generation = GenerationPane(reporter=reporter)
         self.panes = [self.tokenization, self.training, self.generation]
         for pane in self.panes:
-            self.tabs.addTab(pane, pane.title)
+            # A scroll area lets the window shrink below a pane's minimum size (small screens, tiling desktops).
+            scroll = QScrollArea()
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QFrame.Shape.NoFrame)
+            scroll.setWidget(pane)
+            self.tabs.addTab(scroll, pane.title)
 
         self.training.sig_use_checkpoint.connect(self._on_use_checkpoint)
         self.training.sig_checkpoint_saved.connect(self.generation.set_latest_checkpoint)
@@ -58,7 +63,7 @@ class MainWindow(QMainWindow):
         for i, pane in enumerate(self.panes):
             action = QAction(pane.title, self)
             action.setShortcut(QKeySequence(f"Ctrl+{i + 1}"))
-            action.triggered.connect(lambda _=False, p=pane: self.tabs.setCurrentWidget(p))
+            action.triggered.connect(lambda _=False, i=i: self.tabs.setCurrentIndex(i))
             view_menu.addAction(action)
 
         help_menu = self.menuBar().addMenu("&Help")
@@ -96,7 +101,7 @@ class MainWindow(QMainWindow):
     # ---- cross-pane wiring ---------------------------------------------------------------------------------------
     def _on_use_checkpoint(self, path: str):
         self.generation.load_checkpoint(path)
-        self.tabs.setCurrentWidget(self.generation)
+        self.tabs.setCurrentIndex(self.panes.index(self.generation))
 
     # ---- state -------------------------------------------------------------------------------------------------
     def _restore(self):

@@ -137,7 +137,7 @@ def test_main_window_tabs_about_and_geometry(qtbot, reporter):
     import torch
 
     assert torch.__version__ in about and "PySide6" in about
-    win.move(40, 30)
+    win.setGeometry(40, 30, 700, 500)  # fits the offscreen 800x800 screen, so nothing clamps it
     win.tabs.setCurrentIndex(2)
     geometry = win.geometry()
     win.close()
