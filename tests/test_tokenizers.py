@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -268,6 +269,53 @@ def test_large_text_span_table():
     assert (table.byte_starts[1:] == table.byte_ends[:-1]).all()
     assert table.spans(5, 8) == enc.spans(text[:200])[5:8]
     assert table[-1].char_end == len(text)
+
+
+def _span_tuples(table):
+    return [(s.index, s.id, s.byte_start, s.byte_end, s.char_start, s.char_end, s.partial, s.bytes)
+            for s in table.spans()]
+
+
+def test_span_table_array_paths_agree(monkeypatch):
+    """span_table's ids come from tiktoken's numpy buffer (or the char tokenizer's arrays) and lists are converted in
+    chunks; none of that may change a span: compare with list-built ids and tiny chunks."""
+    from engine.tokenizers import BPETokenizer, base, chars
+
+    text = "".join(TRICKY) * 3 + "tail <|endoftext|> 本"
+    toks = [get_tokenizer(name) for name in ENCODINGS]
+    toks += [BPETokenizer.train(text, 300), CharTokenizer.from_text(text[:40], unknown="replace")]
+    fast = {}
+    for tok in toks:
+        for allowed in ((), "all"):
+            table = tok.span_table(text, allowed_special=allowed)
+            assert table.ids.dtype == np.int64 and table.char_starts.dtype == np.int64
+            assert table.ids.tolist() == tok.encode(text, allowed_special=allowed), tok.name
+            check_spans(tok, text, table.ids.tolist(), allowed_special=allowed)
+            fast[tok.name, allowed] = _span_tuples(table)
+    assert any(s[1] == 100257 for s in fast["cl100k_base", "all"])  # the special token did become one
+    monkeypatch.setattr(base, "CHUNK", 7)
+    monkeypatch.setattr(chars, "_CODES_CHUNK", 5)
+    monkeypatch.setattr(openai_mod, "HAS_ENCODE_TO_NUMPY", False)  # tiktoken < 0.8: ids via a list
+    for tok in toks:
+        for allowed in ((), "all"):
+            table = tok.span_table(text, allowed_special=allowed)
+            assert _span_tuples(table) == fast[tok.name, allowed], tok.name
+            assert table.spans(3, 20) == table.spans()[3:20]
+            assert tok.encode(text, allowed_special=allowed) == table.ids.tolist()
+
+
+def test_span_table_function():
+    """The shared numpy span computation on hand-made tilings: ASCII (characters are bytes), split characters."""
+    from engine.tokenizers.base import span_table
+
+    t = span_table(b"ab c", [1, 2, 3], [1, 2, 1])
+    assert (t.char_starts.tolist(), t.char_ends.tolist(), t.partial.tolist()) == ([0, 1, 3], [1, 3, 4], [False] * 3)
+    t = span_table("a€b".encode(), np.array([5, 6, 7, 8]), np.array([1, 2, 1, 1]))
+    assert (t.char_starts.tolist(), t.char_ends.tolist()) == ([0, 1, 1, 2], [1, 2, 2, 3])
+    assert t.partial.tolist() == [False, True, True, False] and t[2].bytes == b"\xac"
+    assert len(span_table(b"", [], [])) == 0
+    with pytest.raises(AssertionError, match="cover 2 bytes, the text has 3"):
+        span_table(b"abc", [1, 2], [1, 1])
 
 
 # -- identity, files, hashes

@@ -8,7 +8,10 @@ bytes and which characters of that text it covers (``spans``), which is what the
     [(17312, b'\\xe6\\x9c', 0, 1, True), (105, b'\\xac', 0, 1, True), (0, b'!', 1, 2, False)]
 
 Spans are computed with numpy over the whole text (a byte -> character map from a cumulative sum over UTF-8 lead
-bytes), so 10 MB of text costs one pass, not a Python loop over characters.
+bytes), so 10 MB of text costs one pass, not a Python loop over characters. ``span_table`` runs in worker threads
+next to a UI thread, so it never holds the GIL long: ids go straight from the encoder into numpy, numpy does the rest
+(its loops release the GIL), and the few conversions between Python lists and arrays go in chunks of ``CHUNK`` items,
+letting other threads run in between.
 """
 
 import contextlib
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+CHUNK = 1 << 16  # items per list <-> array conversion: ~1 ms holding the GIL, then other threads may run
 
 
 def sanitize(text: str) -> str:
@@ -30,13 +34,41 @@ def sanitize(text: str) -> str:
 
     "a\\ud800b" -> "a\\ufffdb"; text without surrogates is returned as is (the common case costs one encode).
     """
+    return sanitize_encode(text)[0]
+
+
+def sanitize_encode(text: str) -> tuple[str, bytes]:
+    """``sanitize(text)`` and its UTF-8 bytes, for one encode. "a\\ud800" -> ("a\\ufffd", b"a\\xef\\xbf\\xbd")"""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, not {type(text).__name__}")
     try:
-        text.encode("utf-8")
+        return text, text.encode("utf-8")
     except UnicodeEncodeError:
-        return _SURROGATE.sub("\ufffd", text)
-    return text
+        text = _SURROGATE.sub("\ufffd", text)
+        return text, text.encode("utf-8")
+
+
+def ids_to_array(ids) -> np.ndarray:
+    """(N,) int64 array of a list of ids, converted ``CHUNK`` ids at a time so the GIL is let go in between.
+
+    [3, 1, 2] -> array([3, 1, 2]); an array is returned as int64 without the chunking (numpy casts without the GIL).
+    """
+    if isinstance(ids, np.ndarray):
+        return ids.astype(np.int64, copy=False)
+    out = np.empty(len(ids), dtype=np.int64)  # (N,)
+    for i in range(0, len(ids), CHUNK):
+        out[i:i + CHUNK] = ids[i:i + CHUNK]
+    return out
+
+
+def array_to_list(arr: np.ndarray) -> list[int]:
+    """``arr.tolist()`` for a 1-D array, ``CHUNK`` items at a time so the GIL is let go in between."""
+    if len(arr) <= CHUNK:
+        return arr.tolist()
+    out = []
+    for i in range(0, len(arr), CHUNK):
+        out += arr[i:i + CHUNK].tolist()
+    return out
 
 
 def render_bytes(data: bytes) -> str:
@@ -111,42 +143,54 @@ class SpanTable:
                          bool(self.partial[i]), self.data[bs:be])
 
     def spans(self, start: int = 0, stop: int | None = None) -> list[TokenSpan]:
-        """TokenSpan objects for tokens [start, stop)."""
+        """TokenSpan objects for tokens [start, stop) (built ``CHUNK`` at a time: a whole 10 MB text is millions)."""
         start, stop, _ = slice(start, stop).indices(len(self))
-        if stop <= start:
-            return []
-        sl = slice(start, stop)
-        bs, be = self.byte_starts[sl].tolist(), self.byte_ends[sl].tolist()
+        out: list[TokenSpan] = []
         data = self.data
-        return list(map(TokenSpan, range(start, stop), self.ids[sl].tolist(), bs, be, self.char_starts[sl].tolist(),
-                        self.char_ends[sl].tolist(), self.partial[sl].tolist(), [data[a:b] for a, b in zip(bs, be)]))
+        for a in range(start, stop, CHUNK):
+            sl = slice(a, min(a + CHUNK, stop))
+            bs, be = self.byte_starts[sl].tolist(), self.byte_ends[sl].tolist()
+            out += map(TokenSpan, range(sl.start, sl.stop), self.ids[sl].tolist(), bs, be,
+                       self.char_starts[sl].tolist(), self.char_ends[sl].tolist(), self.partial[sl].tolist(),
+                       [data[i:j] for i, j in zip(bs, be)])
+        return out
 
 
-def span_table(data: bytes, ids: list[int], lengths: np.ndarray) -> SpanTable:
+def span_table(data: bytes, ids, lengths) -> SpanTable:
     """Spans of tokens with the given byte lengths that tile ``data`` (the UTF-8 bytes of a text).
 
     data=b"a\\xe2\\x82\\xac", lengths=[1, 2, 1] -> bytes [0,1) [1,3) [3,4); chars [0,1) [1,2) [1,2); partial F T T
+
+    ``ids`` and ``lengths`` are best (N,) arrays: lists are converted in chunks. All the work is numpy loops, which
+    run without the GIL (casts are done as separate calls: a cast inside ``cumsum`` would hold it).
     """
-    lengths = np.asarray(lengths, dtype=np.int64)  # (N,)
-    if int(lengths.sum()) != len(data):
-        raise AssertionError(f"token bytes cover {int(lengths.sum())} bytes, the text has {len(data)}")
+    ids, lengths = ids_to_array(ids), ids_to_array(lengths)  # (N,) int64 each
     ends = np.cumsum(lengths)  # (N,)
+    total = int(ends[-1]) if len(ends) else 0
+    if total != len(data):
+        raise AssertionError(f"token bytes cover {total} bytes, the text has {len(data)}")
     starts = ends - lengths  # (N,)
     buf = np.frombuffer(data, dtype=np.uint8)  # (B,)
     # a byte starts a character unless it is a UTF-8 continuation byte 0b10xxxxxx
     is_lead = np.empty(len(buf) + 1, dtype=bool)  # (B+1,) the end of the text is a boundary too
-    is_lead[:-1] = (buf & 0xC0) != 0x80
+    np.not_equal(buf & 0xC0, 0x80, out=is_lead[:-1])
     is_lead[-1] = True
-    char_of_byte = np.cumsum(is_lead[:-1], dtype=np.int64) - 1  # (B,) index of the character each byte belongs to
-    n = len(lengths)
-    if n:
-        char_starts = char_of_byte[starts]
-        char_ends = char_of_byte[ends - 1] + 1
-        partial = ~(is_lead[starts] & is_lead[ends])
-    else:
+    if len(ids) == 0:
         char_starts = char_ends = np.zeros(0, dtype=np.int64)
         partial = np.zeros(0, dtype=bool)
-    return SpanTable(data, np.asarray(ids, dtype=np.int64), starts, ends, char_starts, char_ends, partial)
+    elif is_lead.all():  # ASCII: every byte is a character and no token splits one
+        char_starts, char_ends = starts, ends
+        partial = np.zeros(len(ids), dtype=bool)
+    else:
+        # (B,) index of the character each byte belongs to: leads counted up to and including the byte, minus one
+        char_of_byte = is_lead[:-1].astype(np.int32 if len(buf) < 2**31 else np.int64)
+        np.cumsum(char_of_byte, out=char_of_byte)
+        char_of_byte -= 1
+        char_starts = char_of_byte[starts].astype(np.int64)
+        char_ends = char_of_byte[ends - 1].astype(np.int64)
+        char_ends += 1
+        partial = ~(is_lead[starts] & is_lead[ends])
+    return SpanTable(data, ids, starts, ends, char_starts, char_ends, partial)
 
 
 class Tokenizer(ABC):
@@ -166,6 +210,10 @@ class Tokenizer(ABC):
     @abstractmethod
     def _encode(self, text: str, allowed: frozenset[str]) -> list[int]:
         """Ids of sanitised ``text``, turning only the special tokens in ``allowed`` into special ids."""
+
+    def _encode_array(self, text: str, allowed: frozenset[str]) -> np.ndarray:
+        """(N,) int64 ids of sanitised ``text``, as ``_encode``; subclasses that can, skip the Python list."""
+        return ids_to_array(self._encode(text, allowed))
 
     @abstractmethod
     def _token_bytes_or_none(self, id: int) -> bytes | None:
@@ -216,9 +264,9 @@ class Tokenizer(ABC):
 
     def span_table(self, text: str, *, allowed_special: set[str] | str = ()) -> SpanTable:
         """Like ``spans`` but as numpy arrays (cheap for 10 MB of text); build TokenSpans for what you show."""
-        text = sanitize(text)
-        ids = self._encode(text, self._allowed(allowed_special))
-        return span_table(text.encode("utf-8"), ids, self._byte_lengths(ids, text))
+        text, data = sanitize_encode(text)
+        ids = self._encode_array(text, self._allowed(allowed_special))  # (N,) int64
+        return span_table(data, ids, self._byte_lengths(ids, data))
 
     def is_special(self, id: int) -> bool:
         return id in self._special_ids
@@ -232,13 +280,14 @@ class Tokenizer(ABC):
             ids = self.__dict__["_special_id_set"] = frozenset(self.special_tokens.values())
         return ids
 
-    def _byte_lengths(self, ids: list[int], text: str) -> np.ndarray:
-        """(N,) byte length of each token of ``text``; by default looked up in a per-id table built once."""
+    def _byte_lengths(self, ids: np.ndarray, data: bytes) -> np.ndarray:
+        """(N,) byte length of each token (``ids`` (N,) int64 encode ``data``); looked up in a per-id table built
+        once."""
         table = self.__dict__.get("_length_table")
         if table is None:
             table = np.array([len(self._token_bytes_or_none(i) or b"") for i in range(self.n_vocab)], dtype=np.int64)
             self.__dict__["_length_table"] = table
-        return table[np.asarray(ids, dtype=np.int64)] if ids else np.zeros(0, dtype=np.int64)
+        return table[ids]
 
     def _allowed(self, allowed_special) -> frozenset[str]:
         if allowed_special == "all":

@@ -22,7 +22,7 @@ import regex
 import tiktoken
 
 from .base import Tokenizer, byte_info, check_format, describe_bytes, load_json, sanitize, save_json
-from .openai import CL100K_PATTERN, ENDOFTEXT
+from .openai import CL100K_PATTERN, ENDOFTEXT, encode, encode_array
 
 FORMAT = "llm-playground-bpe"
 VERSION = 1
@@ -226,9 +226,10 @@ class BPETokenizer(Tokenizer):
     # -- Tokenizer
 
     def _encode(self, text, allowed):
-        if not allowed:
-            return self.encoding.encode_ordinary(text)
-        return self.encoding.encode(text, allowed_special=allowed, disallowed_special=())
+        return encode(self.encoding, text, allowed)
+
+    def _encode_array(self, text, allowed):
+        return encode_array(self.encoding, text, allowed)
 
     def _token_bytes_or_none(self, id):
         return self._vocab[id]

@@ -15,7 +15,7 @@ import hashlib
 
 import numpy as np
 
-from .base import Tokenizer, check_format, describe_bytes, load_json, sanitize, save_json
+from .base import Tokenizer, array_to_list, check_format, describe_bytes, load_json, sanitize, save_json
 
 FORMAT = "llm-playground-char"
 VERSION = 1
@@ -23,9 +23,18 @@ UNK = "<unk>"
 UNKNOWN_POLICIES = ("error", "replace")
 
 
+_CODES_CHUNK = 1 << 20  # characters per UTF-32 encode: a few ms holding the GIL, then other threads may run
+
+
 def _codes(text: str) -> np.ndarray:
-    """(N,) uint32 code points of a surrogate-free str."""
-    return np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+    """(N,) uint32 code points of a surrogate-free str. "aé" -> array([97, 233])"""
+    if len(text) <= _CODES_CHUNK:
+        return np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+    out = np.empty(len(text), dtype=np.uint32)  # (N,)
+    for i in range(0, len(text), _CODES_CHUNK):
+        piece = text[i:i + _CODES_CHUNK]
+        out[i:i + len(piece)] = np.frombuffer(piece.encode("utf-32-le"), dtype="<u4")
+    return out
 
 
 class CharTokenizer(Tokenizer):
@@ -70,13 +79,17 @@ class CharTokenizer(Tokenizer):
     # -- Tokenizer
 
     def _encode(self, text, allowed):
+        return array_to_list(self._encode_array(text, allowed))
+
+    def _encode_array(self, text, allowed):
         if not text:
-            return []
+            return np.zeros(0, dtype=np.int64)
         codes = _codes(text)  # (N,)
         pos = np.searchsorted(self._sorted, codes)  # (N,) where each code would sit in the sorted vocabulary
         pos = np.minimum(pos, len(self._sorted) - 1)
         found = self._sorted[pos] == codes  # (N,)
-        ids = self._order[pos] + self._offset  # (N,)
+        ids = self._order[pos]  # (N,) int64 (argsort's indices)
+        ids += self._offset
         if not found.all():
             if self.unknown == "error":
                 i = int(np.argmin(found))
@@ -85,17 +98,23 @@ class CharTokenizer(Tokenizer):
                                  f"{self.name} ({len(self.chars)} characters); build the tokenizer with "
                                  f'unknown="replace" to map such characters to {UNK}')
             ids[~found] = 0
-        return ids.tolist()
+        return ids
 
     def _token_bytes_or_none(self, id):
         if id < self._offset:
             return "\ufffd".encode("utf-8")  # <unk> decodes to the replacement character
         return self.chars[id - self._offset].encode("utf-8")
 
-    def _byte_lengths(self, ids, text):
-        # one token per character, <unk> included: each covers its own character's UTF-8 bytes
-        codes = _codes(text).astype(np.int64)
-        return 1 + (codes >= 0x80) + (codes >= 0x800) + (codes >= 0x10000)
+    def _byte_lengths(self, ids, data):
+        # one token per character, <unk> included: each covers its own character's UTF-8 bytes, from the position of
+        # its lead byte (not a continuation byte 0b10xxxxxx) to the next one's
+        buf = np.frombuffer(data, dtype=np.uint8)  # (B,)
+        starts = np.flatnonzero((buf & 0xC0) != 0x80)  # (N,)
+        lengths = np.empty_like(starts)  # (N,)
+        np.subtract(starts[1:], starts[:-1], out=lengths[:-1])
+        if len(lengths):
+            lengths[-1] = len(buf) - starts[-1]
+        return lengths
 
     def token_str(self, id: int) -> str:
         if self.unknown == "replace" and id == 0:

@@ -24,9 +24,10 @@ import os
 import threading
 from functools import lru_cache
 
+import numpy as np
 import tiktoken
 
-from .base import Tokenizer, byte_info, describe_bytes
+from .base import Tokenizer, byte_info, describe_bytes, ids_to_array
 
 ENDOFTEXT = "<|endoftext|>"
 FIM_PREFIX = "<|fim_prefix|>"
@@ -166,6 +167,25 @@ def _build(name: str) -> tiktoken.Encoding:
     return tiktoken.Encoding(name, pat_str=pat, mergeable_ranks=ranks, special_tokens=special)
 
 
+# tiktoken >= 0.8 can hand its ids over as a numpy buffer: no Python list of millions of ints built under the GIL
+HAS_ENCODE_TO_NUMPY = hasattr(tiktoken.Encoding, "encode_to_numpy")
+
+
+def encode(encoding: tiktoken.Encoding, text: str, allowed: frozenset[str]) -> list[int]:
+    """Ids of surrogate-free ``text``; special-token text is a special id only when in ``allowed``."""
+    if not allowed:
+        return encoding.encode_ordinary(text)
+    return encoding.encode(text, allowed_special=allowed, disallowed_special=())
+
+
+def encode_array(encoding: tiktoken.Encoding, text: str, allowed: frozenset[str]) -> np.ndarray:
+    """``encode`` as an (N,) int64 array. tiktoken's core encodes without the GIL; with ``encode_to_numpy`` the ids
+    stay a buffer (the same ids: with nothing allowed, its special-token scan accepts no match, as encode_ordinary)."""
+    if not HAS_ENCODE_TO_NUMPY:
+        return ids_to_array(encode(encoding, text, allowed))
+    return encoding.encode_to_numpy(text, allowed_special=allowed, disallowed_special=()).astype(np.int64)
+
+
 def bpe_split(ranks: dict[bytes, int], token: bytes, max_rank: int) -> list[bytes]:
     """Byte-pair encode ``token`` with only the ranks below ``max_rank``: the parts the last merge joined.
 
@@ -200,9 +220,10 @@ class OpenAITokenizer(Tokenizer):
             self._bytes[i] = text.encode("utf-8")
 
     def _encode(self, text, allowed):
-        if not allowed:
-            return self.encoding.encode_ordinary(text)
-        return self.encoding.encode(text, allowed_special=allowed, disallowed_special=())
+        return encode(self.encoding, text, allowed)
+
+    def _encode_array(self, text, allowed):
+        return encode_array(self.encoding, text, allowed)
 
     def _token_bytes_or_none(self, id):
         return self._bytes[id]
