@@ -98,10 +98,13 @@ class MainWindow(QMainWindow):
         box.open()
         self._about = box
 
+    def show_pane(self, pane) -> None:
+        self.tabs.setCurrentIndex(self.panes.index(pane))
+
     # ---- cross-pane wiring ---------------------------------------------------------------------------------------
     def _on_use_checkpoint(self, path: str):
         self.generation.load_checkpoint(path)
-        self.tabs.setCurrentIndex(self.panes.index(self.generation))
+        self.show_pane(self.generation)
 
     # ---- state -------------------------------------------------------------------------------------------------
     def _restore(self):
