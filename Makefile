@@ -23,8 +23,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_tokenizers.py
+	QT_QPA_PLATFORM=offscreen $(PY) bench/bench_tokenization_pane.py
 	$(PY) bench/bench_generation.py
+	QT_QPA_PLATFORM=offscreen $(PY) bench/bench_generation_pane.py
 	$(PY) bench/bench_training.py
+	QT_QPA_PLATFORM=offscreen $(PY) bench/bench_training_ui.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

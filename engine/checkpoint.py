@@ -17,11 +17,12 @@ to read becomes a ``CheckpointError`` with a one-line message::
 import os
 import pickle
 import re
-import tempfile
 import warnings
 import zipfile
 
 import torch
+
+from engine.fileio import atomic_write
 
 FORMAT = "llm-playground-checkpoint"
 VERSION = 1
@@ -63,33 +64,8 @@ def save_checkpoint(path, payload: dict):
     if not isinstance(payload, dict):
         raise ValueError(f"a checkpoint payload must be a dict, got {type(payload).__name__}")
     payload = {"format": FORMAT, "version": VERSION, **payload}
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: str):
-    if os.name != "posix":  # Windows cannot open a directory; its rename is durable enough
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with atomic_write(path) as f:
+        torch.save(payload, f)
 
 
 def read_checkpoint(path) -> dict:

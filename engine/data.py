@@ -18,13 +18,14 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
+
+from engine.fileio import atomic_write
 
 FORMAT = 1  # part of the cache key: bump when the way files are encoded changes
 CHUNK_CHARS = 1 << 20  # encode ~1 M characters at a time: progress and cancel in between
@@ -139,30 +140,18 @@ def token_file(text: str, tokenizer, *, cache_dir=None, dtype=None,
         if progress:
             progress(len(text), len(text))
         return path
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            done = 0
-            for piece in chunks(text):
-                if cancel is not None and cancel():
-                    raise Cancelled("encoding the corpus was cancelled")
-                ids = np.array(tokenizer.encode(piece), dtype=np.int64)
-                if ids.size and (ids.min() < 0 or ids.max() >= tokenizer.n_vocab):
-                    raise DataError(f"the tokenizer produced an id outside its vocabulary (0..{tokenizer.n_vocab - 1})")
-                f.write(ids.astype(dtype).tobytes())
-                done += len(piece)
-                if progress:
-                    progress(done, len(text))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path) as f:
+        done = 0
+        for piece in chunks(text):
+            if cancel is not None and cancel():
+                raise Cancelled("encoding the corpus was cancelled")
+            ids = np.array(tokenizer.encode(piece), dtype=np.int64)
+            if ids.size and (ids.min() < 0 or ids.max() >= tokenizer.n_vocab):
+                raise DataError(f"the tokenizer produced an id outside its vocabulary (0..{tokenizer.n_vocab - 1})")
+            f.write(ids.astype(dtype).tobytes())
+            done += len(piece)
+            if progress:
+                progress(done, len(text))
     return path
 
 

@@ -1,0 +1,46 @@
+"""Atomic file writes: the final path holds either the old file or the complete new one, never a partial file.
+
+    >>> with atomic_write("ckpt.pt") as f:
+    ...     torch.save(payload, f)
+"""
+
+import os
+import tempfile
+from contextlib import contextmanager
+
+
+@contextmanager
+def atomic_write(path, mode: str = "wb"):
+    """Write to a temporary file beside ``path``, fsync it, then rename it over ``path``.
+
+    If the body raises (or the process dies), the temporary file is removed (or left as a hidden ``.tmp``) and
+    ``path`` is untouched.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(folder)
+
+
+def fsync_dir(folder: str) -> None:
+    """Make a rename inside ``folder`` durable (POSIX; Windows cannot open a directory)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
