@@ -21,8 +21,8 @@ from collections.abc import Callable
 import regex
 import tiktoken
 
-from .base import Tokenizer, byte_info, check_format, describe_bytes, load_json, sanitize, save_json
-from .openai import CL100K_PATTERN, ENDOFTEXT, encode, encode_array
+from .base import byte_info, check_format, describe_bytes, load_json, sanitize, save_json
+from .openai import CL100K_PATTERN, ENDOFTEXT, TiktokenBacked
 
 FORMAT = "llm-playground-bpe"
 VERSION = 1
@@ -148,7 +148,7 @@ def learn_merges(chunk_counts: dict[bytes, int], n_merges: int, *, progress=None
     return merges
 
 
-class BPETokenizer(Tokenizer):
+class BPETokenizer(TiktokenBacked):
     """A byte-level BPE tokenizer: 256 byte tokens, then one token per merge, then the special tokens."""
 
     def __init__(self, merges, *, pattern: str = GPT4_PATTERN, special_tokens=(ENDOFTEXT,), name: str = "bpe"):
@@ -224,21 +224,6 @@ class BPETokenizer(Tokenizer):
         return cls(merges, pattern=pattern, special_tokens=special_tokens, name=name)
 
     # -- Tokenizer
-
-    def _encode(self, text, allowed):
-        return encode(self.encoding, text, allowed)
-
-    def _encode_array(self, text, allowed):
-        return encode_array(self.encoding, text, allowed)
-
-    def _token_bytes_or_none(self, id):
-        return self._vocab[id]
-
-    def decode_bytes(self, ids) -> bytes:
-        try:
-            return self.encoding.decode_bytes(ids)
-        except (KeyError, TypeError, ValueError, OverflowError):
-            return super().decode_bytes(ids)  # names the first bad id
 
     def merge_info(self, id: int) -> str:
         data = self.token_bytes(id)

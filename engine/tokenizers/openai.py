@@ -204,20 +204,12 @@ def bpe_split(ranks: dict[bytes, int], token: bytes, max_rank: int) -> list[byte
     return parts
 
 
-class OpenAITokenizer(Tokenizer):
-    """One of OpenAI's encodings, through tiktoken's core. Get one with ``load(name)`` (cached)."""
+class TiktokenBacked(Tokenizer):
+    """A tokenizer that encodes and decodes through a ``tiktoken.Encoding`` (``self.encoding``), with ``self._vocab``
+    mapping id -> bytes (None for ids that are no token)."""
 
-    def __init__(self, name: str):
-        self.encoding = _build(name)  # tiktoken.Encoding
-        self.name = name
-        self.n_vocab = self.encoding.n_vocab
-        self.special_tokens = dict(self.encoding._special_tokens)
-        self._ranks = self.encoding._mergeable_ranks
-        self._bytes: list[bytes | None] = [None] * self.n_vocab  # id -> bytes, None for holes
-        for tok, rank in self._ranks.items():
-            self._bytes[rank] = tok
-        for text, i in self.special_tokens.items():
-            self._bytes[i] = text.encode("utf-8")
+    encoding: tiktoken.Encoding
+    _vocab: list
 
     def _encode(self, text, allowed):
         return encode(self.encoding, text, allowed)
@@ -226,13 +218,29 @@ class OpenAITokenizer(Tokenizer):
         return encode_array(self.encoding, text, allowed)
 
     def _token_bytes_or_none(self, id):
-        return self._bytes[id]
+        return self._vocab[id]
 
     def decode_bytes(self, ids) -> bytes:
         try:
             return self.encoding.decode_bytes(ids)
         except (KeyError, TypeError, ValueError, OverflowError):
             return super().decode_bytes(ids)  # names the first bad id
+
+
+class OpenAITokenizer(TiktokenBacked):
+    """One of OpenAI's encodings, through tiktoken's core. Get one with ``load(name)`` (cached)."""
+
+    def __init__(self, name: str):
+        self.encoding = _build(name)  # tiktoken.Encoding
+        self.name = name
+        self.n_vocab = self.encoding.n_vocab
+        self.special_tokens = dict(self.encoding._special_tokens)
+        self._ranks = self.encoding._mergeable_ranks
+        self._vocab: list[bytes | None] = [None] * self.n_vocab  # id -> bytes, None for holes
+        for tok, rank in self._ranks.items():
+            self._vocab[rank] = tok
+        for text, i in self.special_tokens.items():
+            self._vocab[i] = text.encode("utf-8")
 
     def merge_info(self, id: int) -> str:
         data = self.token_bytes(id)
