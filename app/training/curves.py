@@ -1,0 +1,189 @@
+"""Live training curves: loss (raw and smoothed), validation loss, learning rate on its own axis, gradient norm.
+
+Plot items are created once; :meth:`CurvesWidget.refresh` pushes the :class:`~app.training.history.History`
+columns with ``setData`` (the pane calls it at most ~10 times a second). Peak downsampling and clip-to-view keep a
+100 000-point run smooth.
+"""
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+
+from app.training.history import History
+
+X_AXES = {"steps": ("step", "step"), "tokens": ("tokens", "tokens seen")}  # choice -> (column, axis label)
+COLORS = {
+    "raw": (31, 119, 180, 120),
+    "smooth": (31, 119, 180),
+    "val": (214, 39, 40),
+    "lr": (44, 160, 44),
+    "grad": (148, 103, 189),
+    "skipped": (255, 127, 14),
+    "nonfinite": (200, 0, 0),
+}
+
+
+class CurvesWidget(QWidget):
+    """The plots plus a small toolbar (x-axis choice, gradient-norm toggle, PNG/CSV export)."""
+
+    sig_export_png = Signal()
+    """The user asked for a PNG export (the pane picks the path)."""
+    sig_export_csv = Signal()
+    """The user asked for a CSV export."""
+
+    def __init__(self, history: History, parent=None):
+        super().__init__(parent)
+        self.history = history
+        self.x_axis = "steps"
+
+        self.x_choice = QComboBox()
+        self.x_choice.addItem("steps", "steps")
+        self.x_choice.addItem("tokens seen", "tokens")
+        self.x_choice.setToolTip("Horizontal axis")
+        self.x_choice.currentIndexChanged.connect(lambda _: self.set_x_axis(self.x_choice.currentData()))
+        self.show_grad = QCheckBox("gradient norm")
+        self.show_grad.setChecked(True)
+        self.show_grad.toggled.connect(self._on_show_grad)
+        png = QToolButton(text="PNG…")
+        png.setToolTip("Export the plots as an image")
+        png.clicked.connect(self.sig_export_png)
+        csv = QToolButton(text="CSV…")
+        csv.setToolTip("Export every point as CSV")
+        csv.clicked.connect(self.sig_export_csv)
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("x:"))
+        bar.addWidget(self.x_choice)
+        bar.addWidget(self.show_grad)
+        bar.addStretch(1)
+        bar.addWidget(QLabel("export"))
+        bar.addWidget(png)
+        bar.addWidget(csv)
+
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setBackground("w")
+        self.loss_plot = self.graphics.addPlot(row=0, col=0)
+        self.grad_plot = self.graphics.addPlot(row=1, col=0)
+        self.graphics.ci.layout.setRowStretchFactor(0, 3)
+        self.graphics.ci.layout.setRowStretchFactor(1, 1)
+        self.grad_plot.setXLink(self.loss_plot)
+        self.grad_plot.showAxis("right")
+        self.grad_plot.getAxis("right").setStyle(showValues=False)
+        for plot in (self.loss_plot, self.grad_plot):
+            # no grid: pyqtgraph's axis grid costs ~20 ms per repaint, ten times the 100 000-point curves themselves
+            plot.getAxis("left").setWidth(56)  # the same widths line the two plots up
+            plot.getAxis("right").setWidth(64)
+            for name in ("left", "bottom", "right"):
+                axis = plot.getAxis(name)
+                axis.setPen(pg.mkPen(90, 90, 90))
+                axis.setTextPen(pg.mkPen(40, 40, 40))
+        self.loss_plot.setLabel("left", "loss")
+        self.grad_plot.setLabel("left", "grad norm")
+        self.legend = self.loss_plot.addLegend(offset=(-10, 10), labelTextColor=(40, 40, 40),
+                                               brush=pg.mkBrush(255, 255, 255, 200))
+
+        def line(plot, color, width=1.0, name=None, **kw):
+            item = plot.plot(pen=pg.mkPen(color, width=width, **kw), name=name)
+            item.setDownsampling(auto=True, method="peak")
+            item.setClipToView(True)
+            return item
+
+        self.raw_curve = line(self.loss_plot, COLORS["raw"], name="training loss")
+        self.smooth_curve = line(self.loss_plot, COLORS["smooth"], 2.0, name="smoothed")
+        self.val_curve = self.loss_plot.plot(pen=pg.mkPen(COLORS["val"], width=2), symbol="o", symbolSize=6,
+                                             symbolBrush=COLORS["val"], symbolPen=None, name="validation loss")
+        # event markers join the legend when the first one appears
+        self.skipped_marks = pg.ScatterPlotItem(symbol="t", size=10, brush=pg.mkBrush(COLORS["skipped"]), pen=None)
+        self.nonfinite_marks = pg.ScatterPlotItem(symbol="x", size=12, brush=pg.mkBrush(COLORS["nonfinite"]),
+                                                  pen=pg.mkPen(COLORS["nonfinite"]))
+        self._mark_names = {id(self.skipped_marks): "skipped AMP step", id(self.nonfinite_marks): "non-finite"}
+        self.loss_plot.addItem(self.skipped_marks)
+        self.loss_plot.addItem(self.nonfinite_marks)
+
+        # learning rate: its own view box on the right axis, sharing x with the loss
+        self.lr_view = pg.ViewBox()
+        self.lr_view.setZValue(-100)  # under the loss plot and its legend
+        self.loss_plot.showAxis("right")
+        self.loss_plot.scene().addItem(self.lr_view)
+        right = self.loss_plot.getAxis("right")
+        right.linkToView(self.lr_view)
+        right.setLabel("learning rate", color="#2ca02c")
+        self.lr_view.setXLink(self.loss_plot)
+        self.lr_curve = pg.PlotDataItem(pen=pg.mkPen(COLORS["lr"], width=1.5, style=pg.QtCore.Qt.PenStyle.DashLine))
+        self.lr_curve.setDownsampling(auto=True, method="peak")
+        self.lr_curve.setClipToView(True)
+        self.lr_view.addItem(self.lr_curve)
+        self.legend.addItem(self.lr_curve, "learning rate")
+        self.loss_plot.vb.sigResized.connect(self._sync_lr_view)
+
+        self.grad_curve = line(self.grad_plot, COLORS["grad"])
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(bar)
+        layout.addWidget(self.graphics, 1)
+        self.set_x_axis("steps")
+
+    def _sync_lr_view(self) -> None:
+        self.lr_view.setGeometry(self.loss_plot.vb.sceneBoundingRect())
+        self.lr_view.linkedViewChanged(self.loss_plot.vb, self.lr_view.XAxis)
+
+    def _on_show_grad(self, shown: bool) -> None:
+        self.grad_plot.setVisible(shown)
+        self.graphics.ci.layout.setRowStretchFactor(1, 1 if shown else 0)
+        self.graphics.ci.layout.setRowMaximumHeight(1, 1e6 if shown else 0)
+
+    def set_x_axis(self, choice: str) -> None:
+        if choice not in X_AXES:
+            raise ValueError(f"x axis must be one of {', '.join(X_AXES)}, got {choice!r}")
+        self.x_axis = choice
+        i = self.x_choice.findData(choice)
+        if self.x_choice.currentIndex() != i:
+            self.x_choice.setCurrentIndex(i)
+        label = X_AXES[choice][1]
+        self.loss_plot.setLabel("bottom", label)
+        self.grad_plot.setLabel("bottom", label)
+        self.refresh()
+        self.loss_plot.enableAutoRange()
+        self.grad_plot.enableAutoRange()
+
+    def refresh(self) -> None:
+        """Push the history into the plot items."""
+        h = self.history
+        xcol = X_AXES[self.x_axis][0]
+        x = h.train.column(xcol)
+        self.raw_curve.setData(x, _finite(h.train.column("loss")))
+        self.smooth_curve.setData(x, h.train.column("smooth"))
+        self.lr_curve.setData(x, h.train.column("lr"))
+        self.grad_curve.setData(x, _finite(h.train.column("grad_norm")))
+        self.val_curve.setData(h.evals.column(xcol), h.evals.column("val_loss"))
+        for marks, table in ((self.skipped_marks, h.skipped), (self.nonfinite_marks, h.nonfinite)):
+            xs, ys = table.column(xcol), table.column("loss")
+            ok = np.isfinite(xs) & np.isfinite(ys)
+            marks.setData(xs[ok], ys[ok])
+            name = self._mark_names.pop(id(marks), None) if ok.any() else None
+            if name:
+                self.legend.addItem(marks, name)
+
+    def export_png(self, path: str, width: int = 1600) -> None:
+        from pyqtgraph.exporters import ImageExporter
+
+        exporter = ImageExporter(self.graphics.scene())
+        exporter.parameters()["width"] = width
+        exporter.export(str(path))
+
+    def save_settings(self, s) -> None:
+        s.setValue("curves/x_axis", self.x_axis)
+        s.setValue("curves/show_grad", self.show_grad.isChecked())
+
+    def restore_settings(self, s) -> None:
+        from app.settings import read
+
+        choice = read(s, "curves/x_axis", "steps")
+        self.set_x_axis(choice if choice in X_AXES else "steps")
+        self.show_grad.setChecked(read(s, "curves/show_grad", True))
+
+
+def _finite(y: np.ndarray) -> np.ndarray:
+    """Non-finite values (a diverged step) become NaN, which pyqtgraph leaves as a gap instead of breaking autorange."""
+    return y if np.isfinite(y).all() else np.where(np.isfinite(y), y, np.nan)

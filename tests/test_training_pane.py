@@ -1,0 +1,385 @@
+"""The Training pane: the form explains bad settings, a real run draws curves, stops, resumes, survives a killed
+worker, follows a folder written by another process, exports, and leaves no process behind."""
+
+import csv
+import math
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSettings
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QMessageBox
+
+from app.training.history import History
+from tests.conftest import ROOT
+
+RUN_TIMEOUT_MS = 90_000  # generous: the machine is shared; nothing here asserts on time
+
+
+# ---- helpers ---------------------------------------------------------------------------------------------------
+
+def corpus_file(tmp_path, n_lines=400):
+    """A small text (about 20 KB) with some structure to learn."""
+    rng = np.random.default_rng(0)
+    words = ["the", "king", "queen", "speaks", "of", "love", "and", "war", "to", "his", "her", "court"]
+    lines = [" ".join(rng.choice(words, size=6)) + "." for _ in range(n_lines)]
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def make_pane(qtbot, reporter, tmp_path, **values):
+    from app.training.pane import TrainingPane
+
+    pane = TrainingPane(reporter=reporter)
+    qtbot.addWidget(pane, before_close_func=lambda w: w.shutdown())  # no process left, even if the test fails
+    form = pane.form
+    i = form.preset.findData("tiny")
+    form.preset.setCurrentIndex(i)
+    form._on_preset(i)  # what choosing it in the combo box does
+    base = {"corpus": str(corpus_file(tmp_path)), "n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 16,
+            "batch_size": 4, "max_iters": 200, "eval_interval": 10, "processes": 1,
+            "out_dir": str(tmp_path / "run")}
+    form.set_values({**form.values(), **base, **values})
+    pane.recheck()
+    return pane
+
+
+def while_running(pane, condition):
+    """A waitUntil callback that fails at once, saying why, if the run ends before ``condition`` holds."""
+    def check():
+        if pane.state == "idle":
+            raise RuntimeError(f"the run ended early: {pane.status.text()}\n{pane.failure.toPlainText()}")
+        return bool(condition())
+    return check
+
+
+def wait_ended(qtbot, pane):
+    qtbot.waitUntil(lambda: pane.state == "idle", timeout=RUN_TIMEOUT_MS)
+
+
+def steps_of(pane):
+    return pane.history.train.column("step").astype(int).tolist()
+
+
+def no_process_left(procs):
+    for p in procs:
+        assert not p.is_alive()
+        assert p.exitcode is not None
+        with pytest.raises(ProcessLookupError):
+            os.kill(p.pid, 0)  # joined and reaped: no zombie either
+
+
+# ---- the form --------------------------------------------------------------------------------------------------
+
+def test_the_form_explains_what_is_wrong_before_start(qtbot, reporter, tmp_path, monkeypatch):
+    from app.training import form as form_module
+
+    monkeypatch.setattr(form_module, "cuda_available", lambda: False)
+    pane = make_pane(qtbot, reporter, tmp_path)
+    assert pane.start_button.isEnabled(), pane.problems.text()
+
+    def problems_after(**values):
+        pane.form.set_values({**pane.form.values(), **values})
+        pane.recheck()
+        return pane.problems.text()
+
+    assert "does not split evenly among 4 heads" in problems_after(n_head=4, n_embd=30)
+    assert not pane.start_button.isEnabled()
+    assert "heads" in pane.start_button.toolTip()
+    assert "even size" in problems_after(n_head=4, n_embd=36, pos="rope")
+    assert "fp16 needs a CUDA GPU" in problems_after(n_embd=32, n_head=2, pos="learned", precision="fp16")
+    assert "positive number" in problems_after(precision="fp32", lr="fast")
+    assert "does not split evenly over 2 processes" in problems_after(lr="1e-3", processes=2, batch_size=5) \
+        or os.cpu_count() < 2
+    short = tmp_path / "short.txt"
+    short.write_text("To be, or not to be.\n", encoding="utf-8")
+    text = problems_after(processes=1, batch_size=4, corpus=str(short))
+    assert "too short for a context of 16 tokens" in text
+    assert not pane.start_button.isEnabled()
+    # a large vocabulary on a small model is explained but allowed
+    text = problems_after(corpus=str(tmp_path / "corpus.txt"), tokenizer="o200k_base")
+    assert "200,019 tokens" in text and pane.start_button.isEnabled()
+    # a folder that already holds a run: start is refused, resume is offered
+    run = tmp_path / "old"
+    run.mkdir()
+    (run / "ckpt.pt").write_bytes(b"not really a checkpoint")
+    assert "already holds a checkpoint" in problems_after(tokenizer="char", out_dir=str(run))
+    assert not pane.start_button.isEnabled() and pane.resume_button.isEnabled()
+    problems_after(out_dir=str(tmp_path / "fresh"))
+    assert pane.start_button.isEnabled()
+    assert "M parameters" in pane.params.text()
+    pane.shutdown()
+
+
+def test_the_form_opens_text_files_persists_its_values_and_offers_saved_tokenizers(qtbot, reporter, tmp_path,
+                                                                                   monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from app.paths import tokenizers_dir
+    from app.training.form import OPEN_FILE
+    from app.training.pane import TrainingPane
+
+    pane = make_pane(qtbot, reporter, tmp_path, n_layer=3, block_size=48, lr="3e-4", pos="alibi")
+    form = pane.form
+    other = tmp_path / "other.txt"
+    other.write_text("some text\n" * 500, encoding="utf-8")
+    before = form.corpus.currentData()
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: ("", ""))
+    form.corpus.setCurrentIndex(form.corpus.findData(OPEN_FILE))
+    form._on_corpus_activated(form.corpus.currentIndex())
+    assert form.corpus.currentData() == before  # cancelled: the previous corpus stays
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(other), ""))
+    form.corpus.setCurrentIndex(form.corpus.findData(OPEN_FILE))
+    form._on_corpus_activated(form.corpus.currentIndex())
+    assert form.corpus.currentData() == str(other) and form.corpus.currentText() == "other.txt"
+    pane.curves.set_x_axis("tokens")
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    pane.save_settings(settings)
+    settings.sync()
+    before = pane.form.values()
+    pane.shutdown()
+
+    again = TrainingPane(reporter=reporter)
+    qtbot.addWidget(again)
+    again.restore_settings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    assert again.form.values() == before
+    assert again.curves.x_axis == "tokens"
+    assert again.form.extra == pane.form.extra  # the preset's other settings (eval_iters, sample_len, ...)
+
+    assert again.form.tokenizer.findData(str(tokenizers_dir() / "mine.json")) < 0
+    (tokenizers_dir() / "mine.json").write_text("{}", encoding="utf-8")
+    again.refresh_tokenizers()
+    assert again.form.tokenizer.findData(str(tokenizers_dir() / "mine.json")) >= 0
+    assert again.form.values()["tokenizer"] == "char"  # the choice is kept
+    again.shutdown()
+
+
+# ---- the curves' data (no Qt) ------------------------------------------------------------------------------------
+
+def test_history_smooths_rewinds_and_writes_csv(tmp_path):
+    h = History(smoothing=0.5)
+    for step, loss in enumerate([4.0, 2.0, math.nan, 1.0], start=1):
+        h.add_step(step, step * 10, loss, 1e-3, 1.0, skipped_steps=1 if step >= 3 else 0)
+    assert h.train.column("smooth")[0] == 4.0  # debiased: the first value is the loss itself
+    assert h.train.column("smooth")[1] == pytest.approx((0.25 * 4 + 0.5 * 2) / 0.75)
+    assert h.skipped.column("step").tolist() == [3]  # the count went up at step 3
+    h.add_eval(2, 20, 2.5, 2.4)
+    # a resumed run redoes step 3 and 4: the old ones are forgotten, the smoothing continues from step 2
+    smooth2 = h.train.column("smooth")[1]
+    h.add_step(3, 30, 3.0, 1e-3, 1.0, skipped_steps=0)
+    assert h.train.column("step").tolist() == [1, 2, 3]
+    assert h.train.column("smooth")[2] == pytest.approx((0.125 * 4 + 0.25 * 2 + 0.5 * 3) / 0.875)
+    assert h.train.column("smooth")[1] == smooth2
+    assert len(h.skipped) == 0
+    for i in range(5000):  # buffers grow past their first capacity
+        h.add_step(4 + i, 40 + 10 * i, 1.0, 1e-3, 0.5)
+    assert len(h.train) == 5003 and h.train.column("step")[-1] == 5003
+    path = tmp_path / "c.csv"
+    h.write_csv(path)
+    rows = list(csv.DictReader(open(path, encoding="utf-8")))
+    assert len(rows) == 5003
+    assert rows[1]["val_loss"] == "2.5" and rows[1]["loss"] == "2.0" and rows[0]["val_loss"] == ""
+    with pytest.raises(ValueError, match="smoothing"):
+        History(smoothing=1.0)
+
+
+# ---- real runs -------------------------------------------------------------------------------------------------
+
+def test_a_run_draws_curves_stops_with_a_checkpoint_and_resumes(qtbot, reporter, tmp_path):
+    pane = make_pane(qtbot, reporter, tmp_path)
+    saved = []
+    pane.sig_checkpoint_saved.connect(saved.append)
+    assert pane.start_button.isEnabled(), pane.problems.text()
+    pane.start_button.click()
+    assert pane.state == "running" and not pane.start_button.isEnabled() and pane.stop_button.isEnabled()
+    assert not pane.form.isEnabled()
+    qtbot.waitUntil(while_running(pane, lambda: len(pane.history.train) >= 12 and len(pane.history.evals) >= 1
+                                  and saved and len(pane._samples) >= 2), timeout=RUN_TIMEOUT_MS)
+    pane._redraw(force=True)
+    x, y = pane.curves.raw_curve.getOriginalDataset()
+    assert len(x) >= 12 and np.isfinite(y).all()
+    assert len(pane.curves.val_curve.getOriginalDataset()[0]) >= 1
+    for curve in (pane.curves.lr_curve, pane.curves.grad_curve, pane.curves.smooth_curve):
+        assert len(curve.getOriginalDataset()[0]) >= 12
+    assert "step" in pane.progress.format() and "tok/s" in pane.progress.format()
+    assert "step 10" in pane.samples.toPlainText()
+
+    with qtbot.waitSignal(pane.controller.sig_ended, timeout=RUN_TIMEOUT_MS) as ended:
+        pane.stop_button.click()
+    assert ended.args[0] == "stopped"
+    stopped_at = pane.history.last_step
+    ckpt = tmp_path / "run" / "ckpt.pt"
+    assert ckpt.is_file() and saved[-1] == str(ckpt)
+    assert f"Stopped at step {stopped_at}" in pane.status.text()
+    assert pane.resume_button.isEnabled() and not pane.start_button.isEnabled()
+
+    # resume: the curves so far come back from metrics.jsonl, training continues right after the checkpoint
+    live_steps = []
+    pane.controller.sig_message.connect(lambda m: live_steps.append(m.step) if m.type == "step" else None)
+    pane.form.set_values({**pane.form.values(), "max_iters": stopped_at + 6})
+    pane.resume_button.click()
+    assert pane.state == "running"
+    wait_ended(qtbot, pane)
+    assert live_steps[0] == stopped_at + 1, pane.status.text()
+    steps = steps_of(pane)
+    assert steps[-1] == stopped_at + 6 and steps == sorted(set(steps))
+    assert "Done" in pane.status.text()
+
+    # x axis in tokens seen
+    pane.curves.set_x_axis("tokens")
+    x, _ = pane.curves.raw_curve.getOriginalDataset()
+    assert np.array_equal(x, pane.history.train.column("tokens"))
+    # exports
+    pane.export_csv(str(tmp_path / "curves.csv"))
+    rows = list(csv.DictReader(open(tmp_path / "curves.csv", encoding="utf-8")))
+    assert [int(r["step"]) for r in rows if r["loss"]] == steps
+    assert any(r["val_loss"] for r in rows)
+    pane.export_png(str(tmp_path / "curves.png"))
+    image = QImage(str(tmp_path / "curves.png"))
+    assert not image.isNull() and image.width() >= 800
+    # one click hands the checkpoint to the Generation pane
+    with qtbot.waitSignal(pane.sig_use_checkpoint, timeout=1000) as used:
+        pane.use_button.click()
+    assert used.args == [str(ckpt)]
+    pane.shutdown()
+
+
+def test_a_killed_worker_is_reported_and_resume_is_offered(qtbot, reporter, tmp_path, monkeypatch):
+    reporter.expected = True
+    pane = make_pane(qtbot, reporter, tmp_path, max_iters=100_000, eval_interval=5)
+    pane.start()
+    qtbot.waitUntil(while_running(pane, lambda: pane._ckpt_step is not None
+                                  and pane.history.last_step > pane._ckpt_step), timeout=RUN_TIMEOUT_MS)
+    procs = pane.controller.processes()
+    os.kill(procs[0].pid, signal.SIGKILL)
+    wait_ended(qtbot, pane)
+    assert "worker died (exit code -9)" in pane.status.text()
+    assert pane.failure.isVisibleTo(pane) and "SIGKILL" in pane.failure.toPlainText()
+    qtbot.waitUntil(lambda: len(reporter.reported) > 0, timeout=5000)  # the reporter's signal is queued
+    assert any("worker died (exit code -9)" in summary for summary, _ in reporter.reported)
+    assert pane.resume_button.isEnabled()
+    no_process_left(procs)
+
+    # resume after the crash, then close the window during the run: it asks, then stops cleanly
+    pane.resume()
+    qtbot.waitUntil(while_running(pane, lambda: len(pane.history.train) > 0), timeout=RUN_TIMEOUT_MS)
+    procs = pane.controller.processes()
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.No)
+    assert pane.confirm_close() is False
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    assert pane.confirm_close() is True
+    pane.shutdown()
+    no_process_left(procs)
+    assert pane.state == "idle" and not pane.controller.running
+    assert "Stopped at step" in pane.status.text()  # the run saved its checkpoint on the way out
+
+
+def test_a_failing_worker_is_reported_with_its_error(qtbot, reporter, tmp_path):
+    reporter.expected = True
+    pane = make_pane(qtbot, reporter, tmp_path)
+    os.remove(tmp_path / "corpus.txt")  # gone between the form's check and the worker reading it
+    pane.start()
+    wait_ended(qtbot, pane)
+    assert "Training failed" in pane.status.text() and "no such file" in pane.status.text()
+    assert "no such file" in pane.failure.toPlainText()
+    qtbot.waitUntil(lambda: len(reporter.reported) > 0, timeout=5000)
+    assert "no such file" in reporter.reported[0][0]
+    pane.shutdown()
+
+
+def test_following_a_run_folder_written_by_another_process(qtbot, reporter, tmp_path):
+    pane = make_pane(qtbot, reporter, tmp_path)
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    cmd = [sys.executable, "-m", "engine.train", "--preset", "tiny", f"corpus={tmp_path / 'corpus.txt'}",
+           f"out_dir={folder}", "n_layer=1", "n_head=2", "n_embd=32", "block_size=16", "batch_size=4",
+           "max_iters=20", "eval_interval=10", "warmup_iters=2", "lr_decay_iters=20"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        pane.follow(str(folder))
+        assert pane.state == "following" and pane.stop_button.text() == "Stop following"
+        qtbot.waitUntil(lambda: pane.history.last_step == 20 and len(pane.history.evals) >= 3,
+                        timeout=RUN_TIMEOUT_MS)
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert steps_of(pane) == list(range(steps_of(pane)[0], 21))
+    pane._redraw(force=True)
+    assert len(pane.curves.smooth_curve.getOriginalDataset()[0]) == len(pane.history.train)
+    assert pane.max_iters == 20  # from the run's Started message
+    qtbot.waitUntil(lambda: "finished" in pane.status.text(), timeout=5000)
+    assert pane.use_button.isEnabled()
+    pane.stop_button.click()
+    assert pane.state == "idle" and not pane.follower.following
+    pane.shutdown()
+
+
+def test_curves_mark_skipped_and_nonfinite_steps_and_hold_100k_points(qtbot, reporter, tmp_path):
+    from engine.messages import Eval, NonFinite, Sample, Started, Step
+
+    pane = make_pane(qtbot, reporter, tmp_path)
+    pane.dispatch(Started("r", config={"max_iters": 100_000}, n_params=1000, world_size=1, step=0))
+    for step in range(1, 100_001):
+        skipped = 1 if step >= 500 else 0  # step 500 was skipped by the fp16 GradScaler
+        loss = math.inf if step == 700 else 3.0 - step * 1e-5
+        pane.dispatch(Step("r", step=step, loss=loss, lr=1e-3, grad_norm=1.0, tokens_per_s=1e4,
+                           tokens_seen=step * 64, amp_scale=1.0, skipped_steps=skipped, time=step * 0.01))
+        if step == 700:
+            pane.dispatch(NonFinite("r", step=700, what="loss is inf: step skipped"))
+        if step % 25_000 == 0:
+            pane.dispatch(Eval("r", step=step, train_loss=2.0, val_loss=2.1, tokens_seen=step * 64))
+            pane.dispatch(Sample("r", step=step, text=f"text <b>{step}</b>"))
+    pane._dirty = True
+    pane._redraw(force=True)
+    curves = pane.curves
+    assert len(curves.raw_curve.getOriginalDataset()[0]) == 100_000
+    assert curves.skipped_marks.getData()[0].tolist() == [500]
+    assert curves.nonfinite_marks.getData()[0].tolist() == [700]
+    legend = [label.text for _, label in curves.legend.items]
+    assert "skipped AMP step" in legend and "non-finite" in legend
+    assert "Step 700: loss is inf" in pane.status.text()
+    assert pane.progress.value() == 100_000 and "step 100,000 / 100,000" in pane.progress.format()
+    # latest sample on top, shown as text (not markup)
+    text = pane.samples.toPlainText()
+    assert text.index("step 100,000") < text.index("step 25,000") and "<b>100000</b>" in text
+    curves.set_x_axis("tokens")
+    assert curves.skipped_marks.getData()[0].tolist() == [500 * 64]
+    pane.shutdown()
+
+
+def test_stop_pressed_twice_ends_the_processes_at_once(qtbot, reporter, tmp_path):
+    pane = make_pane(qtbot, reporter, tmp_path, max_iters=100_000)
+    pane.start()
+    qtbot.waitUntil(while_running(pane, lambda: len(pane.history.train) > 0), timeout=RUN_TIMEOUT_MS)
+    procs = pane.controller.processes()
+    pane.stop_button.click()
+    assert pane.state == "stopping" and pane.stop_button.text() == "Kill" and pane.stop_button.isEnabled()
+    with qtbot.waitSignal(pane.controller.sig_ended, timeout=RUN_TIMEOUT_MS) as ended:
+        pane.stop_button.click()
+    # almost always "killed"; "stopped" only if the checkpoint was already written when Kill came
+    assert ended.args[0] in ("killed", "stopped")
+    no_process_left(procs)
+    assert pane.state == "idle" and pane.stop_button.text() == "Stop" and not pane.stop_button.isEnabled()
+    pane.shutdown()
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 CPU cores for 2 processes")
+def test_one_of_two_ddp_processes_killed_ends_the_other_too(qtbot, reporter, tmp_path):
+    reporter.expected = True
+    pane = make_pane(qtbot, reporter, tmp_path, max_iters=100_000, processes=2)
+    pane.start()
+    qtbot.waitUntil(while_running(pane, lambda: len(pane.history.train) > 2), timeout=RUN_TIMEOUT_MS)
+    procs = pane.controller.processes()
+    assert len(procs) == 2
+    os.kill(procs[1].pid, signal.SIGKILL)  # rank 0 now waits for rank 1 inside a collective, forever
+    wait_ended(qtbot, pane)
+    assert "worker died (exit code -9)" in pane.status.text()
+    no_process_left(procs)
+    pane.shutdown()
