@@ -268,8 +268,13 @@ def _resolve_device(config: TrainConfig, local_rank: int) -> torch.device:
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError("device cuda was asked for but no CUDA GPU is available; use device=cpu")
-        device = torch.device("cuda", local_rank % torch.cuda.device_count())
-        torch.cuda.set_device(device)
+        count = torch.cuda.device_count()
+        if local_rank >= count > 1:  # two ranks on one GPU: NCCL fails with "Duplicate GPU detected"
+            raise ConfigError(f"LOCAL_RANK {local_rank} has no GPU of its own: this machine shows {count} GPUs; "
+                              f"start at most {count} processes per node (torchrun --nproc_per_node={count})")
+        # one visible GPU and LOCAL_RANK > 0: each process was given its own GPU (CUDA_VISIBLE_DEVICES per rank)
+        device = torch.device("cuda", local_rank if local_rank < count else 0)
+        torch.cuda.set_device(device)  # before init_process_group: NCCL binds each rank to the current device
         if config.precision == "bf16" and not torch.cuda.is_bf16_supported():
             raise ConfigError("this GPU does not support bf16; use precision=fp16 or fp32")
         return device
@@ -317,15 +322,19 @@ def _rng_state(device: torch.device) -> dict:
     return state
 
 
-def _set_rng_state(state: dict, device: torch.device) -> None:
+def _set_rng_state(state: dict, device: torch.device, cuda_seed: int) -> None:
+    """Restore _rng_state()'s states; on CUDA without a saved CUDA state (written on the CPU) seed it by cuda_seed."""
     torch.set_rng_state(state["torch"])
     np_state = state["numpy"]
     np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
                          np_state["has_gauss"], np_state["gauss"]))
     py = state["python"]
     random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+    if device.type == "cuda":
+        if "cuda" in state:
+            torch.cuda.set_rng_state(state["cuda"], device)
+        else:  # else every rank would keep torch.manual_seed(seed)'s CUDA stream: the same dropout on all ranks
+            torch.cuda.manual_seed(cuda_seed)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -356,7 +365,15 @@ class Trainer:
         self.last_saved = -1
         self.last_eval = -1
         self.started_dist = False
+        try:
+            self._setup()
+        except BaseException:  # e.g. a DataError after init_process_group: leave no process group behind
+            self.close()
+            raise
 
+    def _setup(self) -> None:
+        """Everything __init__ builds: process group, data, model, optimizer, the run folder."""
+        cfg = self.config
         self.rank, self.local_rank, self.world_size = _dist_env()
         self.master = self.rank == 0
         if cfg.batch_size % self.world_size:
@@ -366,8 +383,10 @@ class Trainer:
         self.device = _resolve_device(cfg, self.local_rank)
         if self.world_size > 1:
             if not dist.is_initialized():
-                backend = "nccl" if self.device.type == "cuda" else "gloo"
-                dist.init_process_group(backend=backend, rank=self.rank, world_size=self.world_size)
+                # NCCL: bound to this rank's GPU (set current above); its collectives need CUDA tensors
+                cuda = self.device.type == "cuda"
+                dist.init_process_group(backend="nccl" if cuda else "gloo", rank=self.rank,
+                                        world_size=self.world_size, device_id=self.device if cuda else None)
                 self.started_dist = True
 
         self.out_dir = Path(cfg.out_dir)
@@ -453,11 +472,27 @@ class Trainer:
         except (RuntimeError, ValueError, TypeError):
             return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=True)
 
+    def _load_optimizer(self, state: dict) -> None:
+        """Load the optimizer's state but keep the fused / foreach choice made for this device.
+
+        load_state_dict would bring back the saved run's flags: a checkpoint from a foreach fallback would turn
+        fused AdamW off on CUDA, and a fused one would fail where fused is not available. Fused AdamW keeps its
+        step counts as float32 on the parameters' device, foreach on the CPU.
+        """
+        flags = [{k: group.get(k) for k in ("fused", "foreach")} for group in self.optimizer.param_groups]
+        self.optimizer.load_state_dict(state)
+        for group, own in zip(self.optimizer.param_groups, flags):
+            group.update(own)
+            for p in group["params"]:
+                st = self.optimizer.state.get(p, {})
+                if isinstance(st.get("step"), torch.Tensor) and not group.get("capturable"):
+                    st["step"] = st["step"].to(p.device, torch.float32) if own["fused"] else st["step"].cpu()
+
     def _restore(self, ckpt: dict) -> None:
         state = ckpt["train"]
         try:
             self.raw.load_state_dict(ckpt["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
+            self._load_optimizer(state["optimizer"])
             if state.get("scaler"):
                 self.scaler.load_state_dict(state["scaler"])
             self.iter_num = int(state["iter_num"])
@@ -467,7 +502,7 @@ class Trainer:
             self.generator.set_state(state["data_generator"])
             rngs = state["rng"]
             if len(rngs) == self.world_size:
-                _set_rng_state(rngs[self.rank], self.device)
+                _set_rng_state(rngs[self.rank], self.device, self.config.seed + 1 + self.rank + self.iter_num)
             else:  # another number of processes: no exact continuation possible, but a reproducible one
                 torch.manual_seed(self.config.seed + 1 + self.rank + self.iter_num)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
@@ -514,6 +549,8 @@ class Trainer:
             self.evaluate()
         if not reason.startswith("diverged") and self.last_saved != self.iter_num:  # a diverged state is not kept
             self.save()
+        if self.world_size > 1:  # no rank tears the group down (close()) while rank 0 still writes the checkpoint
+            dist.barrier()
         self.emit(Finished(self.run_id, step=self.iter_num, reason=reason))
         return reason
 

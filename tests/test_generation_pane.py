@@ -338,6 +338,8 @@ def test_random_gpt2_sized_model_is_honestly_uniform(qtbot, pane):
     assert pane.chart.data.entropy_before > 14  # log2(50257) = 15.6
     step(qtbot, pane)
     assert len(pane.snapshot.history) == 1
+    tip = pane.text.tooltip_for(0)
+    assert "raw 0.0%" not in tip and "e-05" in tip  # each raw probability is about 2e-5, not zero
 
 
 def test_chart_data_marks_the_nucleus_and_extra_rows():
@@ -351,3 +353,52 @@ def test_chart_data_marks_the_nucleus_and_extra_rows():
     strip = draw_strip(torch.softmax(logits, -1), 2, 0.97, str, 0)
     assert [s.id for s in strip.segments] == list(range(6))
     assert strip.segments[2].drawn and abs(strip.segments[2].x0 - float(torch.softmax(logits, -1)[:2].sum())) < 1e-6
+
+
+def test_small_probabilities_are_not_shown_as_zero():
+    from app.generation.distribution import percent
+
+    assert percent(0.0) == "0%"
+    assert percent(0.25) == "25.0%"
+    assert percent(0.0005) == "0.05%"
+    assert percent(2e-5) == "2.0e-05"  # a GPT-2 token under an untrained model: not "0.0%"
+
+
+def test_error_banner_goes_away_once_the_user_moves_on(qtbot, pane, tmp_path):
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a checkpoint")
+    pane.load_checkpoint(str(bad))
+    wait_idle(qtbot, pane)
+    assert not pane.banner.isHidden()
+    assert "File: broken.pt" not in pane.banner.text()  # the file is named once, by the error itself
+    step(qtbot, pane)
+    assert pane.banner.isHidden()
+
+
+def test_empty_prompt_shows_the_token_the_model_starts_from(qtbot, pane):
+    pane.prompt.setPlainText("")
+    qtbot.waitUntil(lambda: pane.snapshot.prompt_len == 1 and not pane.busy, timeout=5000)
+    start = pane._label(pane.snapshot.ids[0])
+    assert pane.text.toPlainText() == start  # the model predicts from it, so the user sees it
+    assert f"starts from {start}" in pane.counts.text()
+    step(qtbot, pane, 2)
+    assert pane.text.toPlainText() == start + pane.text.generated_text()
+    assert len(pane.text.generated_text()) == 2
+
+
+def test_last_draw_is_computed_in_the_worker_not_the_ui_thread(qtbot, pane, monkeypatch):
+    import app.generation.pane as pane_module
+    from engine.decoding import probabilities
+
+    pane.controls.top_k.setValue(3)
+    step(qtbot, pane, 2)
+    rec = pane.snapshot.history[-1]
+    expected = probabilities(rec.logits_before, rec.settings, pane.snapshot.ids[: rec.index])
+    assert torch.equal(pane.snapshot.last_probs, expected)
+
+    def no_stages_here(*args, **kwargs):
+        raise AssertionError("the UI thread re-ran the decoding stages of the last step")
+
+    monkeypatch.setattr(pane_module, "probabilities", no_stages_here)
+    pane._show_state()
+    assert "u = " in pane.chart.strip_title.text()

@@ -12,7 +12,7 @@ from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QCursor, QFont, QFontDatabase, QFontMetrics, QPalette, QTransform
 from PySide6.QtWidgets import QLabel, QToolTip, QVBoxLayout, QWidget
 
-from app.generation.distribution import STAGE_TITLES, ChartData
+from app.generation.distribution import STAGE_TITLES, ChartData, percent
 
 RAW_PEN = QColor(70, 90, 120)
 AFTER_BRUSH = QColor(52, 101, 164)
@@ -26,14 +26,6 @@ STRIP_LABEL_MIN = 0.04  # slices of the last-draw strip at least this wide show 
 
 def _short(label: str) -> str:
     return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 1] + "…"
-
-
-def _percent(p: float) -> str:
-    if p == 0:
-        return "0%"
-    if p < 0.0001:
-        return f"{p:.1e}"
-    return f"{p:.1%}" if p >= 0.001 else f"{p:.2%}"
 
 
 class ProbabilityChart(QWidget):
@@ -179,9 +171,9 @@ class ProbabilityChart(QWidget):
                 continue
             r = rows[i]
             if r.cut_by:
-                text, color = f"{_percent(r.raw)}  cut by {STAGE_TITLES.get(r.cut_by, r.cut_by)}", CUT_COLOR
+                text, color = f"{percent(r.raw)}  cut by {STAGE_TITLES.get(r.cut_by, r.cut_by)}", CUT_COLOR
             else:
-                text, color = f"{_percent(r.final)}  (raw {_percent(r.raw)})", self._text_color
+                text, color = f"{percent(r.final)}  (raw {percent(r.raw)})", self._text_color
             item.setText(text, color=color)
             item.setPos(max(r.raw, r.final) + top * 0.01, i)
             item.setVisible(True)
@@ -272,8 +264,8 @@ class ProbabilityChart(QWidget):
             return
         r = self.data.rows[row]
         state = (f"cut by {STAGE_TITLES.get(r.cut_by, r.cut_by)}" if r.cut_by
-                 else f"{_percent(r.final)} after the decoding controls")
-        QToolTip.showText(QCursor.pos(), f"<b><tt>{_html(r.label)}</tt></b> (id {r.id})<br>raw {_percent(r.raw)}, "
+                 else f"{percent(r.final)} after the decoding controls")
+        QToolTip.showText(QCursor.pos(), f"<b><tt>{_html(r.label)}</tt></b> (id {r.id})<br>raw {percent(r.raw)}, "
                                          f"{state}<br><i>click to force it as the next token</i>", self.view)
 
 

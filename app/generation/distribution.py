@@ -106,6 +106,18 @@ def alternatives(logits: torch.Tensor, settings: DecodeSettings, previous_ids: S
     return [(t, float(final[t]), float(raw[t])) for t in top]
 
 
+def percent(p: float) -> str:
+    """A probability as text that never rounds a small one to zero: 0.25 -> '25.0%', 0.0005 -> '0.05%',
+    3e-5 -> '3.0e-05'. GPT-2's 50k tokens each have about 0.002% under an untrained model: "0.0%" would say
+    they cannot be drawn.
+    """
+    if p == 0:
+        return "0%"
+    if p < 0.0001:
+        return f"{p:.1e}"
+    return f"{p:.1%}" if p >= 0.001 else f"{p:.2%}"
+
+
 def max_entropy_bits(vocab_size: int) -> float:
     """Entropy of the uniform distribution: what an untrained model is close to."""
     return math.log2(vocab_size)
@@ -146,11 +158,11 @@ def draw_strip(probs: torch.Tensor, token_id: int, u: float | None, label: Calla
     chosen = _escape(label(token_id))
     prob = float(p[token_id]) / total
     if u is None:
-        title = (f"Step {step + 1} was forced: <b><tt>{chosen}</tt></b> (it had {prob:.1%} after the controls); "
-                 "no draw.")
+        title = (f"Step {step + 1} was forced: <b><tt>{chosen}</tt></b> (it had {percent(prob)} after the "
+                 "controls); no draw.")
     else:
         title = (f"Last draw (step {step + 1}): u = {u:.3f} fell in the slice of <b><tt>{chosen}</tt></b> "
-                 f"({prob:.1%}). Slices are laid out in token-id order, the order the sampler walks.")
+                 f"({percent(prob)}). Slices are laid out in token-id order, the order the sampler walks.")
     labels = {s.id: label(s.id) for s in segments if s.width >= 0.02}
     return Strip(segments, u, title, labels)
 

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 
 from app.generation.chart import ProbabilityChart
 from app.generation.controls import DecodingControls
-from app.generation.distribution import alternatives, chart_data, draw_strip, max_entropy_bits
+from app.generation.distribution import alternatives, chart_data, draw_strip, max_entropy_bits, percent
 from app.generation.model_source import RANDOM_SIZES, RANDOM_TOKENIZERS, LoadedModel, ModelSource, load_source
 from app.generation.text_view import GeneratedText, Legend
 from app.generation.vocab_search import VocabularySearch
@@ -47,11 +47,19 @@ class Snapshot:
     history: list  # engine.session.StepRecord per generated token
     context_note: str
     forward_count: int
+    last_probs: torch.Tensor | None = None  # (V,) the distribution the last generated token was chosen from
 
 
 def _snapshot(session) -> Snapshot:
+    """Copy what the UI shows out of the session (in the worker thread: this also runs the decoding stages of the last
+    step, so the UI thread never recomputes a 50k-token distribution just to show where the last draw fell)."""
+    last_probs = None
+    if session.history:
+        rec = session.history[-1]
+        if rec.logits_before is not None:
+            last_probs = probabilities(rec.logits_before, rec.settings or DecodeSettings(), session.ids[: rec.index])
     return Snapshot(list(session.ids), session.prompt_len, session.logits.detach().clone(), list(session.history),
-                    session.context_note, session.forward_count)
+                    session.context_note, session.forward_count, last_probs)
 
 
 def _generator(seed: int, position: int) -> torch.Generator:
@@ -343,12 +351,15 @@ class GenerationPane(QWidget):
     def _on_load_failed(self, source: ModelSource, exc, tb):
         self.model_info.setText(self.loaded.description if self.loaded else "No model loaded")
         what = "The previous model stays loaded." if self.loaded else "Choose another model above."
-        self._show_error(f"Could not load {source.title()}: {exc}\n{what}", exc, tb)
+        # a checkpoint's error already names its file; a random model's names nothing
+        name = "the model" if source.path else source.title()
+        self._show_error(f"Could not load {name}: {exc}\n{what}", exc, tb)
         self._rebuild_sources()
 
     def _on_stepped(self, result):
         record, snapshot = result
         self.snapshot = snapshot
+        self.banner.setVisible(False)  # the user has moved on from the last error
         tokenizer = self.loaded.tokenizer
         data = tokenizer.token_bytes(record.token_id) if record.token_id < tokenizer.n_vocab else b""
         self.text.append_token(data, record.prob, forced=record.forced)
@@ -361,6 +372,7 @@ class GenerationPane(QWidget):
     def _on_undone(self, result):
         _, snapshot = result
         self.snapshot = snapshot
+        self.banner.setVisible(False)
         while self.text.n_pieces > len(snapshot.history):
             self.text.pop_token()
         self._show_state()
@@ -368,6 +380,7 @@ class GenerationPane(QWidget):
     def _on_prompt_set(self, result, prompt: str):
         self.snapshot, self.prompt_error = result, ""
         self._session_prompt = prompt
+        self.banner.setVisible(False)
         self._show_all()
 
     def _on_prompt_failed(self, exc, tb, prompt: str):
@@ -392,7 +405,10 @@ class GenerationPane(QWidget):
     # ---- showing the state ---------------------------------------------------------------------------------------
     def _show_all(self):
         """Rebuild the text view from the snapshot (after a load or a new prompt), then the rest."""
-        self.text.set_prompt(self.prompt.toPlainText())
+        prompt = self._session_prompt if self._session_prompt is not None else self.prompt.toPlainText()
+        snap = self.snapshot
+        start = self._label(snap.ids[0]) if snap is not None and not prompt and snap.prompt_len == 1 else None
+        self.text.set_prompt(prompt, start_token=start)
         if self.snapshot is not None and self.loaded is not None:
             tok = self.loaded.tokenizer
             for rec in self.snapshot.history:
@@ -409,8 +425,11 @@ class GenerationPane(QWidget):
         self.context_note.setVisible(bool(note))
         if snap is not None:
             n_gen = len(snap.history)
-            self.counts.setText(f"{snap.prompt_len} prompt tokens + {n_gen} generated · "
-                                f"model forward passes so far: {snap.forward_count}")
+            if not self._session_prompt and snap.prompt_len == 1:
+                prompt = f"empty prompt: the model starts from {self._label(snap.ids[0])}"
+            else:
+                prompt = f"{snap.prompt_len} prompt token{'s' if snap.prompt_len != 1 else ''}"
+            self.counts.setText(f"{prompt} + {n_gen} generated · model forward passes so far: {snap.forward_count}")
         else:
             self.counts.setText("")
         self._update_actions()
@@ -442,13 +461,11 @@ class GenerationPane(QWidget):
         if snap is None or not snap.history:
             self.chart.set_draw(None)
             return
-        rec = snap.history[-1]
-        logits = rec.logits_before  # read once: the worker may drop old logits to save memory
-        if logits is None:
+        if snap.last_probs is None:  # its logits were dropped to save memory
             self.chart.set_draw(None)
             return
-        probs = probabilities(logits, rec.settings or DecodeSettings(), snap.ids[: rec.index])
-        self.chart.set_draw(draw_strip(probs, rec.token_id, rec.u, self._label, len(snap.history) - 1))
+        rec = snap.history[-1]
+        self.chart.set_draw(draw_strip(snap.last_probs, rec.token_id, rec.u, self._label, len(snap.history) - 1))
 
     def _label(self, token_id: int) -> str:
         labels = self.loaded.labels
@@ -470,13 +487,13 @@ class GenerationPane(QWidget):
         rows = []
         for tid, p, raw in top:
             mark = "▶" if tid == rec.token_id else ""
-            raw_text = f"raw {raw:.1%}" if raw is not None else ""
+            raw_text = f"raw {percent(raw)}" if raw is not None else ""
             rows.append(f"<tr><td>{mark}</td><td><tt>{html.escape(self._label(tid))}</tt></td>"
-                        f"<td align=right>&nbsp;{p:.1%}</td>"
+                        f"<td align=right>&nbsp;{percent(p)}</td>"
                         f"<td align=right style='color:gray'>&nbsp;{raw_text}</td></tr>")
         how = "forced by hand" if rec.forced else f"drawn with u = {rec.u:.3f}"
         chosen = html.escape(self._label(rec.token_id))
-        return (f"<b>Token {step + 1}: <tt>{chosen}</tt></b> — {rec.prob:.1%}, {how}<br>"
+        return (f"<b>Token {step + 1}: <tt>{chosen}</tt></b> — {percent(rec.prob)}, {how}<br>"
                 f"Most likely tokens at that step (after the controls):<table>{''.join(rows)}</table>")
 
     def _update_actions(self):

@@ -23,6 +23,7 @@ BINS = (
 )
 FORCED_COLOR = QColor("#d3c4ef")
 PROMPT_COLOR = QColor(110, 110, 110)
+START_COLOR = QColor(225, 225, 225)  # behind the start token of an empty prompt
 
 
 def bin_color(prob: float) -> QColor:
@@ -64,13 +65,18 @@ class GeneratedText(QTextEdit):
     def n_pieces(self) -> int:
         return len(self._pieces)
 
-    def set_prompt(self, text: str):
-        """Start over: only the prompt."""
+    def set_prompt(self, text: str, start_token: str | None = None):
+        """Start over: only the prompt. ``start_token`` is the visible label of the token an empty prompt becomes
+        (the model needs one to predict from); it is shown boxed, so the user sees what the model was given."""
         self.clear()
         self._pieces.clear()
         self._decoder.reset()
         fmt = QTextCharFormat()
         fmt.setForeground(PROMPT_COLOR)
+        if start_token is not None and not text:
+            boxed = QTextCharFormat(fmt)
+            boxed.setBackground(START_COLOR)
+            self.textCursor().insertText(start_token, boxed)
         self.textCursor().insertText(text, fmt)
 
     def append_token(self, data: bytes, prob: float, forced: bool = False):

@@ -12,7 +12,7 @@ older job stale, so its result is dropped and the views only ever show the lates
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFontDatabase, QTextCharFormat, QTextCursor
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPlainTextEdit, QSplitter, QTabWidget,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPlainTextEdit, QSizePolicy, QSplitter, QTabWidget,
                                QTextEdit, QVBoxLayout, QWidget)
 
 from app.paths import read_state, tokenizers_dir, write_state
@@ -144,6 +144,11 @@ class TokenizationPane(QWidget):
         layout.addLayout(bar)
         layout.addWidget(self.main_split, 1)
         layout.addWidget(self.status)
+        # The window's scroll area sizes the pane by its preferred height (the status line wraps, so the layout has
+        # height-for-width), and the splitters' preferred heights add up to more than the window: the status line ended
+        # up below the window's edge. Ignored: the splitter takes whatever height is left, and keeps its minimum.
+        self.main_split.setMinimumHeight(self.main_split.minimumSizeHint().height())
+        self.main_split.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
 
     def _connect(self) -> None:
         self.editor.textChanged.connect(self._on_text_edited)
