@@ -386,3 +386,69 @@ def test_keyboard_selection_scrolls_the_token_into_view(pane, qtbot):
         assert 0 <= rect.top() and rect.bottom() <= view.viewport().height()
     pane.select_token(0)
     assert view.verticalScrollBar().value() == 0
+
+
+# ---- regressions found in the polish pass ------------------------------------------------------------------------
+def _shown_text(label) -> str:
+    """What a rich-text QLabel displays, as plain text."""
+    from PySide6.QtGui import QTextDocument
+
+    assert label.textFormat() == Qt.TextFormat.RichText
+    doc = QTextDocument()
+    doc.setHtml(label.text())
+    return doc.toPlainText()
+
+
+def test_status_line_stays_inside_the_window_scroll_area(qtbot, reporter):
+    """The window puts the pane in a QScrollArea; the splitters' preferred heights pushed the status line (the
+    "showing the first N tokens" note, errors) below the window's edge."""
+    from app.main_window import MainWindow
+
+    window = MainWindow(reporter=reporter)
+    qtbot.addWidget(window)
+    window.resize(1280, 820)
+    window.show()
+    pane = window.tokenization
+    viewport = window.tabs.currentWidget().viewport()
+    try:
+        for tab in (TEXT_TAB, DECODE_TAB):
+            pane.input_tabs.setCurrentIndex(tab)
+            qtbot.wait(50)
+            assert pane.height() <= viewport.height()
+            assert pane.status.geometry().bottom() < viewport.height()
+    finally:
+        window.close()
+
+
+def test_bpe_error_message_shows_quotes_not_html_entities(pane, qtbot):
+    pane.bpe.name.setText("bad name!")
+    pane.bpe.train()
+    qtbot.waitUntil(lambda: not pane.bpe.training, timeout=WAIT_MS)
+    shown_text = _shown_text(pane.bpe.status)
+    assert "'bad name!'" in shown_text and "&#x27;" not in shown_text
+
+
+def test_status_shows_bad_ids_with_angle_brackets(pane, qtbot):
+    pane.input_tabs.setCurrentIndex(DECODE_TAB)
+    pane.decode.ids_edit.setPlainText("15496 <abc>")
+    qtbot.waitUntil(lambda: not pane.decode.message.isHidden(), timeout=WAIT_MS)
+    assert "'<abc>'" in _shown_text(pane.status)
+    assert "'<abc>'" in pane.decode.message.text()
+
+
+def test_decode_explains_replacement_characters(pane, qtbot):
+    pane.input_tabs.setCurrentIndex(DECODE_TAB)
+    pane.decode.ids_edit.setPlainText("15496 8582 97")  # "Hello" + the first two of 🤗's three pieces
+    qtbot.waitUntil(lambda: pane.decode.decoded.toPlainText() == "Hello\ufffd", timeout=WAIT_MS)
+    assert not pane.decode.note.isHidden() and "1 byte sequence" in pane.decode.note.text()
+    pane.decode.ids_edit.setPlainText("8582 97 245")  # all three pieces: a whole character, nothing to explain
+    qtbot.waitUntil(lambda: pane.decode.decoded.toPlainText() == "🤗", timeout=WAIT_MS)
+    assert pane.decode.note.isHidden()
+
+
+def test_compare_heading_says_decode_mode_compares_the_text_tab(pane, qtbot):
+    assert "same text" in pane.compare.heading.text()
+    pane.input_tabs.setCurrentIndex(DECODE_TAB)
+    assert "Text tab" in pane.compare.heading.text()
+    pane.input_tabs.setCurrentIndex(TEXT_TAB)
+    assert "same text" in pane.compare.heading.text()

@@ -13,7 +13,7 @@ from html import escape
 from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
@@ -137,6 +137,7 @@ class BPEPanel(QWidget):
         buttons.addWidget(self.progress, 1)
         self.status = QLabel("Train a byte-level BPE on a corpus; the result joins the encoding selector.")
         self.status.setWordWrap(True)
+        self.status.setTextFormat(Qt.TextFormat.RichText)  # messages are escaped HTML (auto-detection showed &#x27;)
 
         self.plot = pg.PlotWidget(background="w")
         self.plot.setLogMode(x=True, y=False)

@@ -10,6 +10,8 @@ from app.tokenization.analysis import label
 from app.tokenization.token_view import PASTELS
 
 STRIP_TOKENS = 80  # tokens drawn per encoding in the compact split
+TEXT_HEADING = "Compare encodings on the same text:"
+DECODE_HEADING = "Compare encodings on the text of the Text tab (not the decoded ids):"
 COLUMNS = ("Encoding", "Tokens", "Bytes/token", "Chars/token", "vs best")
 
 
@@ -63,7 +65,8 @@ class ComparePanel(QWidget):
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(QLabel("Compare encodings on the same text:"))
+        self.heading = QLabel(TEXT_HEADING)
+        layout.addWidget(self.heading)
         layout.addWidget(self.choices)
         layout.addWidget(self.table)
         layout.addWidget(self.status)

@@ -1,5 +1,6 @@
 """Decode mode: the user pastes token ids; the panel shows the text they make and names any bad ids."""
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QVBoxLayout, QWidget
 
@@ -15,8 +16,13 @@ class DecodePanel(QWidget):
         self.ids_edit.setPlaceholderText("Paste token ids: 15496, 995  or  [15496, 995]  or one per line")
         self.message = QLabel()
         self.message.setWordWrap(True)
+        self.message.setTextFormat(Qt.TextFormat.PlainText)  # bad ids are shown as typed, '<abc>' included
         self.message.setStyleSheet("color: #b00020;")
         self.message.hide()
+        self.note = QLabel()
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet("color: #5a5a5a;")
+        self.note.hide()
         self.decoded = QPlainTextEdit()
         self.decoded.setReadOnly(True)
         self.decoded.setPlaceholderText("The decoded text appears here.")
@@ -26,8 +32,16 @@ class DecodePanel(QWidget):
         layout.addWidget(self.message)
         layout.addWidget(QLabel("Decoded text:"))
         layout.addWidget(self.decoded, 1)
+        layout.addWidget(self.note)
 
-    def show_result(self, text: str, problem: str) -> None:
+    def show_result(self, text: str, n_broken: int, problem: str) -> None:
+        """text: the decoded text; n_broken: byte sequences in it that are not whole UTF-8 characters (each shown as
+        U+FFFD); problem: what was wrong with the ids ("" if nothing)."""
         self.decoded.setPlainText(text)
         self.message.setText(f"Skipped bad ids — {problem}" if problem else "")
         self.message.setVisible(bool(problem))
+        what = "sequence that is" if n_broken == 1 else "sequences that are"
+        self.note.setText(f"� marks {n_broken} byte {what} not a whole UTF-8 character (a character split across "
+                          "ids with a piece missing, or ids that end inside one): the Tokens view shows the bytes "
+                          "in hex." if n_broken else "")
+        self.note.setVisible(bool(n_broken))

@@ -10,17 +10,19 @@ older job stale, so its result is dropped and the views only ever show the lates
 """
 
 
+from html import escape
+
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFontDatabase, QTextCharFormat, QTextCursor
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPlainTextEdit, QSizePolicy, QSplitter, QTabWidget,
-                               QTextEdit, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPlainTextEdit, QSizePolicy, QSplitter,
+                               QTabWidget, QTextEdit, QVBoxLayout, QWidget)
 
 from app.paths import read_state, tokenizers_dir, write_state
 from app.settings import read
 from app.tokenization.analysis import (MAX_SHOWN_BYTES, MAX_SHOWN_TOKENS, Analysis, analyse, character_note, label,
                                       parse_ids, spans_from_ids)
 from app.tokenization.bpe_panel import TOKENIZER_SUFFIX, BPEPanel
-from app.tokenization.compare import STRIP_TOKENS, ComparePanel
+from app.tokenization.compare import DECODE_HEADING, STRIP_TOKENS, TEXT_HEADING, ComparePanel
 from app.tokenization.decode_panel import DecodePanel
 from app.tokenization.inspector import Inspector
 from app.tokenization.token_view import TokenView
@@ -138,6 +140,7 @@ class TokenizationPane(QWidget):
 
         self.status = QLabel()
         self.status.setWordWrap(True)
+        self.status.setTextFormat(Qt.TextFormat.RichText)  # _set_status escapes: '<abc>' in a message stays visible
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 4)
@@ -147,13 +150,13 @@ class TokenizationPane(QWidget):
         # The window's scroll area sizes the pane by its preferred height (the status line wraps, so the layout has
         # height-for-width), and the splitters' preferred heights add up to more than the window: the status line ended
         # up below the window's edge. Ignored: the splitter takes whatever height is left, and keeps its minimum.
-        self.main_split.setMinimumHeight(self.main_split.minimumSizeHint().height())
+        self._fit_minimum_height()
         self.main_split.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
 
     def _connect(self) -> None:
         self.editor.textChanged.connect(self._on_text_edited)
         self.decode.ids_edit.textChanged.connect(self._on_ids_edited)
-        self.input_tabs.currentChanged.connect(lambda _i: self.refresh())
+        self.input_tabs.currentChanged.connect(self._on_input_tab)
         self.encoding.currentIndexChanged.connect(lambda _i: self.refresh())
         self.allow_special.toggled.connect(lambda _on: self.refresh())
         self.show_whitespace.toggled.connect(self._on_whitespace_toggled)
@@ -219,6 +222,16 @@ class TokenizationPane(QWidget):
         if not self.decode_mode:
             self._debounce.start()
 
+    def _on_input_tab(self, _index: int) -> None:
+        self.compare.heading.setText(DECODE_HEADING if self.decode_mode else TEXT_HEADING)
+        self._fit_minimum_height()
+        self.refresh()
+
+    def _fit_minimum_height(self) -> None:
+        """The splitter's size policy ignores its minimum size hint (see _build), so keep it as an explicit minimum."""
+        self.main_split.setMinimumHeight(0)
+        self.main_split.setMinimumHeight(self.main_split.minimumSizeHint().height())
+
     def _on_ids_edited(self) -> None:
         self._ids_dirty = True
         if self.decode_mode:
@@ -279,7 +292,7 @@ class TokenizationPane(QWidget):
             return  # went stale while running
         self.tokenizer, self.analysis, decoded = result
         if decoded is not None:
-            self.decode.show_result(decoded, self.analysis.bad_ids)
+            self.decode.show_result(*decoded, self.analysis.bad_ids)
         self._render()
 
     def _report(self, failure: JobFailed, what: str) -> None:
@@ -323,8 +336,9 @@ class TokenizationPane(QWidget):
             self.editor.setExtraSelections([])
 
     def _set_status(self, text: str, error: bool = False) -> None:
+        """Show plain ``text`` (escaped here) in the status line, in red for an error."""
         self.status.setStyleSheet("color: #b00020;" if error else "color: palette(window-text);")
-        self.status.setText(text)
+        self.status.setText(escape(text))
 
     def _on_whitespace_toggled(self, _on: bool) -> None:
         self._render()
@@ -466,7 +480,8 @@ def _decode_job(key: str, ids_text: str, is_stale):
         shown.append(token)
     text, spans = spans_from_ids(tokenizer, shown)
     analysis = Analysis(tokenizer.name, text, len(ids), len(decoded), len(data), spans, bad_ids=problem)
-    return tokenizer, analysis, decoded
+    n_broken = decoded.count("\ufffd") - data.count("\ufffd".encode())  # U+FFFD that stand for broken bytes
+    return tokenizer, analysis, (decoded, n_broken)
 
 
 def _compare_job(entries, text: str, allowed, is_stale):
