@@ -353,7 +353,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, emit: Callable[[Message], None] | None = None,
                  should_stop: Callable[[], bool] | None = None):
-        self.config = cfg = config
+        self.config = config
         self.user_emit = emit
         self.should_stop = should_stop or (lambda: False)
         self.writer = None
