@@ -4,7 +4,9 @@ For a character vocabulary (65 tokens) and GPT-2's (50257 tokens), each with a r
 real checkpoint, it moves the controls 50 times (temperature, top-k, top-p, min-p, repetition penalty in turn) and
 reports mean and p95 of
   * update: the slot's work (decoding stages over the whole vocabulary + pushing data into the plot items), and
-  * with paint: update plus a forced repaint of the chart.
+  * with paint: update plus a forced repaint of the chart;
+and the UI thread's share of a step: showing a step's result (text, chart, last-draw strip) once the worker has
+run the model and the decoding stages.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python bench/bench_generation_pane.py
 """
@@ -54,7 +56,7 @@ def _changes(controls):
 def bench(kind, app, folder):
     import torch
 
-    from app.generation.pane import GenerationPane
+    from app.generation.pane import GenerationPane, _generator, _snapshot
     from engine.checkpoint import save_model
     from engine.model import GPT, GPTConfig
     from engine.presets import MODEL_SIZES
@@ -93,9 +95,19 @@ def bench(kind, app, folder):
         update.append((t1 - t0) * 1e3)
         painted.append((t2 - t0) * 1e3)
     assert pane.session.forward_count == forwards, "a control change ran the model"
+
+    shown = []
+    for _ in range(N_CHANGES // 5):
+        record = pane.session.undo()  # replay the last step (same seed, same token) without the worker
+        pane.session.step(record.settings, _generator(pane.controls.seed.value(), len(pane.session.history)))
+        snapshot = _snapshot(pane.session)
+        pane.text.pop_token()
+        t0 = time.perf_counter()
+        pane._on_stepped((pane.session.history[-1], snapshot))
+        shown.append((time.perf_counter() - t0) * 1e3)
     pane.shutdown()
     pane.close()
-    return tok.n_vocab, update, painted
+    return tok.n_vocab, update, painted, shown
 
 
 def _p95(xs):
@@ -107,12 +119,14 @@ def main():
 
     app = QApplication.instance() or QApplication([])
     print(f"Generation pane: chart redraw after a decoding control change ({N_CHANGES} changes, no model forward)")
-    print(f"{'vocabulary':>12} | {'update mean':>11} {'p95':>7} | {'with paint mean':>15} {'p95':>7}")
+    print(f"{'vocabulary':>12} | {'update mean':>11} {'p95':>7} | {'with paint mean':>15} {'p95':>7} | "
+          f"{'show a step mean':>16}")
     with tempfile.TemporaryDirectory() as folder:
         for kind in ("char", "gpt2"):
-            n_vocab, update, painted = bench(kind, app, folder)
+            n_vocab, update, painted, shown = bench(kind, app, folder)
             print(f"{n_vocab:>12} | {statistics.mean(update):>8.2f} ms {_p95(update):>4.2f} ms | "
-                  f"{statistics.mean(painted):>12.2f} ms {_p95(painted):>4.2f} ms")
+                  f"{statistics.mean(painted):>12.2f} ms {_p95(painted):>4.2f} ms | "
+                  f"{statistics.mean(shown):>13.2f} ms")
 
 
 if __name__ == "__main__":

@@ -402,3 +402,28 @@ def test_last_draw_is_computed_in_the_worker_not_the_ui_thread(qtbot, pane, monk
     monkeypatch.setattr(pane_module, "probabilities", no_stages_here)
     pane._show_state()
     assert "u = " in pane.chart.strip_title.text()
+
+
+def test_a_long_chart_message_is_wrapped_not_cut_off(qtbot, pane):
+    pane.resize(1000, 700)
+    pane.show()
+    qtbot.waitExposed(pane)
+    pane.prompt.setPlainText("héllo " * 30)
+    qtbot.waitUntil(lambda: pane.snapshot is None and not pane.busy, timeout=5000)
+    message = pane.chart.message
+    assert "cannot read the prompt" in message.toPlainText()
+    width = message.textItem.boundingRect().width()
+    assert 0 < width <= pane.chart.plot.vb.width()  # one long line would be as wide as the whole text
+
+
+def test_model_list_shows_whole_titles(qtbot, pane):
+    view = pane.source_box.view()
+    longest = max(view.sizeHintForColumn(0), 1)
+    assert view.minimumWidth() >= longest  # "Random small model (untrained) · Shakespeare characters" is not cut
+
+
+def test_probability_axis_has_no_ticks_past_one(qtbot, pane):
+    # a 99% favourite: the view reaches to 1.55 to leave room for its label, but probabilities end at 1
+    axis = pane.chart.plot.getAxis("bottom")
+    values = [v for _, level in axis.tickValues(0.0, 1.55, 500) for v in level]
+    assert values and max(values) <= 1.0

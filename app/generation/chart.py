@@ -24,6 +24,14 @@ MAX_LABEL = 18  # characters of a token label on the axis
 STRIP_LABEL_MIN = 0.04  # slices of the last-draw strip at least this wide show their token
 
 
+class ProbabilityAxis(pg.AxisItem):
+    """A probability axis: no ticks past 1 (the view reaches past the top bar to leave room for its label)."""
+
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802, N803 - pyqtgraph override
+        return [(spacing, [v for v in values if v <= 1.0 + 1e-9])
+                for spacing, values in super().tickValues(minVal, maxVal, size)]
+
+
 def _short(label: str) -> str:
     return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 1] + "…"
 
@@ -53,7 +61,7 @@ class ProbabilityChart(QWidget):
         text_color = self.palette().color(QPalette.ColorRole.Text)
         self._text_color = text_color
 
-        self.plot = self.view.addPlot(row=0, col=0)
+        self.plot = self.view.addPlot(row=0, col=0, axisItems={"bottom": ProbabilityAxis("bottom")})
         self._setup_plot(self.plot, text_color)
         self.plot.invertY(True)
         self.plot.setLabel("bottom", "probability")
@@ -79,6 +87,7 @@ class ProbabilityChart(QWidget):
         self._texts: list[pg.TextItem] = []
         self.message = pg.TextItem("", color=text_color, anchor=(0.5, 0.5))
         self.plot.addItem(self.message)
+        self.plot.vb.sigResized.connect(self._wrap_message)
 
         self.view.nextRow()
         self.strip = self.view.addPlot(row=1, col=0)
@@ -125,6 +134,10 @@ class ProbabilityChart(QWidget):
                 brush.setTransform(QTransform.fromScale(px, py))
         return brush
 
+    def _wrap_message(self, *_):
+        """Wrap the message to the plot's width: a long error on one line would be cut off at both ends."""
+        self.message.setTextWidth(max(120.0, self.plot.vb.width() - 24))
+
     def _on_view_transform(self, *_):
         if self.data is not None:
             self.cut_bars.setOpts(brush=self._hatch())
@@ -143,6 +156,7 @@ class ProbabilityChart(QWidget):
         self.plot.setXRange(0, 1, padding=0)
         self.plot.setYRange(0, 1, padding=0)
         self.message.setText(text)
+        self._wrap_message()
         self.message.setPos(0.5, 0.5)
         self.message.setVisible(True)
         self.header.setText("")

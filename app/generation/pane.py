@@ -440,7 +440,8 @@ class GenerationPane(QWidget):
             self.chart.show_message("Loading a model…" if self.runner.busy else "No model loaded")
             return
         if self.snapshot is None:
-            self.chart.show_message(self.prompt_error or "Type a prompt to start")
+            self.chart.show_message(f"This model cannot read the prompt: {self.prompt_error}" if self.prompt_error
+                                    else "Type a prompt to start")
             return
         snap = self.snapshot
         settings = self.controls.settings()
@@ -607,6 +608,8 @@ class GenerationPane(QWidget):
             self.source_box.setCurrentIndex(-1)
             self.source_box.setPlaceholderText("choose a model")
         self.source_box.blockSignals(False)
+        view = self.source_box.view()  # the box itself may cut a long title; its list never does
+        view.setMinimumWidth(view.sizeHintForColumn(0) + 2 * view.frameWidth() + 8)
 
     def _on_source_chosen(self, index: int):
         source = self._source_items[index][1]
