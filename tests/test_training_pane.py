@@ -206,7 +206,7 @@ def test_a_run_draws_curves_stops_with_a_checkpoint_and_resumes(qtbot, reporter,
     assert len(pane.curves.val_curve.getOriginalDataset()[0]) >= 1
     for curve in (pane.curves.lr_curve, pane.curves.grad_curve, pane.curves.smooth_curve):
         assert len(curve.getOriginalDataset()[0]) >= 12
-    assert "step" in pane.progress.format() and "tok/s" in pane.progress.format()
+    assert "step" in pane.progress_text.text() and "tok/s" in pane.progress_text.text()
     assert "step 10" in pane.samples.toPlainText()
 
     with qtbot.waitSignal(pane.controller.sig_ended, timeout=RUN_TIMEOUT_MS) as ended:
@@ -345,7 +345,7 @@ def test_curves_mark_skipped_and_nonfinite_steps_and_hold_100k_points(qtbot, rep
     legend = [label.text for _, label in curves.legend.items]
     assert "skipped AMP step" in legend and "non-finite" in legend
     assert "Step 700: loss is inf" in pane.status.text()
-    assert pane.progress.value() == 100_000 and "step 100,000 / 100,000" in pane.progress.format()
+    assert pane.progress.value() == 100_000 and "step 100,000 / 100,000" in pane.progress_text.text()
     # latest sample on top, shown as text (not markup)
     text = pane.samples.toPlainText()
     assert text.index("step 100,000") < text.index("step 25,000") and "<b>100000</b>" in text
@@ -382,4 +382,113 @@ def test_one_of_two_ddp_processes_killed_ends_the_other_too(qtbot, reporter, tmp
     wait_ended(qtbot, pane)
     assert "worker died (exit code -9)" in pane.status.text()
     no_process_left(procs)
+    pane.shutdown()
+
+
+# ---- regression tests from using the pane ------------------------------------------------------------------------
+
+def test_progress_text_is_not_drawn_over_by_the_bar_and_shows_averaged_tokens_per_s_and_eta(qtbot, reporter,
+                                                                                             tmp_path):
+    """The bar's own text was split and clipped by its chunk; tokens/s jumped with every step's timing."""
+    from engine.messages import Finished, Started, Step
+
+    pane = make_pane(qtbot, reporter, tmp_path)
+    pane._begin(str(tmp_path / "run"), 1000)
+    pane.dispatch(Started("r", config={"max_iters": 1000}, n_params=1000, world_size=1, step=0))
+    assert not pane.progress.isTextVisible()
+    # 100 steps of 768 tokens, alternately 0.1 s and 0.3 s of compute (3 s per 10 steps of wall time with evals)
+    for step in range(1, 101):
+        pane.dispatch(Step("r", step=step, loss=2.0, lr=1e-3, grad_norm=1.0,
+                           tokens_per_s=768 / (0.1 if step % 2 else 0.3), tokens_seen=768 * step, amp_scale=1.0,
+                           skipped_steps=0, time=1000.0 + 0.3 * step))
+    pane._update_progress()
+    text = pane.progress_text.text()
+    # 20 steps of 768 tokens in 10 x 0.1 s + 10 x 0.3 s = 4 s -> 3,840 tokens/s (the last step alone says 2,560)
+    assert "step 100 / 1,000" in text and "3,840 tok/s" in text, text
+    # 0.3 s per step since the first step, 900 steps left -> 270 s
+    assert "ETA 4:30" in text, text
+    assert pane.progress.value() == 100
+    pane.dispatch(Finished("r", step=100, reason="stopped"))
+    pane._update_progress()
+    assert "ETA" not in pane.progress_text.text()
+    pane.shutdown()
+
+
+def test_eta_is_gone_once_a_run_ends_even_without_a_new_message(qtbot, reporter, tmp_path):
+    """After Done the text still said "ETA 0:00" (or the ETA of the last redraw)."""
+    from engine.messages import Started, Step
+
+    pane = make_pane(qtbot, reporter, tmp_path)
+    pane._begin(str(tmp_path / "run"), 1000)
+    pane.dispatch(Started("r", config={"max_iters": 1000}, n_params=1000, world_size=1, step=0))
+    for step in (1, 2, 3):
+        pane.dispatch(Step("r", step=step, loss=2.0, lr=1e-3, grad_norm=1.0, tokens_per_s=1000.0,
+                           tokens_seen=64 * step, amp_scale=1.0, skipped_steps=0, time=float(step)))
+    pane._redraw(force=True)
+    assert "ETA" in pane.progress_text.text()
+    pane._on_run_ended("stopped", "stopped", "")
+    assert "ETA" not in pane.progress_text.text() and "step 3 / 1,000" in pane.progress_text.text()
+    pane.shutdown()
+
+
+def test_a_followed_run_that_went_quiet_long_ago_gets_no_eta(qtbot, reporter, tmp_path):
+    """A folder of a run killed yesterday showed an ETA as if it were still going."""
+    import time
+
+    from engine.messages import Started, Step, append_jsonl
+
+    folder = tmp_path / "old-run"
+    folder.mkdir()
+    t0 = time.time() - 86_400
+    append_jsonl(folder / "metrics.jsonl", Started("r", config={"max_iters": 500}, n_params=10, world_size=1))
+    for step in range(1, 51):
+        append_jsonl(folder / "metrics.jsonl", Step("r", step=step, loss=2.0, lr=1e-3, grad_norm=1.0,
+                                                    tokens_per_s=1000.0, tokens_seen=64 * step, amp_scale=1.0,
+                                                    skipped_steps=0, time=t0 + step))
+    pane = make_pane(qtbot, reporter, tmp_path)
+    pane.follow(str(folder))
+    pane._redraw(force=True)
+    text = pane.progress_text.text()
+    assert "step 50 / 500" in text and "1,000 tok/s" in text and "ETA" not in text, text
+    pane.stop()
+    pane.shutdown()
+
+
+def test_the_parameter_estimate_uses_a_trained_tokenizers_vocabulary(qtbot, reporter, tmp_path):
+    """A 512-token BPE tokenizer was estimated "with a 65-character vocabulary"; a broken file passed the check."""
+    from app.paths import tokenizers_dir
+    from app.training.form import estimate_params
+    from engine.tokenizers import BPETokenizer
+
+    pane = make_pane(qtbot, reporter, tmp_path)
+    text = (tmp_path / "corpus.txt").read_text(encoding="utf-8")  # make_pane's corpus
+    tok = BPETokenizer.train(text, 300, name="small300")
+    path = tokenizers_dir() / "small300.json"
+    tok.save(path)
+    pane.refresh_tokenizers()
+    pane.form.tokenizer.setCurrentIndex(pane.form.tokenizer.findData(str(path)))
+    pane.recheck()
+    n = estimate_params(pane.form.values(), tok.n_vocab)
+    assert f"≈ {n / 1e6:.2f} M parameters (vocabulary {tok.n_vocab:,})" == pane.params.text()
+    assert pane.start_button.isEnabled(), pane.problems.text()
+    path.write_text("this is not a tokenizer", encoding="utf-8")
+    pane.recheck()
+    assert "not a saved tokenizer" in pane.problems.text() and not pane.start_button.isEnabled()
+    pane.shutdown()
+
+
+def test_a_launch_that_raises_leaves_the_pane_idle_and_reports_it(qtbot, reporter, tmp_path, monkeypatch):
+    """A RuntimeError from starting the processes left the pane "running" for ever at step 0."""
+    pane = make_pane(qtbot, reporter, tmp_path)
+
+    def refuse(config, world_size=1):
+        raise RuntimeError("cannot spawn here")
+
+    monkeypatch.setattr(pane.controller, "start", refuse)
+    reporter.expected = True
+    pane.start_button.click()
+    assert pane.state == "idle" and pane.start_button.isEnabled() and not pane.stop_button.isEnabled()
+    assert "cannot spawn here" in pane.status.text()
+    assert pane.form.isEnabled()
+    qtbot.waitUntil(lambda: any("cannot spawn here" in summary for summary, _ in reporter.reported), timeout=5000)
     pane.shutdown()

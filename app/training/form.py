@@ -24,7 +24,7 @@ BUILTIN_TOKENIZERS = ("char", "gpt2", "p50k_base", "cl100k_base", "o200k_base")
 ENCODING_VOCAB = {"gpt2": 50257, "p50k_base": 50281, "cl100k_base": 100277, "o200k_base": 200019}
 PRECISIONS = ("fp32", "bf16", "fp16")
 POSITIONS = ("learned", "rope", "alibi")
-TOKENIZER_SUFFIXES = (".json", ".tiktoken", ".bpe", ".tok")
+CHAR_VOCAB_GUESS = 65  # a char tokenizer's vocabulary depends on the corpus: tiny Shakespeare's, for the estimate
 
 # the form's fields, their settings keys and defaults (a tiny model that learns something in a few hundred steps)
 DEFAULTS = {
@@ -80,6 +80,36 @@ def builtin_corpora():
     return corpora()
 
 
+_saved_vocab_cache: dict[tuple, int] = {}
+
+
+def tokenizer_vocab(tokenizer: str) -> int | None:
+    """Vocabulary size of a tokenizer the form offers: None for "char" (it depends on the corpus), the size of a
+    built-in encoding, or read from a saved tokenizer file (cached while the file is unchanged). ValueError saying
+    why for a file that is not a saved tokenizer."""
+    if tokenizer == "char":
+        return None
+    if tokenizer in ENCODING_VOCAB:
+        return ENCODING_VOCAB[tokenizer]
+    try:
+        st = os.stat(tokenizer)
+    except OSError:
+        raise ValueError(f"The tokenizer file {tokenizer} is gone: choose another tokenizer.") from None
+    key = (tokenizer, st.st_mtime_ns, st.st_size)
+    if key not in _saved_vocab_cache:
+        from engine.tokenizers.base import load_json
+
+        data = load_json(tokenizer)
+        if data.get("kind") == "bpe" and isinstance(data.get("n_vocab"), int):
+            vocab = data["n_vocab"]
+        elif data.get("kind") == "char" and isinstance(data.get("chars"), str):
+            vocab = len(data["chars"])
+        else:
+            raise ValueError(f"{tokenizer} is not a saved character or BPE tokenizer.")
+        _saved_vocab_cache[key] = vocab
+    return _saved_vocab_cache[key]
+
+
 def estimate_params(values: dict, vocab_size: int, bias: bool = False) -> int:
     """Parameters of the GPT these values build: tied embedding/head, position table, blocks, final LayerNorm."""
     C, L, T = values["n_embd"], values["n_layer"], values["block_size"]
@@ -132,12 +162,17 @@ def check(values: dict, extra: dict | None = None, *, cuda: bool | None = None,
                           f"{values['block_size']} tokens (training and validation each need at least one window "
                           f"plus a token; that takes at least {need:,} tokens). "
                           f"Use a longer text or a shorter context.")
-    vocab = ENCODING_VOCAB.get(values["tokenizer"])
+    try:
+        vocab = tokenizer_vocab(values["tokenizer"])
+    except ValueError as err:
+        errors.append(str(err))
+        vocab = None
     if vocab is not None:
         embed = vocab * values["n_embd"]
         body = estimate_params(values, 0)
         if embed > 4 * body:
-            notes.append(f"The {values['tokenizer']} vocabulary ({vocab:,} tokens) makes the embedding "
+            name = Path(values["tokenizer"]).stem if values["tokenizer"] not in ENCODING_VOCAB else values["tokenizer"]
+            notes.append(f"The {name} vocabulary ({vocab:,} tokens) makes the embedding "
                          f"{embed / 1e6:.1f} M parameters, {embed / max(body, 1):.0f}x the transformer itself: "
                          f"'char' or a smaller trained tokenizer learns faster on a small model.")
     vocab_est = vocab if vocab is not None else 256

@@ -144,6 +144,20 @@ class History:
     def last_step(self) -> int:
         return int(self.train.last("step")) if len(self.train) else 0
 
+    def recent_tokens_per_s(self, n: int = 20) -> float | None:
+        """Training throughput over the last ``n`` logged steps: their tokens over their time (the harmonic mean of
+        each step's rate, as every step trains the same number of tokens); None before any timed step.
+
+            >>> h = History()
+            >>> for step, rate in enumerate([1000.0, 4000.0], 1):
+            ...     h.add_step(step, 100 * step, 2.0, 1e-3, 1.0, tokens_per_s=rate)
+            >>> h.recent_tokens_per_s()
+            1600.0
+        """
+        rates = self.train.column("tokens_per_s")[-n:]
+        rates = rates[np.isfinite(rates) & (rates > 0)]
+        return float(len(rates) / np.sum(1.0 / rates)) if len(rates) else None
+
     def write_csv(self, path) -> None:
         """One row per logged step (training step and/or evaluation), in step order, with event flags."""
         rows: dict[int, list] = {}

@@ -18,13 +18,15 @@ from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QLabel, QMes
 
 from app.paths import runs_dir
 from app.training.curves import CurvesWidget
-from app.training.form import ENCODING_VOCAB, TrainingForm, check, estimate_params
+from app.training.form import CHAR_VOCAB_GUESS, TrainingForm, check, estimate_params, tokenizer_vocab
 from app.training.history import History
 from app.training.runner import RunController, RunFollower
 
 REDRAW_MS = 100  # curves and progress are redrawn at most this often, however fast messages arrive
 MAX_SAMPLES = 200  # samples kept in the side panel
 CHECK_DELAY_MS = 150  # the form is re-checked this long after the last edit
+RATE_STEPS = 20  # tokens per second shown: over the last this many logged steps (one step's timing is noisy)
+STALE_STEPS = 20  # a followed run that has logged nothing for this many step times (and a minute) gets no ETA
 
 
 class TrainingPane(QWidget):
@@ -52,6 +54,7 @@ class TrainingPane(QWidget):
         self._next_curves_at = 0.0  # monotonic time before which the curves are not redrawn again
         self._errors: list[str] = []
         self._ckpt_step = None  # step of the latest checkpoint of the run shown
+        self._run_over = False  # a followed run's folder says it finished or failed
 
         self.form = TrainingForm()
         self.problems = QLabel()
@@ -71,8 +74,11 @@ class TrainingPane(QWidget):
         self.use_button = QPushButton("Use in Generation")
         self.use_button.setToolTip("Open the latest checkpoint in the Generation pane")
         self.progress = QProgressBar()
-        self.progress.setTextVisible(True)
-        self.progress.setFormat("")
+        # the figures go in a label below: a bar's own text is split and clipped by its chunk in several styles
+        self.progress.setTextVisible(False)
+        self.progress.setMaximumHeight(12)
+        self.progress_text = QLabel()
+        self.progress_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.status = QLabel("Ready.")
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -101,6 +107,7 @@ class TrainingPane(QWidget):
         left_layout.addLayout(buttons)
         left_layout.addLayout(more)
         left_layout.addWidget(self.progress)
+        left_layout.addWidget(self.progress_text)
         left_layout.addWidget(self.status)
         left_layout.addWidget(self.failure)
         left_layout.addStretch(1)
@@ -167,11 +174,15 @@ class TrainingPane(QWidget):
         values = self.form.values()
         extra = self.form.extra
         self._errors, notes = check(values, extra, corpus_bytes=self.form.corpus_file_size())
-        vocab = ENCODING_VOCAB.get(values["tokenizer"])
+        try:
+            vocab = tokenizer_vocab(values["tokenizer"])
+        except ValueError:  # check() explains it
+            vocab = None
         if values["n_embd"] % values["n_head"] == 0:
-            n = estimate_params(values, vocab or 65, bias=bool(extra.get("bias", False)))
+            n = estimate_params(values, vocab or CHAR_VOCAB_GUESS, bias=bool(extra.get("bias", False)))
             self.params.setText(f"≈ {n / 1e6:.2f} M parameters"
-                                + ("" if vocab else " (with a 65-character vocabulary)"))
+                                + (f" (vocabulary {vocab:,})" if vocab else
+                                   f" (assuming {CHAR_VOCAB_GUESS} distinct characters)"))
         else:
             self.params.setText("")
         lines = [f"<span style='color:#c62828'>✖ {html.escape(e)}</span>" for e in self._errors]
@@ -248,11 +259,16 @@ class TrainingPane(QWidget):
     def _launch(self, config, processes: int) -> bool:
         try:
             self.controller.start(config, processes)
-        except (ValueError, OSError) as err:
+        except Exception as err:  # whatever it is, the pane must not stay "running" with nothing running
             self.state = "idle"
             self._redraw_timer.stop()
             self._set_status(f"Cannot start the training processes: {err}")
             self._update_buttons()
+            if self.reporter is not None and not isinstance(err, (ValueError, OSError)):
+                import traceback
+
+                self.reporter.report_message(f"Cannot start the training processes: {err}",
+                                             "".join(traceback.format_exception(err)))
             return False
         return True
 
@@ -269,10 +285,11 @@ class TrainingPane(QWidget):
         self.max_iters = max_iters
         self._rate_origin = None
         self._last_step = None
+        self._run_over = False
         self.state = "running"
         self.progress.setRange(0, max(1, max_iters))
         self.progress.setValue(0)
-        self.progress.setFormat("step 0 / %m")
+        self.progress_text.setText(f"step 0 / {max_iters:,}")
         self._redraw_timer.start()
         self._dirty = True
         self._update_buttons()
@@ -301,6 +318,7 @@ class TrainingPane(QWidget):
             self.state = "idle"
             self._redraw_timer.stop()
             self._redraw(force=True)
+            self._update_progress()
             self._set_status(f"Stopped following {self.run_dir}.")
             self._update_buttons()
 
@@ -316,7 +334,7 @@ class TrainingPane(QWidget):
             return
         self._begin(folder, 0)
         self.state = "following"
-        self.progress.setFormat("")
+        self.progress_text.setText("")
         try:
             self.follower.follow(folder)
         except ValueError as err:
@@ -339,6 +357,7 @@ class TrainingPane(QWidget):
         self.state = "idle"
         self._redraw_timer.stop()
         self._redraw(force=True)
+        self._update_progress()  # no ETA any more, even when no message came since the last redraw
         step = self.history.last_step
         can_resume = self._checkpoint_to_use() is not None
         if outcome == "completed":
@@ -382,6 +401,7 @@ class TrainingPane(QWidget):
             self._samples = [(s, t) for s, t in self._samples if s <= msg.step]
             self._render_samples()
         self._rate_origin = None
+        self._run_over = False
         procs = f" on {msg.world_size} processes" if msg.world_size > 1 else ""
         where = f" from step {msg.step}" if msg.step else ""
         self._set_status(f"Training {msg.n_params / 1e6:.2f} M parameters{procs}{where}.")
@@ -421,10 +441,14 @@ class TrainingPane(QWidget):
         self._update_buttons()
 
     def _on_finished(self, msg) -> None:
+        self._run_over = True
+        self._dirty = True
         if self.state == "following":
             self._set_status(f"The run finished at step {msg.step} ({msg.reason}); still following the folder.")
 
     def _on_failed(self, msg) -> None:
+        self._run_over = True
+        self._dirty = True
         if self.state == "following":
             self._set_status(f"<b>The run failed</b> at step {msg.step}: {html.escape(msg.error)}", rich=True)
             self.failure.setPlainText(f"{msg.error}\n\n{msg.traceback}")
@@ -472,21 +496,26 @@ class TrainingPane(QWidget):
             self.progress.setMaximum(max(self.max_iters, step))
             self.progress.setValue(min(step, self.progress.maximum()))
         parts = [f"step {step:,}" + (f" / {self.max_iters:,}" if self.max_iters else "")]
-        if math.isfinite(msg.tokens_per_s) and msg.tokens_per_s > 0:
-            parts.append(f"{msg.tokens_per_s:,.0f} tok/s")
+        rate = self.history.recent_tokens_per_s(RATE_STEPS)
+        if rate is not None:
+            parts.append(f"{rate:,.0f} tok/s")
         eta = self._eta(msg)
         if eta is not None:
             parts.append(f"ETA {_duration(eta)}")
-        self.progress.setFormat(" · ".join(parts))
+        self.progress_text.setText(" · ".join(parts))
 
     def _eta(self, msg) -> float | None:
-        if not self.max_iters or self._rate_origin is None or self.state not in ("running", "following"):
+        """Seconds left at the run's average pace since it (re)started: evaluations and checkpoints included."""
+        if (not self.max_iters or self._rate_origin is None or self._run_over
+                or self.state not in ("running", "following")):
             return None
         t0, s0 = self._rate_origin
         if msg.step <= s0 or msg.time <= t0:
             return None
-        rate = (msg.step - s0) / (msg.time - t0)  # steps per second
-        return max(0.0, (self.max_iters - msg.step) / rate)
+        seconds_per_step = (msg.time - t0) / (msg.step - s0)
+        if self.state == "following" and time.time() - msg.time > max(60.0, STALE_STEPS * seconds_per_step):
+            return None  # nothing new for a long while: the run is not going (killed, or its machine is gone)
+        return max(0.0, (self.max_iters - msg.step) * seconds_per_step)
 
     def _set_status(self, text: str, rich: bool = False) -> None:
         self.status.setTextFormat(Qt.TextFormat.RichText if rich else Qt.TextFormat.PlainText)

@@ -230,12 +230,6 @@ class RunFollower(QObject):
         self._timer.stop()
         self.folder = None
 
-    def kill(self) -> None:
-        """End the run now, without the checkpoint a stop saves (the last one saved stays); sig_ended says "killed"."""
-        if self._run is not None:
-            self._killed = True
-            self._terminate(timeout=2.0)
-
     def poll(self) -> None:
         if self.folder is None:
             return

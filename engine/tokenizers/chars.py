@@ -95,8 +95,8 @@ class CharTokenizer(Tokenizer):
                 i = int(np.argmin(found))
                 c = text[i]
                 raise ValueError(f"character {c!r} (U+{ord(c):04X}) at position {i} is not in the vocabulary of "
-                                 f"{self.name} ({len(self.chars)} characters); build the tokenizer with "
-                                 f'unknown="replace" to map such characters to {UNK}')
+                                 f"{self.name} ({len(self.chars)} characters, learned from its corpus): remove it from the "
+                                 f"text (a tokenizer built with unknown=\"replace\" maps such characters to {UNK})")
             ids[~found] = 0
         return ids
 
