@@ -6,7 +6,6 @@ which calls ``_on_<type>``.
 """
 
 import html
-import math
 import os
 import time
 from pathlib import Path
@@ -193,7 +192,6 @@ class TrainingPane(QWidget):
 
     def _update_buttons(self) -> None:
         idle = self.state == "idle"
-        following = self.state == "following"
         self.start_button.setEnabled(idle and not self._errors)
         self.start_button.setToolTip(self._errors[0] if idle and self._errors
                                      else "Train a new model in the run folder")
