@@ -8,6 +8,7 @@ def main(argv=None) -> int:
 
     from app import __version__
     from app.errors import ErrorReporter, setup_logging
+    from app.gcguard import collect_on_ui_thread
     from app.main_window import MainWindow
 
     argv = sys.argv if argv is None else argv
@@ -16,6 +17,7 @@ def main(argv=None) -> int:
     app.setApplicationVersion(__version__)
     app.setOrganizationName("LLM Playground")
     setup_logging()
+    collect_on_ui_thread()
     reporter = ErrorReporter(app)
     reporter.install()
     window = MainWindow(reporter=reporter)

@@ -118,6 +118,8 @@ def main():
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
+    from app.gcguard import collect_on_ui_thread
+    collect_on_ui_thread()  # no garbage collection in worker threads (see app/gcguard.py)
     print(f"Generation pane: chart redraw after a decoding control change ({N_CHANGES} changes, no model forward)")
     print(f"{'vocabulary':>12} | {'update mean':>11} {'p95':>7} | {'with paint mean':>15} {'p95':>7} | "
           f"{'show a step mean':>16}")

@@ -94,6 +94,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     app = QApplication.instance() or QApplication([])
+    from app.gcguard import collect_on_ui_thread
+    collect_on_ui_thread()  # no garbage collection in worker threads (see app/gcguard.py)
     from app.tokenization.pane import TokenizationPane
 
     pane = TokenizationPane()

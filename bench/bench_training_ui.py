@@ -91,6 +91,8 @@ def main(argv=None) -> int:
     TrainingPane._redraw = timed(TrainingPane._redraw, "curves/progress redraw")
 
     app = QApplication.instance() or QApplication([])
+    from app.gcguard import collect_on_ui_thread
+    collect_on_ui_thread()  # no garbage collection in worker threads (see app/gcguard.py)
     pane = TrainingPane()
     pane.resize(1280, 820)
     pane.show()

@@ -41,6 +41,14 @@ def _shared_cache():
 
 
 @pytest.fixture(autouse=True)
+def collect_garbage_on_the_main_thread(qapp):
+    """As the app does (app.gcguard): no cycle collection in worker threads, which can free Qt objects there."""
+    from app.gcguard import collect_on_ui_thread
+
+    collect_on_ui_thread()  # its timer collects whenever a test runs the event loop
+
+
+@pytest.fixture(autouse=True)
 def fail_on_uncaught_exceptions():
     caught = []
     previous = sys.excepthook, threading.excepthook

@@ -39,6 +39,8 @@ def main(out: Path = OUT) -> Path:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(sys.argv)
+    from app.gcguard import collect_on_ui_thread
+    collect_on_ui_thread()  # no garbage collection in worker threads (see app/gcguard.py)
     from app.main_window import MainWindow
     from engine.decoding import DecodeSettings
 

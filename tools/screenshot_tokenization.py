@@ -26,6 +26,8 @@ def main() -> int:
     from app.main_window import MainWindow
 
     app = QApplication(sys.argv)
+    from app.gcguard import collect_on_ui_thread
+    collect_on_ui_thread()  # no garbage collection in worker threads (see app/gcguard.py)
     window = MainWindow()
     window.resize(1280, 820)
     window.show()

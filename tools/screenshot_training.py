@@ -28,6 +28,8 @@ def main(argv: list[str]) -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication([])
+    from app.gcguard import collect_on_ui_thread
+    collect_on_ui_thread()  # no garbage collection in worker threads (see app/gcguard.py)
     from app.main_window import MainWindow
 
     win = MainWindow()

@@ -8,7 +8,7 @@ only ever reads the plain snapshots the jobs return.
 import traceback
 from collections.abc import Callable
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal, Slot
 
 
 class _JobSignals(QObject):
@@ -55,6 +55,7 @@ class JobRunner(QObject):
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(1)
         self._signals: _JobSignals | None = None
+        self._callbacks: tuple[Callable, Callable] | None = None  # (on_done, on_failed) of the running job
         self.kind = ""  # what the running job is ("load", "step", ...), "" when idle
         self._closed = False
 
@@ -66,20 +67,33 @@ class JobRunner(QObject):
         if self.busy or self._closed:
             return False
         signals = _JobSignals()
-        signals.sig_progress.connect(self.sig_progress)
-        signals.sig_done.connect(lambda result: self._finish(on_done, result))
-        signals.sig_failed.connect(lambda exc, tb: self._finish(on_failed, exc, tb))
+        # Bound slots of this UI-thread object, queued explicitly: a lambda has no thread of its own, and PySide
+        # may then run it in the emitting worker thread, touching widgets from there (seen: a segfault).
+        queued = Qt.ConnectionType.QueuedConnection
+        signals.sig_progress.connect(self.sig_progress, queued)
+        signals.sig_done.connect(self._on_done, queued)
+        signals.sig_failed.connect(self._on_failed, queued)
         self._signals = signals  # kept alive until the job's signal has been delivered
+        self._callbacks = (on_done, on_failed)
         self.kind = kind
         self.sig_busy_changed.emit(True)
         self._pool.start(_Job(fn, signals))
         return True
 
-    @Slot()
-    def _finish(self, callback, *args):
-        if self._closed:  # delivered after close(): the pane is going away
+    @Slot(object)
+    def _on_done(self, result):
+        self._finish(0, result)
+
+    @Slot(object, str)
+    def _on_failed(self, exc, tb):
+        self._finish(1, exc, tb)
+
+    def _finish(self, which: int, *args):
+        if self._closed or self._callbacks is None:  # delivered after close(): the pane is going away
             return
+        callback = self._callbacks[which]
         self._signals = None
+        self._callbacks = None
         self.kind = ""
         try:
             callback(*args)

@@ -1,0 +1,18 @@
+"""Python's cycle collector runs in whatever thread happens to allocate when a threshold is crossed — often a worker
+thread loading a model. If it then frees a Qt object, Qt is touched from the wrong thread and the process crashes
+(seen: "QBasicTimer::start: Timers cannot be started from another thread", then a segfault in the Generation
+pane's benchmark). So the automatic collector is switched off and a UI-thread timer collects instead, with
+pyqtgraph's GarbageCollector, which does exactly that.
+"""
+
+_guard = None
+
+
+def collect_on_ui_thread(interval_s: float = 1.0):
+    """Start (once) collecting garbage from a timer on the calling thread, which must be the UI thread."""
+    global _guard
+    if _guard is None:
+        from pyqtgraph.util.garbage_collector import GarbageCollector
+
+        _guard = GarbageCollector(interval=interval_s)
+    return _guard
