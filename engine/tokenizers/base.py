@@ -72,9 +72,9 @@ def array_to_list(arr: np.ndarray) -> list[int]:
 
 
 def render_bytes(data: bytes) -> str:
-    """A token's bytes as readable text: valid UTF-8 kept, control characters escaped, stray bytes as <0xE2>.
+    """A token's bytes as readable text: valid UTF-8 kept, control characters escaped, stray bytes as <E2>.
 
-    b"hi\\n" -> "hi\\\\n"; b"\\xe2\\x82" -> "<0xE2><0x82>"; b" the" -> " the" (spaces are left to the app to show).
+    b"hi\\n" -> "hi\\\\n"; b"\\xe2\\x82" -> "<E2><82>"; b" the" -> " the" (spaces are left to the app to show).
     """
     out = []
     while data:
@@ -83,7 +83,7 @@ def render_bytes(data: bytes) -> str:
             break
         except UnicodeDecodeError as e:  # keep the valid prefix, show one bad byte, go on after it
             out.append(_escape_controls(data[:e.start].decode("utf-8")))
-            out.append(f"<0x{data[e.start]:02X}>")
+            out.append(f"<{data[e.start]:02X}>")
             data = data[e.start + 1:]
     return "".join(out)
 
@@ -252,7 +252,7 @@ class Tokenizer(ABC):
         return self._all_token_bytes([id], single=True)[0]
 
     def token_str(self, id: int) -> str:
-        """One token, readable: control characters escaped (\\n, \\x00), bytes of partial characters as <0xE2>."""
+        """One token, readable: control characters escaped (\\n, \\x00), bytes of partial characters as <E2> (as the app shows them)."""
         return render_bytes(self.token_bytes(id))
 
     def spans(self, text: str, *, allowed_special: set[str] | str = ()) -> list[TokenSpan]:
@@ -332,7 +332,7 @@ class Tokenizer(ABC):
 
 
 def describe_bytes(data: bytes) -> str:
-    """How a merge part is shown in ``merge_info``: quoted readable text, e.g. 'th' or '<0xE2>'."""
+    """How a merge part is shown in ``merge_info``: quoted readable text, e.g. 'th' or '<E2>'."""
     return "'" + render_bytes(data).replace("'", "\\'") + "'"
 
 
