@@ -170,6 +170,18 @@ def load_model(path, device="cpu"):
         raise CheckpointError(f"{name}: \"model\" must map parameter names to tensors")
     state = {(k[len("_orig_mod."):] if k.startswith("_orig_mod.") else k): v
              for k, v in state.items()}
+    # check the shapes before allocating: a tiny file claiming a huge config must not build a huge model
+    layers = {k.split(".")[2] for k in state if k.startswith("transformer.h.")}
+    if len(layers) != config.n_layer:
+        raise CheckpointError(f"{name}: the weights do not fit the model config: they hold {len(layers)} "
+                              f"layer(s), the config says n_layer={config.n_layer}")
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in GPT(config).state_dict().items()}
+    for key in sorted(set(expected) | set(state)):
+        if key not in state or key not in expected or tuple(state[key].shape) != expected[key]:
+            what = ("missing" if key not in state else "unexpected" if key not in expected else
+                    f"shape {tuple(state[key].shape)}, the config needs {expected[key]}")
+            raise CheckpointError(f"{name}: the weights do not fit the model config: {key} ({what})")
     model = GPT(config)
     try:
         model.load_state_dict(state, strict=True)

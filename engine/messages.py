@@ -166,7 +166,7 @@ def from_json(text: str) -> Message:
 
 def append_jsonl(path, msg: Message) -> None:
     """Append one message as a line to path (created if missing). One write call per line."""
-    with open(path, "a", encoding="utf-8") as f:
+    with open(path, "a", encoding="utf-8", errors="backslashreplace") as f:
         f.write(msg.to_json() + "\n")
 
 
@@ -190,7 +190,8 @@ class JsonlWriter:
                 self._f.flush()
 
     def write(self, msg: Message) -> None:
-        self._f.write((msg.to_json() + "\n").encode("utf-8"))
+        # a lone surrogate (a non-UTF-8 file name decoded by Python) becomes its JSON escape \udcXX, read back as is
+        self._f.write((msg.to_json() + "\n").encode("utf-8", "backslashreplace"))
         self._f.flush()
 
     def offset(self) -> int:

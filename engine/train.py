@@ -768,11 +768,18 @@ def _worker(rank: int, world_size: int, port: int, config: dict, emit_queue, sto
             pass
     if threads:
         torch.set_num_threads(threads)
+    parent = os.getppid()
+
+    def should_stop() -> bool:  # asked to, or the app died without asking (we were re-parented): save and end
+        return (stop_event is not None and stop_event.is_set()) or os.getppid() != parent
+
     try:
-        train(TrainConfig.from_dict(config), emit_queue.put if emit_queue is not None else None,
-              stop_event.is_set if stop_event is not None else None)
+        train(TrainConfig.from_dict(config), emit_queue.put if emit_queue is not None else None, should_stop)
     except Exception:  # already reported as a Failed message
         sys.exit(1)
+    finally:
+        if emit_queue is not None and os.getppid() != parent:
+            emit_queue.cancel_join_thread()  # nobody reads the queue any more: do not wait at exit to flush it
 
 
 class LocalRun:

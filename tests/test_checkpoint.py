@@ -212,3 +212,15 @@ def test_round_trip_with_an_openai_tokenizer(tmp_path):
     assert payload["tokenizer"] == gpt2.to_dict() and tok.name == "gpt2"
     x = torch.tensor([tok.encode("Hello world")])
     assert torch.equal(loaded(x)[0], model(x)[0])
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"vocab_size": 2**34, "n_embd": 1024, "n_head": 8}, "lm_head.weight"),  # terabytes if built
+    ({"n_layer": 10**9}, "n_layer=1000000000"),  # a billion blocks if built
+])
+def test_small_file_with_huge_config_is_refused_before_allocating(tmp_path, tokenizer, changes, expected):
+    path = tmp_path / "ckpt.pt"
+    cfg = payload_of(tokenizer)["model_config"]
+    torch.save(payload_of(tokenizer, model_config={**cfg, **changes}), path)
+    message = error_of(path)
+    assert "do not fit" in message and expected in message

@@ -96,3 +96,18 @@ def test_a_replaced_file_is_read_from_the_start(tmp_path):
     _, offset = read_jsonl(path, 0)
     path.write_text(EXAMPLES[0].to_json() + "\n", encoding="utf-8")
     assert read_jsonl(path, offset)[0] == [EXAMPLES[0]]
+
+
+def test_a_non_utf8_file_name_in_a_message_does_not_break_the_writer(tmp_path):
+    """A corpus path Python decoded with surrogateescape (Latin-1 bytes in a Linux file name) used to raise
+    UnicodeEncodeError in the writer, failing the run at its Started message; it now round-trips."""
+    import os
+
+    corpus = os.fsdecode(b"/data/caf\xe9.txt")  # '/data/caf\udce9.txt'
+    started = Started("r1", config={"corpus": corpus})
+    failed = Failed("r1", error=f"cannot read {corpus}")
+    path = tmp_path / "metrics.jsonl"
+    with JsonlWriter(path) as w:
+        w.write(started)
+    append_jsonl(path, failed)
+    assert read_jsonl(path, 0)[0] == [started, failed]

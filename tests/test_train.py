@@ -277,3 +277,52 @@ def test_two_gloo_processes_follow_one_process(tmp_path):
     state = read_checkpoint(tmp_path / "ddp" / "ckpt.pt")["train"]
     assert state["world_size"] == 2 and len(state["rng"]) == 2 and state["iter_num"] == last
     assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])  # each rank its own dropout stream
+
+
+_DYING_APP = """
+import multiprocessing, sys
+sys.path.insert(0, sys.argv[2])
+from engine.messages import Step
+from engine.train import TrainConfig, launch
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context("spawn")
+    q, stop = ctx.Queue(), ctx.Event()
+    handle = launch(TrainConfig.from_dict(eval(sys.argv[1])), 1, q, stop, nice=0)
+    while not isinstance(q.get(timeout=120), Step):
+        pass
+    print(handle.pids[0], flush=True)
+    sys.stdin.read()  # killed here, never reading the queue again
+"""
+
+
+def test_workers_stop_when_the_app_dies_without_asking(tmp_path):
+    """An app killed hard (SIGKILL, crash) leaves no training process behind: the worker saves and exits."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = tiny(tmp_path, max_iters=10**6, eval_interval=10**6, checkpoint_interval=0, sample_len=0)
+    app = subprocess.Popen([sys.executable, "-c", _DYING_APP, repr(config.to_dict()),
+                            str(train_mod.Path(train_mod.__file__).parents[1])],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(app.stdout.readline())
+    finally:
+        app.kill()
+        app.wait()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+            with open(f"/proc/{worker}/stat") as f:  # an exited process its new parent has not reaped yet is gone
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+        except (ProcessLookupError, FileNotFoundError):
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the training process outlived the app that started it")
+    assert read_checkpoint(f"{config.out_dir}/ckpt.pt")["train"]["iter_num"] > 0  # it stopped as a stop does

@@ -492,3 +492,30 @@ def test_a_launch_that_raises_leaves_the_pane_idle_and_reports_it(qtbot, reporte
     assert pane.form.isEnabled()
     qtbot.waitUntil(lambda: any("cannot spawn here" in summary for summary, _ in reporter.reported), timeout=5000)
     pane.shutdown()
+
+
+def test_follower_rereads_a_replaced_metrics_file_that_grew_past_its_offset(qtbot, tmp_path):
+    """A run started over in a followed folder replaces metrics.jsonl; if the new file is already longer than
+    what was read of the old one, the follower must still read it from its first line."""
+    from app.training.runner import RunFollower
+    from engine.messages import JsonlWriter, Started, Step
+
+    path = tmp_path / "metrics.jsonl"
+    with JsonlWriter(path) as w:
+        w.write(Started("old"))
+        w.write(Step("old", step=1))
+    follower = RunFollower()
+    got = []
+    follower.sig_message.connect(got.append)
+    follower.follow(str(tmp_path))
+    assert [m.run_id for m in got] == ["old", "old"]
+    path.unlink()
+    with JsonlWriter(path) as w:
+        w.write(Started("new", config={"max_iters": 9}))
+        for step in range(1, 10):
+            w.write(Step("new", step=step))
+    follower.poll()
+    follower.stop()
+    new = [m for m in got if m.run_id == "new"]
+    assert [m.type for m in new] == ["started"] + ["step"] * 9
+    assert [m.step for m in new] == [0] + list(range(1, 10))

@@ -14,6 +14,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 POLL_MS = 50
 FOLLOW_MS = 500
+HEAD_BYTES = 256  # how much of a followed metrics.jsonl's beginning identifies it
 POLL_BUDGET_S = 0.015  # at most this long draining the queue per tick; the rest waits for the next tick
 EXIT_GRACE_S = 2.0  # after one rank ends badly, how long the others get before they are killed
 NICE = 5  # training processes run at a lower priority, so the UI stays responsive on a small machine
@@ -208,6 +209,7 @@ class RunFollower(QObject):
         super().__init__(parent)
         self.folder = None
         self._offset = 0
+        self._head = b""  # the first bytes of the metrics.jsonl read so far (its first line names the run)
         self._timer = QTimer(self)
         self._timer.setInterval(FOLLOW_MS)
         self._timer.timeout.connect(self.poll)
@@ -223,6 +225,7 @@ class RunFollower(QObject):
             raise ValueError(f"{folder} is not a folder")
         self.folder = folder
         self._offset = 0
+        self._head = b""
         self.poll()
         self._timer.start()
 
@@ -235,6 +238,23 @@ class RunFollower(QObject):
             return
         from engine.messages import read_jsonl
 
-        msgs, self._offset = read_jsonl(os.path.join(self.folder, "metrics.jsonl"), self._offset)
+        path = os.path.join(self.folder, "metrics.jsonl")
+        if self._offset:
+            # a run started over in the folder replaces the file, and the new one may already be longer than what
+            # was read of the old one: a changed beginning (another run id) means read it from its start
+            try:
+                with open(path, "rb") as f:
+                    head = f.read(len(self._head))
+            except OSError:
+                head = self._head
+            if head != self._head:
+                self._offset = 0
+        msgs, self._offset = read_jsonl(path, self._offset)
+        if len(self._head) < HEAD_BYTES and self._offset > len(self._head):
+            try:
+                with open(path, "rb") as f:
+                    self._head = f.read(min(self._offset, HEAD_BYTES))
+            except OSError:
+                pass
         for msg in msgs:
             self.sig_message.emit(msg)
