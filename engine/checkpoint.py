@@ -14,6 +14,8 @@ to read becomes a ``CheckpointError`` with a one-line message::
     model, tokenizer, payload = load_model("ckpt.pt")
 """
 
+import hashlib
+import math
 import os
 import pickle
 import re
@@ -27,6 +29,7 @@ from engine.fileio import atomic_write
 FORMAT = "llm-playground-checkpoint"
 VERSION = 1
 REQUIRED_KEYS = ("model_config", "tokenizer", "model")
+CHECKSUM_KEY = "weights_sha256"  # sha256 of the weights (names, dtypes, shapes, bytes); absent in older files
 
 
 class CheckpointError(ValueError):
@@ -64,8 +67,58 @@ def save_checkpoint(path, payload: dict):
     if not isinstance(payload, dict):
         raise ValueError(f"a checkpoint payload must be a dict, got {type(payload).__name__}")
     payload = {"format": FORMAT, "version": VERSION, **payload}
+    if _is_state_dict(payload.get("model")):
+        payload[CHECKSUM_KEY] = weights_checksum(payload["model"])
     with atomic_write(path) as f:
-        torch.save(payload, f)
+        try:
+            torch.save(payload, f)
+        except (RuntimeError, OSError) as e:  # torch's zip writer hides ENOSPC behind "unexpected pos ..."
+            raise _disk_error(path, e) from e
+        try:
+            f.flush()
+            os.fsync(f.fileno())
+        except OSError as e:
+            raise _disk_error(path, e) from e
+
+
+def _disk_error(path, exc: BaseException) -> OSError:
+    """One readable line for a failed write: "disk full while saving ckpt.pt (needs ...)" when that is the cause."""
+    import errno
+    import shutil
+    name = os.path.basename(os.fspath(path))
+    try:
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(os.fspath(path)))).free
+    except OSError:
+        free = None
+    full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "unexpected pos" in str(exc) \
+        or (free is not None and free < 1 << 20)
+    if full:
+        return OSError(errno.ENOSPC, f"disk full while saving {name} ({_gb(free or 0)} free in its folder); "
+                                     f"the previous file, if any, is unchanged")
+    return OSError(getattr(exc, "errno", None) or errno.EIO, f"cannot write {name}: {_one_line(exc)}")
+
+
+def _gb(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def _is_state_dict(state) -> bool:
+    return isinstance(state, dict) and bool(state) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
+
+
+def weights_checksum(state: dict) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes (little-endian, as stored), in name order.
+
+    A flipped byte in the file or a zip marked big-endian (which torch then byte-swaps) changes it.
+    """
+    h = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].detach()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        if t.numel():
+            h.update(t.to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def read_checkpoint(path) -> dict:
@@ -84,8 +137,8 @@ def read_checkpoint(path) -> dict:
         try:
             with zipfile.ZipFile(path) as z:
                 names = z.namelist()
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
-            raise CheckpointError(f"{name} is truncated or corrupt ({_one_line(e)})") from e
+        except Exception as e:  # noqa: BLE001 - BadZipFile, EOFError, UnicodeDecodeError, NotImplementedError, ...
+            raise CheckpointError(f"{name} is truncated or corrupt ({type(e).__name__}: {_one_line(e)})") from e
         if not any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
             raise CheckpointError(f"{name} is a zip file but not a PyTorch checkpoint")
     elif not head.startswith(b"\x80"):  # nor a pickle (torch's legacy format)
@@ -111,7 +164,89 @@ def read_checkpoint(path) -> dict:
     if version > VERSION:
         raise CheckpointError(f"{name} was written by a newer LLM Playground (format version {version}; "
                               f"this one reads up to {VERSION})")
+    _check_weights(payload, name)
     return payload
+
+
+def _check_weights(payload: dict, name: str) -> None:
+    """Refuse tensors whose storage is smaller than their shape claims (expanded, stride-0 views of a tiny storage
+    that would become full-size tensors once copied), then verify the recorded checksum, if there is one."""
+    state = payload.get("model")
+    if not isinstance(state, dict):
+        return
+    for key, t in state.items():
+        if not isinstance(t, torch.Tensor):
+            continue
+        try:
+            held = t.untyped_storage().nbytes() - t.storage_offset() * t.element_size()
+        except Exception:  # noqa: BLE001 - a tensor without a plain storage
+            held = -1
+        claimed = t.numel() * t.element_size()
+        if held < claimed or (t.numel() and not t.is_contiguous()):
+            raise CheckpointError(f"{name}: the tensor {key} claims shape {tuple(t.shape)} ({_gb(claimed)}) but "
+                                  f"the file holds {_gb(max(held, 0))} for it: the file is damaged or forged")
+    recorded = payload.get(CHECKSUM_KEY)
+    if recorded is None:
+        return  # written before checksums were recorded
+    if not isinstance(recorded, str) or not _is_state_dict(state) or weights_checksum(state) != recorded:
+        raise CheckpointError(f"{name} is corrupt: its weights do not match the checksum recorded when it was "
+                              f"saved")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process could still get (MemAvailable, capped by an address-space limit), or None."""
+    import resource
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            with open("/proc/self/statm") as f:
+                used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            room = max(soft - used, 0)
+            avail = room if avail is None else min(avail, room)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return avail
+
+
+def check_optimizer_state(state, params, source: str = "the checkpoint") -> None:
+    """Raise CheckpointError unless ``state`` (an optimizer state_dict) fits ``params`` (in param-group order):
+    every tensor in a parameter's state must be a scalar or have the parameter's shape. A wrong-shaped exp_avg makes
+    the fused AdamW step write out of bounds (heap corruption), so this runs before the first step."""
+    if not isinstance(state, dict) or not isinstance(state.get("state"), dict) \
+            or not isinstance(state.get("param_groups"), list):
+        raise CheckpointError(f"{source}: the optimizer state is missing or not an optimizer state")
+    params = list(params)
+    ids = []
+    for group in state["param_groups"]:
+        if not isinstance(group, dict) or not isinstance(group.get("params"), list):
+            raise CheckpointError(f"{source}: the optimizer state has a damaged parameter group")
+        ids.extend(group["params"])
+    if len(ids) != len(params):
+        raise CheckpointError(f"{source}: the optimizer state is for {len(ids)} parameters, the model has "
+                              f"{len(params)}")
+    by_id = dict(zip(ids, params))
+    for pid, entry in state["state"].items():
+        if pid not in by_id or not isinstance(entry, dict):
+            raise CheckpointError(f"{source}: the optimizer state holds an entry for unknown parameter {pid!r}")
+        p = by_id[pid]
+        for k, v in entry.items():
+            if not isinstance(v, torch.Tensor):
+                continue
+            if v.dim() == 0 and k == "step":
+                continue
+            if tuple(v.shape) != tuple(p.shape) or not v.is_floating_point():
+                raise CheckpointError(f"{source}: the optimizer's {k} for parameter {pid} has shape "
+                                      f"{tuple(v.shape)} ({v.dtype}), the parameter {tuple(p.shape)}")
+            if v.numel() and not v.is_contiguous():
+                raise CheckpointError(f"{source}: the optimizer's {k} for parameter {pid} is not a plain tensor")
 
 
 def _unwrap(model):
@@ -153,7 +288,7 @@ def load_model(path, device="cpu"):
         raise CheckpointError(f"{name} is incomplete: missing {', '.join(missing)}")
     try:
         config = GPTConfig.from_dict(payload["model_config"])
-    except (ValueError, TypeError) as e:
+    except Exception as e:  # noqa: BLE001 - ValueError, TypeError, OverflowError from foreign values
         raise CheckpointError(f"{name} has an invalid model config: {_one_line(e)}") from e
     try:
         tokenizer = tokenizer_from_dict(payload["tokenizer"])
@@ -175,14 +310,25 @@ def load_model(path, device="cpu"):
     if len(layers) != config.n_layer:
         raise CheckpointError(f"{name}: the weights do not fit the model config: they hold {len(layers)} "
                               f"layer(s), the config says n_layer={config.n_layer}")
-    with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in GPT(config).state_dict().items()}
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in GPT(config).state_dict().items()}
+    except Exception as e:  # noqa: BLE001 - sizes torch cannot even describe (~1e18)
+        raise CheckpointError(f"{name} has an invalid model config: {type(e).__name__}: {_one_line(e)}") from e
     for key in sorted(set(expected) | set(state)):
         if key not in state or key not in expected or tuple(state[key].shape) != expected[key]:
             what = ("missing" if key not in state else "unexpected" if key not in expected else
                     f"shape {tuple(state[key].shape)}, the config needs {expected[key]}")
             raise CheckpointError(f"{name}: the weights do not fit the model config: {key} ({what})")
-    model = GPT(config)
+    need = sum(4 * math.prod(shape) for shape in expected.values())  # float32 parameters, built before loading
+    avail = available_memory()
+    if avail is not None and need > avail:
+        raise CheckpointError(f"{name}: building its model needs {_gb(need)} of memory, only {_gb(avail)} is "
+                              f"available")
+    try:
+        model = GPT(config)
+    except (MemoryError, RuntimeError) as e:
+        raise CheckpointError(f"{name}: its model ({_gb(need)}) cannot be built: {_one_line(e)}") from e
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -224,3 +224,122 @@ def test_small_file_with_huge_config_is_refused_before_allocating(tmp_path, toke
     torch.save(payload_of(tokenizer, model_config={**cfg, **changes}), path)
     message = error_of(path)
     assert "do not fit" in message and expected in message
+
+
+# -- issue 13: memory bombs, foreign integers, zip damage, checksums, optimizer state
+
+
+def test_stride0_expanded_views_memory_bomb(tmp_path, tokenizer):
+    """A few-KB file whose tensors are expanded views of a one-element storage claims a ~25 GB model: refused
+    before anything full-size is allocated (run under an address-space limit: a regression only kills the child)."""
+    from tests.limited import run_limited
+    cfg = dict(vocab_size=tokenizer.n_vocab, block_size=16, n_layer=8, n_head=8, n_embd=8192)
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in GPT(GPTConfig(**cfg)).state_dict().items()}
+    one = torch.zeros(1)
+    state = {k: one.expand(*s) if len(s) else one[0].clone() for k, s in shapes.items()}
+    path = tmp_path / "bomb.pt"
+    torch.save({"format": FORMAT, "version": 1, "model_config": GPTConfig(**cfg).to_dict(),
+                "tokenizer": tokenizer.to_dict(), "model": state}, path)
+    assert os.path.getsize(path) < 100_000
+    proc = run_limited(f"""
+        from engine.checkpoint import CheckpointError, load_model
+        try:
+            load_model({str(path)!r})
+        except CheckpointError as e:
+            print("REFUSED", e)
+    """, limit_gib=2)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "REFUSED bomb.pt: the tensor" in proc.stdout and "the file holds" in proc.stdout, proc.stdout
+
+
+def test_model_larger_than_available_memory(tmp_path, tokenizer, monkeypatch):
+    import engine.checkpoint as ck
+    save_model(tmp_path / "ckpt.pt", make_model(tokenizer), tokenizer)
+    monkeypatch.setattr(ck, "available_memory", lambda: 1000)
+    message = error_of(tmp_path / "ckpt.pt")
+    assert "needs" in message and "of memory" in message and "available" in message
+
+
+@pytest.mark.parametrize("key", ["n_embd", "vocab_size", "block_size", "n_layer"])
+def test_config_integers_1e18(tmp_path, tokenizer, key):
+    path = tmp_path / "ckpt.pt"
+    cfg = payload_of(tokenizer)["model_config"]
+    value = 10**18 if key != "n_embd" else 2 * 10**18
+    torch.save(payload_of(tokenizer, model_config={**cfg, key: value}), path)
+    message = error_of(path)
+    assert "ckpt.pt" in message
+
+
+def _central_entries(data: bytes):
+    start = 0
+    while (i := data.find(b"PK\x01\x02", start)) >= 0:
+        yield i
+        start = i + 4
+
+
+@pytest.mark.parametrize("damage", ["utf8_name", "zip_version"])
+def test_zip_corruptions_are_checkpoint_errors(tmp_path, tokenizer, damage):
+    path = tmp_path / "ckpt.pt"
+    save_model(path, make_model(tokenizer), tokenizer)
+    data = bytearray(path.read_bytes())
+    i = next(_central_entries(bytes(data)))
+    if damage == "utf8_name":  # the UTF-8 flag set on a name that is not UTF-8: UnicodeDecodeError in zipfile
+        data[i + 8] |= 0x00
+        data[i + 9] |= 0x08
+        data[i + 46] = 0xFF
+    else:  # "needs zip version 25.5": NotImplementedError in zipfile
+        data[i + 6] = 0xFF
+    path.write_bytes(bytes(data))
+    message = error_of(path)
+    assert "ckpt.pt" in message and "corrupt" in message
+
+
+def test_weights_checksum_detects_flipped_bytes(tmp_path, tokenizer):
+    path = tmp_path / "ckpt.pt"
+    model = make_model(tokenizer)
+    save_model(path, model, tokenizer)
+    assert "weights_sha256" in read_checkpoint(path)
+    raw = model.state_dict()["lm_head.weight"].contiguous().view(torch.uint8).numpy().tobytes()[:64]
+    data = path.read_bytes()
+    at = data.find(raw)
+    assert at > 0
+    flipped = bytearray(data)
+    flipped[at + 5] ^= 0x10  # a different float, the zip stays valid (torch stores its records uncompressed)
+    path.write_bytes(bytes(flipped))
+    message = error_of(path)
+    assert "checksum" in message and "ckpt.pt" in message
+
+
+def test_weights_checksum_detects_big_endian_mark(tmp_path, tokenizer):
+    path = tmp_path / "ckpt.pt"
+    save_model(path, make_model(tokenizer), tokenizer)
+    data = path.read_bytes()
+    at = data.find(b"little")
+    assert at > 0
+    path.write_bytes(data[:at] + b"big\x00\x00\x00" + data[at + 6:])  # same length keeps the zip offsets
+    with pytest.raises(CheckpointError):
+        load_model(path)
+
+
+def test_old_checkpoint_without_checksum_still_loads(tmp_path, tokenizer):
+    path = tmp_path / "ckpt.pt"
+    torch.save(payload_of(tokenizer), path)  # written as before checksums: no weights_sha256
+    model, _, payload = load_model(path)
+    assert "weights_sha256" not in payload
+
+
+def test_optimizer_state_wrong_shape_exp_avg(tokenizer):
+    from engine.checkpoint import check_optimizer_state
+    model = make_model(tokenizer)
+    params = list(model.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-3)
+    model(torch.tensor([[1, 2, 3]]))[0].sum().backward()
+    opt.step()
+    state = opt.state_dict()
+    check_optimizer_state(state, params)  # the real one fits
+    state["state"][0]["exp_avg"] = torch.zeros(3)
+    with pytest.raises(CheckpointError, match="exp_avg for parameter 0 has shape"):
+        check_optimizer_state(state, params)
+    with pytest.raises(CheckpointError, match="not an optimizer state"):
+        check_optimizer_state(None, params)
