@@ -314,7 +314,7 @@ def test_span_table_function():
     assert (t.char_starts.tolist(), t.char_ends.tolist()) == ([0, 1, 1, 2], [1, 2, 2, 3])
     assert t.partial.tolist() == [False, True, True, False] and t[2].bytes == b"\xac"
     assert len(span_table(b"", [], [])) == 0
-    with pytest.raises(AssertionError, match="cover 2 bytes, the text has 3"):
+    with pytest.raises(ValueError, match="cover 2 of the text.s 3 bytes"):
         span_table(b"abc", [1, 2], [1, 1])
 
 
@@ -432,3 +432,55 @@ def test_char_save_load(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="newer"):
         get_tokenizer(path)
+
+
+# -- issue 13: long whitespace runs, merge-chain bombs, patterns that drop text
+
+
+@pytest.mark.parametrize("run", [" ", "\t", "\u3000"])
+def test_o200k_whitespace_run_panic(run):
+    """~1M whitespace characters in a row made tiktoken's regex panic (PanicException, a BaseException)."""
+    from engine.tokenizers import get_tokenizer
+    from engine.tokenizers.openai import MAX_WHITESPACE_RUN
+    tok = get_tokenizer("o200k_base")
+    text = "a" + run * 2**20 + "b"
+    ids = tok.encode(text)
+    assert tok.decode(ids) == text
+    table = tok.span_table(text)
+    assert len(table) == len(ids) and table.spans(len(ids) - 1)[0].char_end == len(text)
+    # runs no longer than the cut encode exactly as tiktoken does
+    short = "x" + run * MAX_WHITESPACE_RUN + "y z"
+    assert tok.encode(short) == tok.encoding.encode_ordinary(short)
+
+
+def test_split_long_runs_keeps_text():
+    from engine.tokenizers.openai import MAX_WHITESPACE_RUN as M
+    from engine.tokenizers.openai import split_long_runs
+    text = "a" + " " * (2 * M + 5) + "b" + "\t" * M + "c"  # the tab run is not longer than the cut: kept whole
+    parts = split_long_runs(text)
+    assert "".join(parts) == text and len(parts) == 3
+    assert split_long_runs("plain text") == ["plain text"]
+
+
+def test_bpe_merge_chain_memory_bomb():
+    """Merges forming a chain (ab, abc, abcc, ...) hold bytes quadratic in their number: refused from the ids and
+    lengths alone, before any token is built (under an address-space limit, so a regression kills only the child)."""
+    from tests.limited import run_limited
+    proc = run_limited("""
+        from engine.tokenizers.bpe import BPETokenizer
+        merges = [(97, 98)] + [(255 + i, 99) for i in range(1, 100_000)]
+        try:
+            BPETokenizer(merges)
+        except ValueError as e:
+            print("REFUSED", e)
+    """, limit_gib=1.5)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "REFUSED the merges make tokens of" in proc.stdout, proc.stdout
+
+
+def test_bpe_pattern_that_does_not_cover_the_text():
+    from engine.tokenizers.bpe import BPETokenizer
+    with pytest.raises(ValueError, match="must cover all of the text"):
+        BPETokenizer([], pattern=r"\w+")
+    with pytest.raises(ValueError, match="must cover all of the text"):
+        BPETokenizer.train("hello world, hello", 260, pattern=r"[a-z]+")

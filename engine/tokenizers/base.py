@@ -168,7 +168,8 @@ def span_table(data: bytes, ids, lengths) -> SpanTable:
     ends = np.cumsum(lengths)  # (N,)
     total = int(ends[-1]) if len(ends) else 0
     if total != len(data):
-        raise AssertionError(f"token bytes cover {total} bytes, the text has {len(data)}")
+        raise ValueError(f"the tokens cover {total} of the text's {len(data)} bytes: the tokenizer's pre-split "
+                         f"pattern drops characters of this text")
     starts = ends - lengths  # (N,)
     buf = np.frombuffer(data, dtype=np.uint8)  # (B,)
     # a byte starts a character unless it is a UTF-8 continuation byte 0b10xxxxxx

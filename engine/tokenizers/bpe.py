@@ -30,6 +30,10 @@ GPT4_PATTERN = CL100K_PATTERN  # the pre-split of cl100k_base (GPT-4): letters, 
 _PIECE_CHARS = 1 << 18  # pre-split the training text in pieces of about this many characters (cancel is checked)
 
 
+# All tokens' bytes together: o200k_base's 200 000 tokens hold 1.4 MB; a merge chain of 100 000 would hold 5 GB.
+MAX_VOCAB_BYTES = 64 * 2**20
+
+
 class Cancelled(Exception):
     """Training stopped because ``cancel()`` returned True."""
 
@@ -38,9 +42,19 @@ def _check_pattern(pattern: str) -> regex.Pattern:
     if not isinstance(pattern, str) or not pattern:
         raise ValueError("the pre-split pattern must be a non-empty regular expression")
     try:
-        return regex.compile(pattern)
+        compiled = regex.compile(pattern)
     except regex.error as e:
         raise ValueError(f"the pre-split pattern is not a valid regular expression: {e}") from None
+    kept = "".join(compiled.findall(_COVERAGE_PROBE)) if compiled.groups == 0 else ""
+    if kept != _COVERAGE_PROBE:
+        lost = next((c for c, k in zip(_COVERAGE_PROBE, kept + "\0" * len(_COVERAGE_PROBE)) if c != k), "?")
+        raise ValueError(f"the pre-split pattern must cover all of the text (with no groups): it drops characters "
+                         f"such as {lost!r}, which would vanish from every encoding")
+    return compiled
+
+
+# letters, digits, spaces, newlines, punctuation, control characters, CJK, emoji: a pre-split pattern keeps them all
+_COVERAGE_PROBE = "Hello, World! It's 1234 x\n\n\tend  of\r\n line\x00\x7f\u3000中文 😀 é_-\\\"'s/ \n"
 
 
 def _pieces(text: str, size: int):
@@ -162,9 +176,11 @@ class BPETokenizer(TiktokenBacked):
         _check_pattern(pattern)
         if not isinstance(name, str) or not name.strip():
             raise ValueError("a BPE tokenizer needs a non-empty name")
-        vocab = [bytes([i]) for i in range(256)]
-        ranks = {b: i for i, b in enumerate(vocab)}
+        # validate cheaply first (ids and token lengths only): merges forming a chain make tokens of 1, 2, 3, ...
+        # bytes, and building them would take memory quadratic in the number of merges (a 1 MB file, 5 GB)
         clean = []
+        lengths = [1] * 256
+        total = 256
         for i, m in enumerate(merges):
             try:
                 a, b = (int(x) for x in m)
@@ -173,12 +189,21 @@ class BPETokenizer(TiktokenBacked):
             new_id = 256 + i
             if not (0 <= a < new_id and 0 <= b < new_id):
                 raise ValueError(f"merge {i} ({a}, {b}) uses an id that is not below its own id {new_id}")
+            lengths.append(lengths[a] + lengths[b])
+            total += lengths[-1]
+            if total > MAX_VOCAB_BYTES:
+                raise ValueError(f"the merges make tokens of {total:,}+ bytes in all by merge {i} (at most "
+                                 f"{MAX_VOCAB_BYTES:,}): not a real vocabulary")
+            clean.append((a, b))
+        vocab = [bytes([i]) for i in range(256)]
+        ranks = {b: i for i, b in enumerate(vocab)}
+        for i, (a, b) in enumerate(clean):
+            new_id = 256 + i
             data = vocab[a] + vocab[b]
             if data in ranks:
                 raise ValueError(f"merge {i} ({a}, {b}) makes {data!r}, which token {ranks[data]} already is")
             vocab.append(data)
             ranks[data] = new_id
-            clean.append((a, b))
         special_tokens = list(special_tokens)
         for s in special_tokens:
             if not isinstance(s, str) or not s:

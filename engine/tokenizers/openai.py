@@ -21,6 +21,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import threading
 from functools import lru_cache
 
@@ -171,11 +172,39 @@ def _build(name: str) -> tiktoken.Encoding:
 HAS_ENCODE_TO_NUMPY = hasattr(tiktoken.Encoding, "encode_to_numpy")
 
 
-def encode(encoding: tiktoken.Encoding, text: str, allowed: frozenset[str]) -> list[int]:
-    """Ids of surrogate-free ``text``; special-token text is a special id only when in ``allowed``."""
+# tiktoken's regex engine panics (pyo3 PanicException, a BaseException) on about a million whitespace characters
+# in a row, o200k_base's pattern first. Runs longer than this are cut and each part encoded on its own: text without
+# such a run gives exactly tiktoken's ids, and a long run gives tiktoken's ids of its shorter parts.
+MAX_WHITESPACE_RUN = 1 << 16
+_LONG_RUN = re.compile(r"\s{%d,}" % (MAX_WHITESPACE_RUN + 1))
+
+
+def split_long_runs(text: str) -> list[str]:
+    """``text`` cut inside whitespace runs longer than MAX_WHITESPACE_RUN, every part holding at most that many of
+    the run's characters; the parts concatenate to ``text``. Text without such a run -> [text]."""
+    parts, start = [], 0
+    for m in _LONG_RUN.finditer(text):
+        cut = m.start() + MAX_WHITESPACE_RUN
+        while cut < m.end():
+            parts.append(text[start:cut])
+            start = cut
+            cut += MAX_WHITESPACE_RUN
+    parts.append(text[start:])
+    return parts
+
+
+def _encode_one(encoding: tiktoken.Encoding, text: str, allowed: frozenset[str]) -> list[int]:
     if not allowed:
         return encoding.encode_ordinary(text)
     return encoding.encode(text, allowed_special=allowed, disallowed_special=())
+
+
+def encode(encoding: tiktoken.Encoding, text: str, allowed: frozenset[str]) -> list[int]:
+    """Ids of surrogate-free ``text``; special-token text is a special id only when in ``allowed``."""
+    parts = split_long_runs(text)
+    if len(parts) == 1:
+        return _encode_one(encoding, text, allowed)
+    return [i for part in parts for i in _encode_one(encoding, part, allowed)]
 
 
 def encode_array(encoding: tiktoken.Encoding, text: str, allowed: frozenset[str]) -> np.ndarray:
@@ -183,7 +212,10 @@ def encode_array(encoding: tiktoken.Encoding, text: str, allowed: frozenset[str]
     stay a buffer (the same ids: with nothing allowed, its special-token scan accepts no match, as encode_ordinary)."""
     if not HAS_ENCODE_TO_NUMPY:
         return ids_to_array(encode(encoding, text, allowed))
-    return encoding.encode_to_numpy(text, allowed_special=allowed, disallowed_special=()).astype(np.int64)
+    parts = split_long_runs(text)
+    arrays = [encoding.encode_to_numpy(p, allowed_special=allowed, disallowed_special=()).astype(np.int64)
+              for p in parts]
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 def bpe_split(ranks: dict[bytes, int], token: bytes, max_rank: int) -> list[bytes]:
