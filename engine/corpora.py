@@ -19,6 +19,7 @@ import contextlib
 import importlib.metadata
 import importlib.util
 import os
+import stat
 import re
 import sqlite3
 import tempfile
@@ -253,6 +254,15 @@ def load_corpus(name_or_path) -> str:
     if not path:
         raise CorpusError("no corpus given: choose a built-in corpus or a text file")
     try:
+        # a FIFO would block open() until a writer came, /dev/zero would be read forever: regular files only
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else "a device" if
+                    stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a socket" if
+                    stat.S_ISSOCK(st.st_mode) else "not a regular file")
+            raise CorpusError(f"{path} is {kind}, not a text file; pick a regular UTF-8 text file")
         with open(path, "rb") as f:
             data = f.read()
     except FileNotFoundError:

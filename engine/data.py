@@ -27,13 +27,15 @@ import torch
 
 from engine.fileio import atomic_write
 
-FORMAT = 1  # part of the cache key: bump when the way files are encoded changes
+FORMAT = 2  # part of the cache key: bump when the way files are encoded changes
 CHUNK_CHARS = 1 << 20  # encode ~1 M characters at a time: progress and cancel in between
 
 # Chunks end after a newline that is followed by a non-space character. No pre-tokenizer piece of the GPT-2 / GPT-4
 # style patterns spans such a boundary (pieces holding a newline end in whitespace), so chunked encoding gives the
 # same ids as encoding the whole text at once.
 _CHUNK_BOUNDARY = re.compile(r"\n(?=\S)")
+# Between a letter or digit and a space: every pattern ends its letter / digit pieces there and starts " word" after.
+_WORD_BOUNDARY = re.compile(r"(?<=[^\W_])(?= )")
 
 
 class DataError(ValueError):
@@ -108,19 +110,27 @@ def text_key(text: str) -> str:
 
 
 def chunks(text: str, size: int | None = None) -> list[str]:
-    """Split text into pieces of about size characters at safe boundaries (see _CHUNK_BOUNDARY).
+    """Split text into pieces of at most about 2 * size characters, at safe boundaries where it has them.
 
-    >>> chunks("ab\\ncd\\nef", size=2)
-    ['ab\\n', 'cd\\n', 'ef']
+    A piece ends after a newline followed by a non-space (_CHUNK_BOUNDARY) found within ``size`` characters past the
+    piece's first ``size``; failing that, before a space that follows a letter or digit (_WORD_BOUNDARY: also a
+    boundary of every GPT-style pattern, so the ids stay those of the whole text); failing that (a run of one
+    repeated character, say) the piece is cut where it stands, so that no encoder is ever handed a giant piece: such
+    a run gets the ids of its pieces. Memory stays bounded by the piece size, whatever the text.
+
+    >>> chunks("ab\ncd\nef", size=2)
+    ['ab\n', 'cd\n', 'ef']
     """
     size = size or CHUNK_CHARS
     pieces, start = [], 0
     while len(text) - start > size:
-        m = _CHUNK_BOUNDARY.search(text, start + size - 1)
+        window_end = min(start + 2 * size, len(text))
+        m = _CHUNK_BOUNDARY.search(text, start + size - 1, window_end)
         if m is None:
-            break
-        pieces.append(text[start:m.end()])
-        start = m.end()
+            m = _WORD_BOUNDARY.search(text, start + size - 1, window_end)
+        end = m.end() if m is not None and m.end() > start else start + size
+        pieces.append(text[start:end])
+        start = end
     pieces.append(text[start:])
     return pieces
 

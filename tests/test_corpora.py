@@ -89,3 +89,41 @@ def test_missing_and_odd_paths(tmp_path):
     with pytest.raises(CorpusError, match="no corpus given"):
         load_corpus("")
     assert issubclass(CorpusError, ValueError)
+
+
+# -- issue 13: files that are not regular files
+
+
+def test_fifo_as_corpus(tmp_path):
+    """A FIFO as the corpus hung llm-train forever (open() waits for a writer): refused without opening it."""
+    import threading
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    outcome = []
+
+    def load():
+        try:
+            load_corpus(str(fifo))
+        except CorpusError as e:
+            outcome.append(str(e))
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():  # unblock the regression before failing
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(10)
+    assert outcome and "named pipe (FIFO)" in outcome[0] and "regular" in outcome[0]
+
+
+def test_dev_zero_as_corpus():
+    """/dev/zero was read until MemoryError (under an address-space limit: a regression kills only the child)."""
+    from tests.limited import run_limited
+    proc = run_limited("""
+        from engine.corpora import CorpusError, load_corpus
+        try:
+            load_corpus("/dev/zero")
+        except CorpusError as e:
+            print("REFUSED", e)
+    """, limit_gib=1, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    assert "REFUSED /dev/zero is a device" in proc.stdout

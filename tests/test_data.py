@@ -185,3 +185,27 @@ def test_ranks_split_the_global_batch():
         x0, y0 = get_batch(tokens, 4, 10, g_r0, rank=0, world_size=2)
         x1, y1 = get_batch(tokens, 4, 10, g_r1, rank=1, world_size=2)
         assert torch.equal(torch.cat([x0, x1]), x) and torch.equal(torch.cat([y0, y1]), y)
+
+
+# -- issue 13: a file of one repeated character
+
+
+def test_repeated_character_file_memory_blowup():
+    """200 MB of one character was a single piece (no boundary to cut at): every encoder got all of it at once
+    (9.8 GB with gpt2). Pieces are now bounded whatever the text."""
+    pieces = chunks("a" * 10_000, size=1000)
+    assert "".join(pieces) == "a" * 10_000
+    assert max(map(len, pieces)) <= 2000 and len(pieces) >= 5
+    one_line = "word " * 3000 + "\n\n" + "x" * 5000  # no newline boundary within reach: words are the cuts
+    pieces = chunks(one_line, size=1000)
+    assert "".join(pieces) == one_line and max(map(len, pieces)) <= 2000
+
+
+@pytest.mark.parametrize("name", ["gpt2", "cl100k_base", "o200k_base"])
+def test_repeated_character_file_chunked_ids_identical(name):
+    """Cutting at a word boundary keeps the ids of encoding the whole text at once."""
+    tok = get_tokenizer(name)
+    text = "Hello world, it's 12345 x  y\tz. " * 300 + "naïve café 中文 " * 200
+    pieces = chunks(text, size=257)
+    assert len(pieces) > 10
+    assert [i for p in pieces for i in tok.encode(p)] == tok.encode(text)
