@@ -27,7 +27,7 @@ def setup_logging() -> None:
 
 
 class ErrorReporter(QObject):
-    """Turns exceptions into a non-modal dialog; keeps a list of what it reported (the tests read it)."""
+    """Turns exceptions into a modal dialog, one at a time (later ones wait their turn); keeps a list of what it reported (the tests read it)."""
 
     sig_error = Signal(str, str)
     """(one-line summary, full traceback) — emitted on the UI thread."""
@@ -36,7 +36,8 @@ class ErrorReporter(QObject):
         super().__init__(parent)
         self.show_dialogs = show_dialogs
         self.reported: list[tuple[str, str]] = []
-        self._dialogs: list[QMessageBox] = []
+        self._dialogs: list[QMessageBox] = []  # the one dialog showing (a list: empty when none)
+        self._queue: list[tuple[str, str]] = []  # errors waiting for it to close
         self._previous = (sys.excepthook, threading.excepthook)
         self.sig_error.connect(self._on_error, Qt.ConnectionType.QueuedConnection)
 
@@ -71,12 +72,41 @@ class ErrorReporter(QObject):
         self.reported.append((summary, details))
         if not self.show_dialogs or QApplication.instance() is None:
             return
+        self._queue.append((summary, details))
+        if self._dialogs:  # one dialog at a time: a later error waits its turn instead of hiding behind another
+            self._update_waiting(self._dialogs[0])
+            return
+        self._show_next()
+
+    def _show_next(self) -> None:
+        if not self._queue:
+            return
+        summary, details = self._queue.pop(0)
         box = QMessageBox(QMessageBox.Icon.Critical, "Something went wrong",
                           f"{summary}\n\nThe app keeps running; nothing you typed was lost. "
-                          f"Details are in the log:\n{log_file()}")
+                          f"Details are in the log:\n{log_file()}", parent=_parent_window())
         box.setDetailedText(details)
-        box.setWindowModality(Qt.WindowModality.NonModal)
+        # Modal, so it stays in front of the window it belongs to and cannot get lost behind a later dialog.
+        box.setWindowModality(Qt.WindowModality.ApplicationModal)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.finished.connect(lambda _=0, b=box: self._dialogs.remove(b) if b in self._dialogs else None)
+        box.finished.connect(lambda _=0, b=box: self._on_closed(b))
         self._dialogs.append(box)
+        self._update_waiting(box)
         box.show()
+
+    def _update_waiting(self, box: QMessageBox) -> None:
+        n = len(self._queue)
+        box.setInformativeText(f"{n} more {'error follows' if n == 1 else 'errors follow'} after this one."
+                               if n else "")
+
+    def _on_closed(self, box: QMessageBox) -> None:
+        if box in self._dialogs:
+            self._dialogs.remove(box)
+        self._show_next()
+
+
+def _parent_window():
+    """The active main window, so the dialog is centred on it and stays above it."""
+    app = QApplication.instance()
+    window = app.activeWindow() if app is not None else None
+    return window.window() if window is not None else None

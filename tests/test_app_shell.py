@@ -89,19 +89,30 @@ def test_reported_errors_are_logged(qtbot, live_reporter):
             h.close()
 
 
-def test_error_dialog_is_non_modal_and_carries_the_traceback(qtbot, qapp):
+def test_error_dialogs_are_modal_one_at_a_time_and_carry_the_traceback(qtbot, qapp):
     from PySide6.QtWidgets import QMessageBox
 
     from app.errors import ErrorReporter
 
     rep = ErrorReporter(show_dialogs=True)
     rep.report_message("Oops", "Traceback (most recent call last): here")
-    qtbot.waitUntil(lambda: bool(rep._dialogs), timeout=2000)
+    rep.report_message("Second", "Traceback: two")
+    rep.report_message("Third", "Traceback: three")
+    qtbot.waitUntil(lambda: len(rep.reported) == 3, timeout=2000)
+    assert len(rep._dialogs) == 1  # later errors wait; they do not pile up behind the first
     box = rep._dialogs[0]
-    assert isinstance(box, QMessageBox) and box.isVisible()
+    assert isinstance(box, QMessageBox) and box.isVisible() and box.isModal()
     assert box.detailedText().startswith("Traceback")
-    assert not box.isModal()
-    box.close()
+    assert "2 more errors" in box.informativeText()
+    box.done(0)
+    qtbot.waitUntil(lambda: bool(rep._dialogs) and rep._dialogs[0] is not box, timeout=2000)
+    second = rep._dialogs[0]
+    assert "Second" in second.text() and "1 more error follows" in second.informativeText()
+    second.done(0)
+    third = rep._dialogs[0]
+    assert "Third" in third.text() and third.informativeText() == ""
+    third.done(0)
+    assert rep._dialogs == []
 
 
 def test_state_files_round_trip_any_text(private_home):
@@ -153,3 +164,84 @@ def test_python_m_app_entry_point_exists():
     from app.__main__ import main
 
     assert callable(main)
+
+
+def test_first_window_shows_before_torch_and_the_panes_follow(qtbot, reporter):
+    """The window module imports neither torch nor pyqtgraph; with panes_later the tabs say they are getting ready."""
+    code = ("import sys; import app.main_window, app.__main__\n"
+            "bad = [m for m in ('torch', 'pyqtgraph', 'numpy') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+    from app.main_window import PANE_TITLES, MainWindow
+
+    win = MainWindow(reporter=reporter, panes_later=True)
+    qtbot.addWidget(win)
+    assert not win.ready
+    assert [win.tabs.tabText(i) for i in range(win.tabs.count())] == list(PANE_TITLES)
+    assert "getting" in win.tabs.widget(0).text().lower()
+    assert not win.open_model_action.isEnabled()
+    assert "loading" in win.about_text() or "torch" in sys.modules
+    with qtbot.waitSignal(win.sig_ready, timeout=60000):
+        win.load_panes()
+    assert win.ready and win.open_model_action.isEnabled()
+    assert [win.tabs.tabText(i) for i in range(win.tabs.count())] == list(PANE_TITLES)
+    assert win.tabs.widget(0).widget() is win.tokenization
+    win.close()
+
+
+def test_window_fits_the_screen_it_opens_on(qtbot, reporter):
+    from PySide6.QtCore import QRect
+
+    from app.main_window import MainWindow, fitted_geometry
+
+    # a 1366x768 laptop (minus a task bar), and 1600x1000 at scale 1.5 (1066x666 device-independent pixels)
+    for available in (QRect(0, 0, 1366, 738), QRect(0, 0, 1066, 666), QRect(100, 50, 800, 600)):
+        fitted = fitted_geometry(QRect(0, 0, 1280, 820), available)
+        assert available.contains(fitted), (available, fitted)
+    assert fitted_geometry(QRect(10, 10, 300, 200), QRect(0, 0, 1366, 738)) == QRect(10, 10, 300, 200)
+
+    win = MainWindow(reporter=reporter, panes_later=True)  # the default 1280x820 on the 800x800 offscreen screen
+    qtbot.addWidget(win)
+    assert win.screen().availableGeometry().contains(win.geometry())
+
+
+def test_menus_open_export_and_help(qtbot, reporter, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from app.main_window import MainWindow
+
+    win = MainWindow(reporter=reporter)
+    qtbot.addWidget(win)
+    menus = {a.text().replace("&", ""): a.menu() for a in win.menuBar().actions()}
+    file_items = [a.text().replace("&", "") for a in menus["File"].actions() if a.text()]
+    assert file_items == ["Open model…", "Open run folder…", "Export", "Quit"]
+    help_items = [a.text().replace("&", "") for a in menus["Help"].actions() if a.text()]
+    assert help_items == ["Keyboard shortcuts", "A short guide to the panes", "About LLM Playground"]
+
+    asked = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (asked.append("model"), ("", ""))[1])
+    win.open_model()
+    assert asked == ["model"] and win.tabs.currentIndex() == win.panes.index(win.generation)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path))
+    win.open_run_folder()
+    assert win.training.state == "following" and win.tabs.currentIndex() == win.panes.index(win.training)
+
+    win.tokenization.set_text("Hello world")
+    qtbot.waitUntil(lambda: win.tokenization.analysis is not None and win.tokenization.analysis.n_tokens == 2,
+                    timeout=10000)
+    win.export("tokens", str(tmp_path / "tokens.csv"))
+    rows = (tmp_path / "tokens.csv").read_text(encoding="utf-8").splitlines()
+    assert rows[0] == "index,id,text,bytes,char_start,char_end" and len(rows) == 3
+    assert rows[1].startswith("0,") and "Hello" in rows[1]
+    win.export("chart", str(tmp_path / "chart.png"))
+    assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
+    win.export("curves-csv", str(tmp_path / "curves.csv"))
+    assert (tmp_path / "curves.csv").exists()
+
+    box = win.show_shortcuts()
+    assert "Ctrl+Right" in box.text() and box.isModal()
+    box.close()
+    assert "Training" in win.show_guide().text()
+    win.training.stop()
+    win.close()

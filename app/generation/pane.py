@@ -614,15 +614,26 @@ class GenerationPane(QWidget):
     def _on_source_chosen(self, index: int):
         source = self._source_items[index][1]
         if source is None:
-            start = os.path.dirname(self.loaded.source.path) if self.loaded and self.loaded.source.path else ""
-            path, _ = QFileDialog.getOpenFileName(self, "Open a checkpoint", start,
-                                                  "Checkpoints (*.pt *.pth *.ckpt);;All files (*)")
-            if path:
-                self.load_checkpoint(path)
-            else:
-                self._rebuild_sources()
+            self.open_model()
             return
         self.load_source(source)
+
+    def open_model(self) -> None:
+        """Ask for a model to load (File ▸ Open model…, and the picker's last item)."""
+        start = os.path.dirname(self.loaded.source.path) if self.loaded and self.loaded.source.path else ""
+        path, _ = QFileDialog.getOpenFileName(self, "Open a checkpoint", start,
+                                              "Checkpoints (*.pt *.pth *.ckpt);;All files (*)")
+        if path:
+            self.load_checkpoint(path)
+        else:
+            self._rebuild_sources()
+
+    def export_chart(self, path: str) -> bool:
+        """Save the next-token chart as a PNG, as it is drawn now (File ▸ Export)."""
+        ok = self.chart.grab().save(path, "PNG")
+        if not ok:
+            self.model_info.setText(f"Could not write {path}")
+        return ok
 
     def _on_reload(self):
         if self.loaded is None:

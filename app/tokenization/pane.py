@@ -335,6 +335,27 @@ class TokenizationPane(QWidget):
             self.inspector.clear()
             self.editor.setExtraSelections([])
 
+    def export_token_table(self, path: str) -> bool:
+        """Write the shown tokens as CSV: index, id, text, bytes (hex), character range (File ▸ Export)."""
+        import csv
+
+        a = self.analysis
+        spans = a.spans if a is not None else []
+        try:
+            with open(path, "w", encoding="utf-8", newline="") as f:
+                out = csv.writer(f)
+                out.writerow(["index", "id", "text", "bytes", "char_start", "char_end"])
+                for span in spans:
+                    out.writerow([span.index, span.id, span.bytes.decode("utf-8", errors="replace"),
+                                  span.bytes.hex(" "), span.char_start, span.char_end])
+        except OSError as err:
+            self._set_status(f"Could not write {path}: {err.strerror or err}", error=True)
+            return False
+        total = a.n_tokens if a is not None else 0
+        more = f" (the first {len(spans):,} of {total:,}, as shown)" if len(spans) < total else ""
+        self._set_status(f"Wrote {len(spans):,} {'token' if len(spans) == 1 else 'tokens'}{more} to {path}.")
+        return True
+
     def _set_status(self, text: str, error: bool = False) -> None:
         """Show plain ``text`` (escaped here) in the status line, in red for an error."""
         self.status.setStyleSheet("color: #b00020;" if error else "color: palette(window-text);")
