@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import engine.train as train_mod
+import engine.train.trainer as trainer_mod
 from engine.checkpoint import load_model, read_checkpoint
 from engine.messages import (CheckpointSaved, Eval, Failed, Finished, NonFinite, Sample, Started, Step,
                              read_jsonl)
@@ -209,7 +210,7 @@ class Sabotaged(GPT):
 
 def test_nan_loss_in_fp32_stops_the_run(tmp_path, monkeypatch):
     monkeypatch.setattr(Sabotaged, "nan_loss_at", 6)
-    monkeypatch.setattr(train_mod, "GPT", Sabotaged)
+    monkeypatch.setattr(trainer_mod, "GPT", Sabotaged)
     msgs, reason = run(tiny(tmp_path))
     assert reason.startswith("diverged: the loss became non-finite at step 6 in float32")
     assert "last checkpoint is step 4" in reason
@@ -221,7 +222,7 @@ def test_nan_loss_in_fp32_stops_the_run(tmp_path, monkeypatch):
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_non_finite_gradients_skip_the_step(tmp_path, monkeypatch, precision):
     monkeypatch.setattr(Sabotaged, "inf_grad_at", 3)
-    monkeypatch.setattr(train_mod, "GPT", Sabotaged)
+    monkeypatch.setattr(trainer_mod, "GPT", Sabotaged)
     msgs, reason = run(tiny(tmp_path, precision=precision, max_iters=6))
     assert reason == "completed"
     skipped = [m for m in msgs if isinstance(m, NonFinite)]
@@ -305,7 +306,7 @@ def test_workers_stop_when_the_app_dies_without_asking(tmp_path):
 
     config = tiny(tmp_path, max_iters=10**6, eval_interval=10**6, checkpoint_interval=0, sample_len=0)
     app = subprocess.Popen([sys.executable, "-c", _DYING_APP, repr(config.to_dict()),
-                            str(train_mod.Path(train_mod.__file__).parents[1])],
+                            str(__import__("pathlib").Path(train_mod.__file__).parents[2])],
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         worker = int(app.stdout.readline())

@@ -22,14 +22,14 @@ TINY = ["n_layer=1", "n_head=2", "n_embd=16", "block_size=16", "batch_size=4", "
 # Runs the real CLI, but SIGKILLs its own process right after printing the Step message of step KILL_AT_STEP.
 KILLER = """
 import os, signal, sys
-import engine.train as t
-print_message = t._print_message
-def deadly(msg):
-    print_message(msg)
-    if isinstance(msg, t.Step) and msg.step == int(os.environ["KILL_AT_STEP"]):
-        os.kill(os.getpid(), signal.SIGKILL)
-t._print_message = deadly
-sys.exit(t.main(sys.argv[1:]))
+import engine.train.cli as cli
+class Deadly(cli.ConsolePrinter):
+    def __call__(self, msg):
+        super().__call__(msg)
+        if isinstance(msg, cli.Step) and msg.step == int(os.environ["KILL_AT_STEP"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+cli.ConsolePrinter = Deadly
+sys.exit(cli.main(sys.argv[1:]))
 """
 
 

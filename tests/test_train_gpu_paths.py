@@ -11,7 +11,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
-import engine.train as train_mod
+import engine.train.distributed as dist_mod
+import engine.train.trainer as trainer_mod
 from engine.checkpoint import read_checkpoint
 from engine.messages import NonFinite, Started, Step
 from engine.model import GPT
@@ -60,7 +61,7 @@ class FakeCuda:
 def test_each_local_rank_gets_its_own_gpu(tmp_path, monkeypatch, n_gpus, local_rank, expected):
     cuda = FakeCuda(monkeypatch, n_gpus)
     for precision in ("fp32", "bf16", "fp16"):
-        device = train_mod._resolve_device(tiny(tmp_path, device="auto", precision=precision), local_rank)
+        device = dist_mod._resolve_device(tiny(tmp_path, device="auto", precision=precision), local_rank)
         assert device == torch.device("cuda", expected)
         assert cuda.current == device  # made current, as NCCL and all_gather_object expect
 
@@ -68,16 +69,16 @@ def test_each_local_rank_gets_its_own_gpu(tmp_path, monkeypatch, n_gpus, local_r
 def test_more_processes_than_gpus_is_a_clear_error(tmp_path, monkeypatch):
     FakeCuda(monkeypatch, 2)
     with pytest.raises(ConfigError, match=r"LOCAL_RANK 2 has no GPU of its own.*--nproc_per_node=2"):
-        train_mod._resolve_device(tiny(tmp_path, device="cuda"), 2)
+        dist_mod._resolve_device(tiny(tmp_path, device="cuda"), 2)
 
 
 def test_no_gpu_for_cuda_or_fp16_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="no CUDA GPU is available"):
-        train_mod._resolve_device(tiny(tmp_path, device="cuda"), 0)
+        dist_mod._resolve_device(tiny(tmp_path, device="cuda"), 0)
     with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
-        train_mod._resolve_device(tiny(tmp_path, device="auto", precision="fp16"), 0)
-    assert train_mod._resolve_device(tiny(tmp_path, device="auto", precision="bf16"), 0) == torch.device("cpu")
+        dist_mod._resolve_device(tiny(tmp_path, device="auto", precision="fp16"), 0)
+    assert dist_mod._resolve_device(tiny(tmp_path, device="auto", precision="bf16"), 0) == torch.device("cpu")
 
 
 def test_nccl_is_initialised_on_the_local_rank_s_gpu(tmp_path, monkeypatch):
@@ -102,7 +103,7 @@ def test_nccl_is_initialised_on_the_local_rank_s_gpu(tmp_path, monkeypatch):
 
 def test_a_failed_start_destroys_the_process_group(tmp_path, monkeypatch):
     """A DataError after init_process_group (corpus too short) must not leave the group initialised."""
-    monkeypatch.setattr(train_mod, "_dist_env", lambda: (0, 0, 2))
+    monkeypatch.setattr(trainer_mod, "_dist_env", lambda: (0, 0, 2))
     real_init = dist.init_process_group
 
     def init_process_group(backend, rank, world_size, device_id=None):  # a real gloo group, of this process alone
@@ -126,14 +127,14 @@ def test_a_failed_start_destroys_the_process_group(tmp_path, monkeypatch):
 def test_cuda_rng_is_restored_or_seeded_per_rank(monkeypatch):
     cuda = FakeCuda(monkeypatch, 2)
     device = torch.device("cuda", 1)
-    cpu_written = train_mod._rng_state(torch.device("cpu"))
-    train_mod._set_rng_state(cpu_written, device, cuda_seed=1234)
+    cpu_written = dist_mod._rng_state(torch.device("cpu"))
+    dist_mod._set_rng_state(cpu_written, device, cuda_seed=1234)
     assert cuda.seeds == [1234] and cuda.states == []  # not left at torch.manual_seed(seed), the same on all ranks
     gpu_written = {**cpu_written, "cuda": torch.arange(8, dtype=torch.uint8)}
-    train_mod._set_rng_state(gpu_written, device, cuda_seed=1234)
+    dist_mod._set_rng_state(gpu_written, device, cuda_seed=1234)
     assert cuda.seeds == [1234] and len(cuda.states) == 1
     assert torch.equal(cuda.states[0][0], gpu_written["cuda"]) and cuda.states[0][1] == device
-    train_mod._set_rng_state(gpu_written, torch.device("cpu"), cuda_seed=1)  # a CUDA checkpoint on the CPU
+    dist_mod._set_rng_state(gpu_written, torch.device("cpu"), cuda_seed=1)  # a CUDA checkpoint on the CPU
     assert len(cuda.states) == 1 and cuda.seeds == [1234]
 
 
@@ -147,7 +148,7 @@ class NoFusedAdamW(torch.optim.AdamW):
 def test_resume_keeps_this_device_s_fused_adamw(tmp_path, monkeypatch):
     """A checkpoint from the foreach fallback must not switch fused AdamW off where it is available (CUDA)."""
     with monkeypatch.context() as m:
-        m.setattr(train_mod.torch.optim, "AdamW", NoFusedAdamW)
+        m.setattr(trainer_mod.torch.optim, "AdamW", NoFusedAdamW)
         run(tiny(tmp_path, max_iters=4))
     saved = read_checkpoint(tmp_path / "run" / "ckpt.pt")["train"]["optimizer"]
     assert not saved["param_groups"][0].get("fused") and saved["param_groups"][0]["foreach"]
@@ -182,7 +183,7 @@ class InfGradAt(GPT):
 @needs_cuda
 def test_fp16_overflow_skips_the_step_and_halves_the_scale(tmp_path, monkeypatch):
     monkeypatch.setattr(InfGradAt, "inf_grad_at", 3)
-    monkeypatch.setattr(train_mod, "GPT", InfGradAt)
+    monkeypatch.setattr(trainer_mod, "GPT", InfGradAt)
     msgs, reason = run(tiny(tmp_path, device="cuda", precision="fp16", max_iters=8))
     assert reason == "completed"
     s = {m.step: m for m in msgs if isinstance(m, Step)}
@@ -201,7 +202,7 @@ def test_fp16_overflow_skips_the_step_and_halves_the_scale(tmp_path, monkeypatch
 def test_fp16_resume_restores_the_loss_scale(tmp_path, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(InfGradAt, "inf_grad_at", 2)
-        m.setattr(train_mod, "GPT", InfGradAt)
+        m.setattr(trainer_mod, "GPT", InfGradAt)
         first, reason = run(tiny(tmp_path, device="cuda", precision="fp16", max_iters=8), stop_after=3)
     assert reason == "stopped"
     last = [m for m in first if isinstance(m, Step)][-1]

@@ -1,0 +1,114 @@
+"""Local training processes for the app: launch() spawns them (gloo on the CPU), LocalRun watches and stops them."""
+
+import os
+import signal
+import sys
+import time
+
+import torch
+
+from engine.train.config import ConfigError, TrainConfig
+from engine.train.distributed import _free_port
+from engine.train.trainer import train
+
+def _worker(rank: int, world_size: int, port: int, config: dict, emit_queue, stop_event, threads: int,
+            nice: int) -> None:
+    """Entry point of a process started by launch()."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in the app's terminal: the app stops us via stop_event
+    if nice:
+        try:
+            os.nice(nice)
+        except OSError:
+            pass
+    if threads:
+        torch.set_num_threads(threads)
+    parent = os.getppid()
+
+    def should_stop() -> bool:  # asked to, or the app died without asking (we were re-parented): save and end
+        return (stop_event is not None and stop_event.is_set()) or os.getppid() != parent
+
+    try:
+        train(TrainConfig.from_dict(config), emit_queue.put if emit_queue is not None else None, should_stop)
+    except Exception:  # already reported as a Failed message
+        sys.exit(1)
+    finally:
+        if emit_queue is not None and os.getppid() != parent:
+            emit_queue.cancel_join_thread()  # nobody reads the queue any more: do not wait at exit to flush it
+
+
+class LocalRun:
+    """The processes of one launch(): poll(), join(timeout), stop through the stop_event, kill() as a last resort."""
+
+    def __init__(self, processes, emit_queue=None, stop_event=None):
+        self.processes = processes
+        # held so they outlive the children's start-up even if the caller drops its own references
+        self.emit_queue, self.stop_event = emit_queue, stop_event
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes]
+
+    @property
+    def exitcodes(self) -> list[int | None]:
+        return [p.exitcode for p in self.processes]
+
+    def is_alive(self) -> bool:
+        return any(p.is_alive() for p in self.processes)
+
+    def poll(self) -> bool:
+        """True once every process has exited. If one failed, the others are killed (they would wait for it)."""
+        if any(code not in (None, 0) for code in self.exitcodes):
+            self.kill()
+        return not self.is_alive()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait up to timeout seconds (None: forever) for all processes -> whether all have exited."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.poll():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            for p in self.processes:
+                if p.is_alive():
+                    p.join(0.05 if left is None else min(0.05, left))
+                    break
+        for p in self.processes:
+            p.join()
+        return True
+
+    def kill(self) -> None:
+        for p in self.processes:
+            if p.is_alive():
+                p.kill()
+
+    @property
+    def ok(self) -> bool:
+        return all(code == 0 for code in self.exitcodes)
+
+
+def launch(config: TrainConfig, world_size: int = 1, emit_queue=None, stop_event=None, *, threads: int = 1,
+           nice: int = 5) -> LocalRun:
+    """Start world_size training processes on this machine (spawn; gloo on the CPU) -> LocalRun. Returns at once.
+
+    emit_queue and stop_event come from multiprocessing.get_context("spawn") (Queue(), Event()): rank 0 puts
+    every message on the queue; set the event to stop the run (a checkpoint is saved first). Each process uses
+    `threads` torch threads and lowers its priority by `nice`, which keeps a UI in the parent responsive.
+    """
+    import multiprocessing
+
+    if not isinstance(world_size, int) or world_size < 1:
+        raise ConfigError(f"world_size must be a positive integer, got {world_size!r}")
+    if config.batch_size % world_size:
+        raise ConfigError(f"batch_size {config.batch_size} cannot be split evenly over {world_size} processes; "
+                          f"use a multiple of {world_size}")
+    ctx = multiprocessing.get_context("spawn")
+    port = _free_port()
+    processes = [ctx.Process(target=_worker, name=f"llm-train-rank{rank}", daemon=True,
+                             args=(rank, world_size, port, config.to_dict(), emit_queue, stop_event, threads, nice))
+                 for rank in range(world_size)]
+    for p in processes:
+        p.start()
+    return LocalRun(processes, emit_queue, stop_event)
