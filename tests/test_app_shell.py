@@ -245,3 +245,39 @@ def test_menus_open_export_and_help(qtbot, reporter, tmp_path, monkeypatch):
     assert "Training" in win.show_guide().text()
     win.training.stop()
     win.close()
+
+
+def test_colours_come_from_the_palette(qtbot, reporter):
+    """In a dark palette the selected token's characters use the highlight pair and the plots are dark."""
+    from PySide6.QtGui import QColor, QPalette
+
+    from app.theme import hint_color, is_dark, selection_colors, style_plots
+    from app.training.curves import CurvesWidget
+    from app.training.history import History
+
+    dark = QPalette()
+    for role, colour in (("Window", "#2b2b2b"), ("WindowText", "#e6e6e6"), ("Base", "#1e1e1e"),
+                         ("Text", "#e6e6e6"), ("Highlight", "#2f65ca"), ("HighlightedText", "#ffffff")):
+        dark.setColor(getattr(QPalette.ColorRole, role), QColor(colour))
+    curves = CurvesWidget(History())
+    qtbot.addWidget(curves)
+    curves.graphics.setPalette(dark)
+    style_plots(curves.graphics)
+    assert curves.graphics.backgroundBrush().color() == QColor("#1e1e1e")
+    axis = curves.loss_plot.getAxis("left")
+    assert axis.textPen().color() == QColor("#e6e6e6")
+    curves.setPalette(dark)
+    assert is_dark(curves) and QColor(hint_color(curves)).lightness() > 128  # readable, not grey on grey
+    assert selection_colors(curves) == (QColor("#2f65ca"), QColor("#ffffff"))
+
+    from app.tokenization.pane import TokenizationPane
+
+    pane = TokenizationPane(reporter=reporter)
+    qtbot.addWidget(pane)
+    pane.editor.setPalette(dark)
+    pane.set_text("Hello world")
+    qtbot.waitUntil(lambda: pane.analysis is not None and pane.analysis.n_tokens == 2, timeout=10000)
+    pane.select_token(1)
+    (selection,) = pane.editor.extraSelections()
+    assert selection.format.background().color() == QColor("#2f65ca")
+    assert selection.format.foreground().color() == QColor("#ffffff")

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 
 from app.generation.distribution import STAGE_TITLES
 from app.settings import read
+from app.theme import hint_color
 from engine.decoding import STAGES, DecodeSettings
 
 TEMP_MIN, TEMP_MAX = 0.01, 100.0
@@ -116,7 +117,7 @@ class DecodingControls(QGroupBox):
         self.hint = QLabel("Both temperature and top-p are changed: providers advise adjusting one or the other, "
                            "not both.")
         self.hint.setWordWrap(True)
-        self.hint.setStyleSheet("color: gray; font-style: italic;")
+        self.hint.setStyleSheet(f"color: {hint_color(self)}; font-style: italic;")
         self.hint.setVisible(False)
 
         grid = QGridLayout(self)

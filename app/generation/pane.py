@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QSpinBox, QSplitter, QToolButton, QVBoxLayout, QWidget,
 )
 
+from app.theme import hint_color
 from app.generation.chart import ProbabilityChart
 from app.generation.controls import DecodingControls
 from app.generation.distribution import alternatives, chart_data, draw_strip, max_entropy_bits, percent
@@ -142,7 +143,7 @@ class GenerationPane(QWidget):
         self.context_note.setStyleSheet("color: #8a5a00;")
         self.context_note.setVisible(False)
         self.counts = QLabel()
-        self.counts.setStyleSheet("color: gray;")
+        self.counts.setStyleSheet(f"color: {hint_color(self)};")
         self.search = VocabularySearch()
 
         self.top_n = QSpinBox()

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from app.paths import tokenizers_dir
+from app.theme import style_plots
 from app.tokenization.workers import JobFailed, JobRunner, load_tokenizer
 
 CURVE_CHARS = 1_000_000  # the compression curve is measured on (at most) this much of the corpus
@@ -139,7 +140,7 @@ class BPEPanel(QWidget):
         self.status.setWordWrap(True)
         self.status.setTextFormat(Qt.TextFormat.RichText)  # messages are escaped HTML (auto-detection showed &#x27;)
 
-        self.plot = pg.PlotWidget(background="w")
+        self.plot = pg.PlotWidget()
         self.plot.setLogMode(x=True, y=False)
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.setLabel("bottom", "vocabulary size (log)")
@@ -158,6 +159,7 @@ class BPEPanel(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.status)
         layout.addWidget(self.plot, 1)
+        style_plots(self.plot)  # palette colours: readable in a dark theme too
 
     # ---- corpus choice -------------------------------------------------------------------------------------------
     def _add_builtin_corpora(self) -> None:

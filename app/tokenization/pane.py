@@ -27,6 +27,7 @@ from app.tokenization.decode_panel import DecodePanel
 from app.tokenization.inspector import Inspector
 from app.tokenization.token_view import TokenView
 from app.tokenization.workers import JobFailed, JobRunner, load_tokenizer
+from app.theme import hint_color, selection_colors
 from app.tokentext import hex_bytes, visible
 
 DEBOUNCE_MS = 150
@@ -269,7 +270,7 @@ class TokenizationPane(QWidget):
 
     def _on_busy_note(self) -> None:
         if self._runner.busy("main"):
-            self.status.setText("<span style='color:gray'>tokenizing…</span>")
+            self.status.setText(f"<span style='color:{hint_color(self)}'>tokenizing…</span>")
 
     def _on_job_done(self, kind: str, result) -> None:
         if kind == "compare":
@@ -397,7 +398,9 @@ class TokenizationPane(QWidget):
         end = start + len(text[span.char_start : span.char_end].encode("utf-16-le")) // 2
         selection = QTextEdit.ExtraSelection()
         fmt = QTextCharFormat()
-        fmt.setBackground(QColor("#ffe08a"))
+        background, foreground = selection_colors(self.editor)  # a fixed light yellow was unreadable in dark themes
+        fmt.setBackground(background)
+        fmt.setForeground(foreground)
         selection.format = fmt
         cursor = QTextCursor(self.editor.document())
         cursor.setPosition(start)
@@ -473,7 +476,7 @@ def _titled(title: str, widget: QWidget, hint: str = "") -> QWidget:
     layout = QVBoxLayout(box)
     layout.setContentsMargins(0, 4, 0, 0)
     layout.setSpacing(2)
-    heading = QLabel(f"<b>{title}</b>&nbsp;&nbsp;<span style='color:gray'>{hint}</span>")
+    heading = QLabel(f"<b>{title}</b>&nbsp;&nbsp;<span style='color:{hint_color()}'>{hint}</span>")
     layout.addWidget(heading)
     layout.addWidget(widget, 1)
     return box

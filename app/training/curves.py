@@ -10,6 +10,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
+from app.theme import style_plots
 from app.training.history import History
 
 X_AXES = {"steps": ("step", "step"), "tokens": ("tokens", "tokens seen")}  # choice -> (column, axis label)
@@ -122,6 +123,7 @@ class CurvesWidget(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(bar)
         layout.addWidget(self.graphics, 1)
+        style_plots(self.graphics)  # palette colours: readable in a dark theme too
         self.set_x_axis("steps")
 
     def _sync_lr_view(self) -> None:

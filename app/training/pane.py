@@ -15,6 +15,7 @@ from PySide6.QtGui import QFont, QFontDatabase
 from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QLabel, QMessageBox, QPlainTextEdit,
                                QProgressBar, QPushButton, QScrollArea, QSplitter, QTextBrowser, QVBoxLayout, QWidget)
 
+from app.theme import hint_color
 from app.paths import runs_dir
 from app.training.curves import CurvesWidget
 from app.training.form import CHAR_VOCAB_GUESS, TrainingForm, check, estimate_params, tokenizer_vocab
@@ -60,7 +61,7 @@ class TrainingPane(QWidget):
         self.problems.setWordWrap(True)
         self.problems.setTextFormat(Qt.TextFormat.RichText)
         self.params = QLabel()
-        self.params.setStyleSheet("color: palette(mid);")
+        self.params.setStyleSheet(f"color: {hint_color(self)};")  # palette(mid) was grey on grey
         self.start_button = QPushButton("Start")
         self.start_button.setToolTip("Train a new model in the run folder")
         self.stop_button = QPushButton("Stop")
