@@ -327,3 +327,20 @@ def test_workers_stop_when_the_app_dies_without_asking(tmp_path):
         os.kill(worker, signal.SIGKILL)
         pytest.fail("the training process outlived the app that started it")
     assert read_checkpoint(f"{config.out_dir}/ckpt.pt")["train"]["iter_num"] > 0  # it stopped as a stop does
+
+
+def test_a_trained_checkpoint_says_how_many_steps_it_was_trained(tmp_path):
+    """Regression: the Generation pane read payload["train"]["step"], the trainer writes "iter_num", so "trained N
+    steps" never showed for a checkpoint llm-train wrote. Both now go through engine.runs."""
+    from app.generation.model_source import ModelSource, load_source
+    from engine.runs import RunFolder, TrainingState
+
+    config = tiny(tmp_path, max_iters=6, checkpoint_interval=0)
+    run(config)
+    folder = RunFolder(config.out_dir)
+    assert folder.has_checkpoint() and folder.has_metrics() and folder.config_path.is_file()
+    state = TrainingState.from_payload(read_checkpoint(folder.checkpoint_path))
+    assert state is not None and state.step == 6 and state.tokens_seen == 6 * config.tokens_per_iter
+    loaded = load_source(ModelSource("file", path=str(folder.checkpoint_path)))
+    assert "trained 6 steps" in loaded.description
+    assert TrainingState.from_payload({"model": {}}) is None

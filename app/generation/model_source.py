@@ -59,6 +59,7 @@ class LoadedModel:
 def load_source(source: ModelSource, progress=lambda text: None) -> LoadedModel:
     """Build the model a source describes. Raises CheckpointError / ValueError with a readable message."""
     from engine.checkpoint import load_model
+    from engine.runs import TrainingState
 
     if source.kind == "random":
         model, tokenizer = _random_model(source, progress)
@@ -66,7 +67,8 @@ def load_source(source: ModelSource, progress=lambda text: None) -> LoadedModel:
     else:
         progress(f"Reading {os.path.basename(source.path)}…")
         model, tokenizer, payload = load_model(source.path)
-        step = (payload.get("train") or {}).get("step") if isinstance(payload.get("train"), dict) else None
+        state = TrainingState.from_payload(payload)
+        step = state.step if state is not None else None
     progress("Indexing the vocabulary…")
     labels = vocabulary_labels(tokenizer, model.config.vocab_size)
     cfg = model.config

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout,
 
 from app.paths import runs_dir, tokenizers_dir
 from app.settings import read
+from engine.runs import RunFolder
 
 OPEN_FILE = "__open__"
 CUSTOM = "__custom__"
@@ -194,9 +195,9 @@ def check(values: dict, extra: dict | None = None, *, cuda: bool | None = None,
     out_dir = values["out_dir"].strip()
     if not out_dir:
         errors.append("Choose a run folder.")
-    elif (Path(out_dir) / "ckpt.pt").exists():
+    elif RunFolder(out_dir).checkpoint_path.exists():
         errors.append("The run folder already holds a checkpoint: press Resume to continue it, or pick a new folder.")
-    elif (Path(out_dir) / "metrics.jsonl").exists():
+    elif RunFolder(out_dir).has_metrics():
         errors.append("The run folder already holds a run's metrics: pick a new folder (“New”).")
     if not errors:
         from engine.train import TrainConfig

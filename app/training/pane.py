@@ -8,7 +8,6 @@ which calls ``_on_<type>``.
 import html
 import os
 import time
-from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QFont, QFontDatabase
@@ -21,6 +20,7 @@ from app.training.curves import CurvesWidget
 from app.training.form import CHAR_VOCAB_GUESS, TrainingForm, check, estimate_params, tokenizer_vocab
 from app.training.history import History
 from app.training.runner import RunController, RunFollower
+from engine.runs import RunFolder
 
 REDRAW_MS = 100  # curves and progress are redrawn at most this often, however fast messages arrive
 MAX_SAMPLES = 200  # samples kept in the side panel
@@ -207,10 +207,10 @@ class TrainingPane(QWidget):
 
     def _resume_folder(self) -> str | None:
         folder = self.form.values()["out_dir"]
-        return folder if folder and (Path(folder) / "ckpt.pt").is_file() else None
+        return folder if folder and RunFolder(folder).has_checkpoint() else None
 
     def _checkpoint_to_use(self) -> str | None:
-        for path in (self.latest_checkpoint, self.run_dir and os.path.join(self.run_dir, "ckpt.pt")):
+        for path in (self.latest_checkpoint, self.run_dir and str(RunFolder(self.run_dir).checkpoint_path)):
             if path and os.path.isfile(path):
                 return path
         return None
@@ -297,7 +297,7 @@ class TrainingPane(QWidget):
         """The curves so far of a run being resumed (its messages past the checkpoint get superseded)."""
         from engine.messages import read_jsonl
 
-        msgs, _ = read_jsonl(os.path.join(folder, "metrics.jsonl"), 0)
+        msgs, _ = read_jsonl(RunFolder(folder).metrics_path, 0)
         for msg in msgs:
             if msg.type not in ("finished", "failed"):
                 self.dispatch(msg)
@@ -341,7 +341,7 @@ class TrainingPane(QWidget):
             self._set_status(str(err))
             self._update_buttons()
             return
-        if not os.path.exists(os.path.join(folder, "metrics.jsonl")):
+        if not RunFolder(folder).has_metrics():
             self._set_status(f"Following {folder}: no metrics.jsonl yet, waiting for it…")
         self._update_buttons()
 

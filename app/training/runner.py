@@ -12,6 +12,8 @@ import time
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from engine.runs import RunFolder
+
 POLL_MS = 50
 FOLLOW_MS = 500
 HEAD_BYTES = 256  # how much of a followed metrics.jsonl's beginning identifies it
@@ -238,7 +240,7 @@ class RunFollower(QObject):
             return
         from engine.messages import read_jsonl
 
-        path = os.path.join(self.folder, "metrics.jsonl")
+        path = str(RunFolder(self.folder).metrics_path)
         if self._offset:
             # a run started over in the folder replaces the file, and the new one may already be longer than what
             # was read of the old one: a changed beginning (another run id) means read it from its start

@@ -13,13 +13,11 @@ from pathlib import Path
 from engine.checkpoint import CheckpointError, read_checkpoint
 from engine.data import DataError
 from engine.model import GPTConfig
+from engine.runs import CKPT_NAME, CONFIG_NAME, METRICS_NAME  # noqa: F401 - re-exported by engine.train
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 MODEL_FIELDS = ("block_size", "n_layer", "n_head", "n_embd", "dropout", "bias", "pos", "tie_weights")
-CKPT_NAME = "ckpt.pt"
-METRICS_NAME = "metrics.jsonl"
-CONFIG_NAME = "config.json"
 ALIASES = {"learning_rate": "lr", "gradient_accumulation_steps": "grad_accum", "init_lr": "lr"}
 
 

@@ -22,7 +22,8 @@ from engine.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from engine.data import Cancelled, get_batch, load_text, prepare
 from engine.messages import CheckpointSaved, Eval, Failed, Finished, JsonlWriter, Message, NonFinite, Sample, Started, Step
 from engine.model import GPT, GPTConfig
-from engine.train.config import (CKPT_NAME, CONFIG_NAME, METRICS_NAME, MODEL_FIELDS, USER_ERRORS, ConfigError,
+from engine.runs import RunFolder
+from engine.train.config import (CKPT_NAME, MODEL_FIELDS, USER_ERRORS, ConfigError,
                                  TrainConfig, _one_line, get_lr)
 from engine.train.distributed import _dist_env, _resolve_device, _rng_state, _set_rng_state
 
@@ -96,8 +97,9 @@ class Trainer:
                                         world_size=self.world_size, device_id=self.device if cuda else None)
                 self.started_dist = True
 
-        self.out_dir = Path(cfg.out_dir)
-        self.ckpt_path = self.out_dir / CKPT_NAME
+        self.folder = RunFolder(cfg.out_dir)
+        self.out_dir = self.folder.path
+        self.ckpt_path = self.folder.checkpoint_path
         ckpt = None
         if cfg.resume:
             if not self.ckpt_path.exists():
@@ -163,9 +165,9 @@ class Trainer:
         if self.master:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             if not cfg.resume:  # a run that never reached a checkpoint is started over
-                (self.out_dir / METRICS_NAME).unlink(missing_ok=True)
-            self.writer = JsonlWriter(self.out_dir / METRICS_NAME)
-            _write_json_atomic(self.out_dir / CONFIG_NAME, {**cfg.to_dict(), "resume": False})
+                self.folder.metrics_path.unlink(missing_ok=True)
+            self.writer = JsonlWriter(self.folder.metrics_path)
+            _write_json_atomic(self.folder.config_path, {**cfg.to_dict(), "resume": False})
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         """AdamW, fused (one kernel for all parameters) where this torch has it for the device, else foreach.
