@@ -11,6 +11,7 @@ Everything here runs in a worker thread (or in a test without a QApplication). T
 import codecs
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -178,12 +179,33 @@ def _name_some(items: list[str], limit: int = 8) -> str:
 def label(data: bytes, show_whitespace: bool) -> str:
     """A token as drawn in the view: every newline ends a line ("↵" first when whitespace is shown), tabs expanded.
 
+    A token that starts with a combining mark is drawn on a dotted circle (◌́), so it has a width to hover and click
+    and cannot join the token before it.
+
     >>> label(b" a\\n", True), label(b" a\\n", False), label(b"\\xe2\\x82", False)
     ('␣a↵\\n', ' a\\n', '<E2><82>')
+    >>> label("\u0301".encode(), False) == "\u25cc\u0301"
+    True
     """
     pieces = [visible(piece, show_whitespace) for piece in data.split(b"\n")]
+    if pieces[0] and unicodedata.category(pieces[0][0]) in ("Mn", "Me", "Mc"):
+        pieces[0] = "\u25cc" + pieces[0]  # ◌, the dotted circle Unicode shows lone marks on
     text = ("↵\n" if show_whitespace else "\n").join(pieces)
     return text if show_whitespace else text.replace("\t", "    ")
+
+
+def plural(n: int, word: str) -> str:
+    """plural(1, "token") -> 'token'; plural(2, "token") -> 'tokens'"""
+    return word if n == 1 else word + "s"
+
+
+def natural_key(name: str) -> list:
+    """Sort key putting my-bpe before my-bpe-2 before my-bpe-10: digit runs compare as numbers.
+
+    >>> sorted(["my-bpe-10", "my-bpe-2", "my-bpe"], key=natural_key)
+    ['my-bpe', 'my-bpe-2', 'my-bpe-10']
+    """
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name.lower()) if part]
 
 
 def character_note(text: str, span: TokenSpan, spans: list[TokenSpan]) -> str:

@@ -37,6 +37,7 @@ class TrainResult:
     corpus_chars: int
     curve: list  # (vocab size, bytes per token)
     references: list  # (encoding, n_vocab, bytes per token)
+    asked: int = 0  # the vocabulary size asked for (n_vocab is less when the corpus ran out of pairs to merge)
 
 
 def curve_sizes(n_merged: int, points: int = CURVE_POINTS) -> list[int]:
@@ -85,7 +86,7 @@ def train_bpe(source: str, vocab_size: int, name: str, progress, cancel) -> Trai
         ref = load_tokenizer(encoding)
         references.append((encoding, ref.n_vocab, n_bytes / max(1, len(ref.encode(sample)))))
     tokenizer.save(path)
-    return TrainResult(str(path), path.stem, tokenizer.n_vocab, seconds, len(text), curve, references)
+    return TrainResult(str(path), path.stem, tokenizer.n_vocab, seconds, len(text), curve, references, vocab_size)
 
 
 class BPEPanel(QWidget):
@@ -251,9 +252,12 @@ class BPEPanel(QWidget):
         self.last_result = result
         self._show_curve(result)
         self.status.setStyleSheet("")
+        short = (f" <b>{result.asked:,} asked, {result.n_vocab:,} possible: the corpus ran out of pairs</b> "
+                 "(every pair of neighbouring tokens was already merged; a bigger corpus allows more)."
+                 if result.n_vocab < result.asked else "")
         self.status.setText(f"Trained <b>{escape(result.name)}</b> ({result.n_vocab:,} tokens) on "
                             f"{result.corpus_chars:,} characters in {result.seconds:.1f} s; saved to "
-                            f"<code>{escape(result.path)}</code>")
+                            f"<code>{escape(result.path)}</code>.{short}")
         self.sig_trained.emit(result.path)
 
     def _show_error(self, message: str) -> None:

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPlain
 from app.paths import read_state, tokenizers_dir, write_state
 from app.settings import read
 from app.tokenization.analysis import (MAX_SHOWN_BYTES, MAX_SHOWN_TOKENS, Analysis, analyse, character_note, label,
-                                      parse_ids, spans_from_ids)
+                                      natural_key, parse_ids, plural, spans_from_ids)
 from app.tokenization.bpe_panel import TOKENIZER_SUFFIX, BPEPanel
 from app.tokenization.compare import DECODE_HEADING, STRIP_TOKENS, TEXT_HEADING, ComparePanel
 from app.tokenization.decode_panel import DecodePanel
@@ -173,7 +173,7 @@ class TokenizationPane(QWidget):
     def _encoding_entries(self) -> list[tuple[str, str]]:
         """(shown name, key for get_tokenizer): the built-in encodings, then the tokenizers trained here."""
         entries = [(name, name) for name in BUILTIN]
-        for path in sorted(tokenizers_dir().glob(f"*{TOKENIZER_SUFFIX}")):
+        for path in sorted(tokenizers_dir().glob(f"*{TOKENIZER_SUFFIX}"), key=lambda p: natural_key(p.stem)):
             entries.append((f"{path.stem} (yours)", str(path)))
         return entries
 
@@ -316,8 +316,9 @@ class TokenizationPane(QWidget):
         styles = [2 if s.id in special else 1 if s.partial else 0 for s in a.spans]
         self.token_view.set_tokens([label(s.bytes, show_ws) for s in a.spans], styles)
         self.ids_view.set_tokens([str(s.id) for s in a.spans], styles)
-        self.counts.setText(f"<b>{a.n_tokens:,}</b> tokens · <b>{a.n_chars:,}</b> characters · "
-                            f"<b>{a.n_bytes:,}</b> bytes · <b>{a.bytes_per_token:.2f}</b> bytes/token")
+        self.counts.setText(f"<b>{a.n_tokens:,}</b> {plural(a.n_tokens, 'token')} · <b>{a.n_chars:,}</b> "
+                            f"{plural(a.n_chars, 'character')} · <b>{a.n_bytes:,}</b> {plural(a.n_bytes, 'byte')} · "
+                            f"<b>{a.bytes_per_token:.2f}</b> bytes/token")
         notes = []
         if a.truncated:
             notes.append(f"Showing the first {len(a.spans):,} of {a.n_tokens:,} tokens (the views draw up to "
@@ -325,11 +326,10 @@ class TokenizationPane(QWidget):
                          f"{'ids' if self.decode_mode else 'text'}.")
         if a.n_surrogates:
             notes.append(f"{a.n_surrogates} unpaired surrogate(s) from a broken paste were replaced by U+FFFD.")
-        if a.bad_ids:
-            notes.append(f"Skipped bad ids — {a.bad_ids}")
+        # bad ids are told once, beside the ids they came from (the decode panel's message), not here again
         if not a.n_tokens:
             notes.append("No ids to decode." if self.decode_mode else "Empty text: type or paste something above.")
-        self._set_status(" ".join(notes), error=bool(a.bad_ids))
+        self._set_status(" ".join(notes))
         if 0 <= previous < len(a.spans):
             self.select_token(previous)
         else:
