@@ -273,11 +273,17 @@ def save_model(path, model, tokenizer, extra: dict | None = None):
     save_checkpoint(path, payload)
 
 
-def load_model(path, device="cpu"):
+def load_model(path, device="cpu", **hf_options):
     """Rebuild the model and tokenizer a checkpoint describes -> (GPT in eval mode on device, Tokenizer, payload).
 
+    A Hugging Face model folder or hub-cache repository is opened by ``engine.hf.load_hf_model`` (hf_options:
+    dtype, progress, cancel); its third item is then an info dict with "format": "huggingface".
     Raises CheckpointError for anything wrong with the file, with a one-line message.
     """
+    if os.path.isdir(os.fspath(path)):
+        from engine.hf import is_hf_folder, load_hf_model
+        if is_hf_folder(path):
+            return load_hf_model(path, device=device, **hf_options)
     from engine.model import GPT, GPTConfig
     from engine.tokenizers import tokenizer_from_dict
 

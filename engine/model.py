@@ -1,4 +1,4 @@
-"""A GPT-2 style decoder-only transformer with learned, RoPE or ALiBi positions and a KV cache.
+"""One decoder-only transformer family, described by its config: our GPT, GPT-2, Llama and Qwen2 are points of it.
 
 Usable by the trainer and the app: ``GPT(config)`` trains with ``model(idx, targets)`` and decodes incrementally with
 ``model(new_ids, cache=cache)``; ``optimizer_groups`` gives AdamW weight-decay groups.
@@ -10,13 +10,22 @@ Usable by the trainer and the app: ``GPT(config)`` trains with ``model(idx, targ
     >>> logits.shape
     torch.Size([1, 5, 65])
 
-Positions:
-    "learned"  absolute position embeddings (GPT-2); cannot run past ``block_size``: a clear ValueError.
-    "rope"     rotary embeddings applied to q and k (GPT-NeoX "rotate half" layout), tables computed per call for the
-               positions used, so any length works.
-    "alibi"    no position embedding; a per-head linear distance penalty added to the attention scores, computed per
-               call, so any length works.
-``block_size`` only says how long the training contexts were (and sizes the learned table).
+The axes along which the family varies (litgpt's approach: one model, the config says which variant):
+    norm      "layernorm" (GPT-2, with a bias when ``bias``) | "rmsnorm" (Llama, Qwen2), epsilon ``norm_eps``
+    mlp       "gelu" (GPT-2: fc -> GELU -> proj, ``gelu_approximate`` "none" | "tanh") |
+              "swiglu" (Llama: proj(silu(gate(x)) * up(x))), hidden width ``intermediate_size``
+    heads     ``n_head`` query heads, ``n_kv_head`` key/value heads (grouped-query attention when fewer)
+    biases    ``bias`` (norms and every Linear, GPT-2), or per part: ``qkv_bias`` (Qwen2), ``proj_bias``,
+              ``mlp_bias``
+    positions "learned" (GPT-2; cannot run past ``block_size``) | "rope" (rotary, base ``rope_theta``, optional
+              ``rope_scaling`` such as Llama 3.1's) | "alibi" (a per-head distance penalty; any length)
+    head      ``tie_weights``: the output head shares the token embedding, or has its own
+Old config dicts (before these fields) get the defaults, which are our original GPT.
+
+Interface the app's panes rely on, for every family: ``model.transformer.h`` (the blocks; a forward hook on block i
+sees the residual stream after it as ``output[0]``), ``model.transformer.ln_f`` (final norm), ``model.lm_head``,
+``model.transformer.wte``, ``model.config`` and ``model(idx, return_attention=True)`` giving per-layer attention of
+the last position, per query head.
 """
 
 import math
@@ -26,7 +35,12 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from engine.positions import (ROPE_SCALINGS, alibi_bias, alibi_slopes, apply_rope, causal_mask,  # noqa: F401
+                              rope_inv_freq, rope_tables)
+
 POSITIONS = ("learned", "rope", "alibi")
+NORMS = ("layernorm", "rmsnorm")
+MLPS = ("gelu", "swiglu")
 
 
 @dataclass
@@ -34,33 +48,67 @@ class GPTConfig:
     vocab_size: int = 50304  # GPT-2's 50257 padded up to a multiple of 64 for faster matmuls
     block_size: int = 256  # training context length (and the size of the learned position table)
     n_layer: int = 4  # transformer blocks: small enough to train on a laptop CPU
-    n_head: int = 4  # attention heads; n_embd must divide evenly among them
+    n_head: int = 4  # attention (query) heads; n_embd must divide evenly among them
     n_embd: int = 128  # width of the residual stream
     dropout: float = 0.0  # 0 for pre-training on lots of data; try 0.1-0.2 when overfitting a small corpus
     bias: bool = True  # biases in Linear and LayerNorm layers, as in GPT-2
     pos: str = "learned"  # position scheme: "learned" | "rope" | "alibi"
     tie_weights: bool = True  # share the token embedding with the output head (GPT-2 does; saves vocab*n_embd params)
+    norm: str = "layernorm"  # "layernorm" (GPT-2) | "rmsnorm" (Llama: no mean, no bias, cheaper)
+    norm_eps: float = 1e-5  # added to the variance in every norm (GPT-2 1e-5, Llama 1e-5 or 1e-6)
+    mlp: str = "gelu"  # "gelu" (GPT-2) | "swiglu" (Llama: a gated MLP, three matrices)
+    gelu_approximate: str = "none"  # "none" (exact erf GELU) | "tanh" (GPT-2's gelu_new)
+    intermediate_size: int | None = None  # MLP hidden width; None: 4 * n_embd
+    n_kv_head: int | None = None  # key/value heads; None: n_head. Fewer is grouped-query attention (Llama 3, Qwen2)
+    qkv_bias: bool | None = None  # biases on q, k, v; None: follow `bias` (Qwen2: true with bias false)
+    proj_bias: bool | None = None  # bias on the attention output projection; None: follow `bias`
+    mlp_bias: bool | None = None  # biases in the MLP; None: follow `bias`
+    rope_theta: float = 10000.0  # rotary base (Llama 3: 500000; larger means slower rotation, longer contexts)
+    rope_scaling: dict | None = None  # e.g. Llama 3.1's {"rope_type": "llama3", "factor": 8.0, ...}; None: none
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"GPTConfig.{name} must be an integer, got {value!r}")
-            if value <= 0:
-                raise ValueError(f"GPTConfig.{name} must be > 0, got {value}")
+            _check_int(name, getattr(self, name))
+        if self.n_kv_head is None:
+            self.n_kv_head = self.n_head
+        if self.intermediate_size is None:
+            self.intermediate_size = 4 * self.n_embd if isinstance(self.n_embd, int) else self.n_embd
+        _check_int("n_kv_head", self.n_kv_head)
+        _check_int("intermediate_size", self.intermediate_size)
         if self.n_embd % self.n_head:
             raise ValueError(f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.n_head % self.n_kv_head:
+            raise ValueError(f"GPTConfig.n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
         if not isinstance(self.dropout, (int, float)) or isinstance(self.dropout, bool) \
                 or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
         self.dropout = float(self.dropout)
-        if self.pos not in POSITIONS:
-            raise ValueError(f"GPTConfig.pos must be one of {', '.join(POSITIONS)}; got {self.pos!r}")
+        for name, allowed in (("pos", POSITIONS), ("norm", NORMS), ("mlp", MLPS),
+                              ("gelu_approximate", ("none", "tanh"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"GPTConfig.{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         if self.pos == "rope" and self.head_size % 2:
             raise ValueError(f"RoPE needs an even head size; n_embd / n_head = {self.head_size}")
         for name in ("bias", "tie_weights"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"GPTConfig.{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("qkv_bias", "proj_bias", "mlp_bias"):
+            if getattr(self, name) is None:
+                setattr(self, name, self.bias)
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"GPTConfig.{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("norm_eps", "rope_theta"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"GPTConfig.{name} must be a positive number, got {value!r}")
+            setattr(self, name, float(value))
+        if self.rope_scaling is not None:
+            if not isinstance(self.rope_scaling, dict):
+                raise ValueError(f"GPTConfig.rope_scaling must be a dict or None, got {self.rope_scaling!r}")
+            try:
+                rope_inv_freq(2, self.rope_theta, self.rope_scaling)
+            except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
+                raise ValueError(f"GPTConfig.rope_scaling is not usable ({type(e).__name__}: {e})") from None
 
     @property
     def head_size(self) -> int:
@@ -79,6 +127,13 @@ class GPTConfig:
         if unknown:
             raise ValueError(f"unknown model config key(s): {', '.join(map(str, unknown))}")
         return cls(**d)
+
+
+def _check_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"GPTConfig.{name} must be an integer, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"GPTConfig.{name} must be > 0, got {value}")
 
 
 class KVCache:
@@ -125,78 +180,56 @@ class KVCache:
         self.length = 0
 
 
-def rope_tables(positions: torch.Tensor, head_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin tables (T, hs) for absolute positions (T,), base 10000, in float32."""
-    inv_freq = 1.0 / (10000 ** (torch.arange(0, head_size, 2, device=positions.device, dtype=torch.float32)
-                                / head_size))  # (hs/2,)
-    angles = positions.float()[:, None] * inv_freq[None, :]  # (T, hs/2)
-    angles = torch.cat((angles, angles), dim=-1)  # (T, hs)
-    return angles.cos(), angles.sin()
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x^2) + eps) * weight, computed in float32 and cast back (as Llama does, so bf16 matches)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(x.dtype)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (i, i + hs/2) of x (B, nh, T, hs) by the position angles."""
-    half = x.size(-1) // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return (x.float() * cos + rotated.float() * sin).to(x.dtype)
-
-
-def alibi_slopes(n_head: int) -> torch.Tensor:
-    """Per-head slopes (nh,): the geometric series 2^(-8/n), ... of the ALiBi paper (interleaved for non powers of 2).
-
-    4 heads -> [0.25, 0.0625, 0.0156, 0.0039]
-    """
-    def power_of_2(n):
-        start = 2 ** (-8 / n)
-        return [start ** (i + 1) for i in range(n)]
-
-    if math.log2(n_head).is_integer():
-        slopes = power_of_2(n_head)
-    else:
-        closest = 2 ** math.floor(math.log2(n_head))
-        slopes = power_of_2(closest) + power_of_2(2 * closest)[0::2][:n_head - closest]
-    return torch.tensor(slopes, dtype=torch.float32)
-
-
-def alibi_bias(slopes: torch.Tensor, start: int, T: int, device) -> torch.Tensor:
-    """Additive attention bias (1, nh, T, start+T): -slope * distance to each earlier key, -inf for future keys."""
-    q_pos = torch.arange(start, start + T, device=device)[:, None]  # (T, 1)
-    k_pos = torch.arange(start + T, device=device)[None, :]  # (1, S)
-    distance = (q_pos - k_pos).float()  # (T, S), >= 0 where allowed
-    bias = -slopes.to(device)[:, None, None] * distance  # (nh, T, S)
-    bias = bias.masked_fill(distance < 0, float("-inf"))
-    return bias.unsqueeze(0)
-
-
-def causal_mask(start: int, T: int, device) -> torch.Tensor:
-    """Boolean mask (T, start+T): new token i (at absolute position start+i) sees keys 0..start+i."""
-    q_pos = torch.arange(start, start + T, device=device)[:, None]
-    k_pos = torch.arange(start + T, device=device)[None, :]
-    return k_pos <= q_pos
+def make_norm(config: GPTConfig) -> nn.Module:
+    if config.norm == "rmsnorm":
+        return RMSNorm(config.n_embd, eps=config.norm_eps)
+    return nn.LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias)
 
 
 class CausalSelfAttention(nn.Module):
+    """Multi-head attention with n_kv_head key/value heads shared by groups of query heads.
+
+    ``c_attn`` computes q (n_head heads), k and v (n_kv_head heads each) in one matmul: its rows are
+    [q | k | v], (n_head + 2 * n_kv_head) * head_size of them.
+    """
 
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.n_head = config.n_head
+        self.n_kv_head = config.n_kv_head
+        self.head_size = config.head_size
         self.n_embd = config.n_embd
         self.dropout = config.dropout
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v for all heads
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        qkv = (config.n_head + 2 * config.n_kv_head) * config.head_size
+        self.c_attn = nn.Linear(config.n_embd, qkv, bias=config.qkv_bias)  # q, k, v for all heads
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.proj_bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(self, x, *, rope=None, bias=None, start=0, cache=None, layer=0, return_attention=False):
         B, T, C = x.size()
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
-        hs = C // self.n_head
-        q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        hs, nh, nkv = self.head_size, self.n_head, self.n_kv_head
+        q, k, v = self.c_attn(x).split((nh * hs, nkv * hs, nkv * hs), dim=2)
+        q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
+        v = v.view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:
-            k, v = cache.update(layer, k, v)  # (B, nh, S, hs) with S = start + T
+            k, v = cache.update(layer, k, v)  # (B, nkv, S, hs) with S = start + T
 
         # the mask: an additive float bias for ALiBi (includes the causal -inf), else causal
         mask, is_causal = None, False
@@ -209,6 +242,8 @@ class CausalSelfAttention(nn.Module):
 
         attn = None
         if return_attention:
+            if nkv != nh:  # each group of nh/nkv query heads reads the same key/value head
+                k, v = k.repeat_interleave(nh // nkv, dim=1), v.repeat_interleave(nh // nkv, dim=1)  # (B, nh, S, hs)
             att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, T, S)
             if mask is not None:
                 att = att + mask if mask.dtype != torch.bool else att.masked_fill(~mask, float("-inf"))
@@ -221,32 +256,42 @@ class CausalSelfAttention(nn.Module):
             y = att @ v  # (B, nh, T, hs)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
-                                               dropout_p=self.dropout if self.training else 0.0)
+                                               dropout_p=self.dropout if self.training else 0.0,
+                                               enable_gqa=nkv != nh)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): re-assemble the heads
         return self.resid_dropout(self.c_proj(y)), attn
 
 
 class MLP(nn.Module):
+    """GELU: c_proj(gelu(c_fc(x))). SwiGLU: c_proj(silu(gate) * up) with [gate | up] = c_fc(x) in one matmul."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU()
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.swiglu = config.mlp == "swiglu"
+        hidden = config.intermediate_size
+        self.c_fc = nn.Linear(config.n_embd, 2 * hidden if self.swiglu else hidden, bias=config.mlp_bias)
+        self.gelu = nn.GELU(approximate=config.gelu_approximate)
+        self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.mlp_bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+        h = self.c_fc(x)
+        if self.swiglu:
+            gate, up = h.chunk(2, dim=-1)
+            h = F.silu(gate) * up
+        else:
+            h = self.gelu(h)
+        return self.dropout(self.c_proj(h))
 
 
 class Block(nn.Module):
-    """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = make_norm(config)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_2 = make_norm(config)
         self.mlp = MLP(config)
 
     def forward(self, x, **attn_kwargs):
@@ -267,7 +312,7 @@ class GPT(nn.Module):
             wte=nn.Embedding(config.vocab_size, config.n_embd),
             drop=nn.Dropout(config.dropout),
             h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+            ln_f=make_norm(config),
         ))
         if config.pos == "learned":
             self.transformer["wpe"] = nn.Embedding(config.block_size, config.n_embd)
@@ -276,6 +321,9 @@ class GPT(nn.Module):
             self.lm_head.weight = self.transformer.wte.weight
         if config.pos == "alibi":
             self.register_buffer("alibi_slopes", alibi_slopes(config.n_head), persistent=False)
+        if config.pos == "rope":
+            self.register_buffer("rope_inv_freq", rope_inv_freq(config.head_size, config.rope_theta,
+                                                                config.rope_scaling), persistent=False)
 
         # GPT-2 init: N(0, 0.02) everywhere, residual projections scaled down by 1/sqrt(2 * n_layer)
         self.apply(self._init_weights)
@@ -291,6 +339,8 @@ class GPT(nn.Module):
                 torch.nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        elif isinstance(module, RMSNorm):
+            torch.nn.init.ones_(module.weight)
 
     def num_params(self, non_embedding: bool = False) -> int:
         """Number of parameters (a tied head counts once); non_embedding leaves out token/position embeddings."""
@@ -303,6 +353,16 @@ class GPT(nn.Module):
 
     def new_cache(self, batch_size: int = 1, max_len: int | None = None) -> KVCache:
         return KVCache(self.config.n_layer, batch_size, max_len)
+
+    def _apply(self, fn, recurse=True):
+        # the rotary frequencies are derived, not learned: recompute them in float32 after any move or cast (a
+        # .to(bfloat16) would round them; to_empty() would leave them uninitialised)
+        out = super()._apply(fn, recurse)
+        buf = getattr(self, "rope_inv_freq", None)
+        if buf is not None and buf.device.type != "meta":
+            self.rope_inv_freq = rope_inv_freq(self.config.head_size, self.config.rope_theta,
+                                               self.config.rope_scaling).to(buf.device)
+        return out
 
     def forward(self, idx, targets=None, *, cache: KVCache | None = None, return_attention: bool = False,
                 last_only: bool = False):
@@ -341,7 +401,8 @@ class GPT(nn.Module):
             pos = torch.arange(start, start + T, dtype=torch.long, device=device)  # (T,)
             x = x + self.transformer.wpe(pos)  # (B, T, C) + (T, C)
         elif cfg.pos == "rope":
-            rope = rope_tables(torch.arange(start, start + T, device=device), cfg.head_size)  # 2 x (T, hs)
+            rope = rope_tables(torch.arange(start, start + T, device=device), cfg.head_size,
+                               inv_freq=self.rope_inv_freq.float())  # 2 x (T, hs)
         else:
             bias = alibi_bias(self.alibi_slopes, start, T, device)  # (1, nh, T, S)
         x = self.transformer.drop(x)

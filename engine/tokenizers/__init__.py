@@ -52,4 +52,7 @@ def tokenizer_from_dict(data: dict, source: str = "the tokenizer data") -> Token
         return CharTokenizer.from_dict(data, source)
     if kind == "bpe" or fmt == "llm-playground-bpe":
         return BPETokenizer.from_dict(data, source)
+    if kind == "hf":
+        from .hf import HFTokenizer  # imports the `tokenizers` library only when needed
+        return HFTokenizer.from_dict(data, source)
     raise ValueError(f"{source} does not describe a tokenizer this app knows (kind {kind!r}, format {fmt!r})")
