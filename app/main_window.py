@@ -243,9 +243,8 @@ class MainWindow(QMainWindow):
         elif kind == "tokens":
             self.tokenization.export_token_table(path)
 
-    def _show_text(self, title: str, html: str) -> QMessageBox:
-        box = QMessageBox(QMessageBox.Icon.NoIcon if title != "About LLM Playground" else QMessageBox.Icon.Information,
-                          title, html, parent=self)
+    def _show_text(self, title: str, html: str, icon=QMessageBox.Icon.NoIcon) -> QMessageBox:
+        box = QMessageBox(icon, title, html, parent=self)
         box.setTextFormat(Qt.TextFormat.RichText)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
@@ -289,7 +288,7 @@ class MainWindow(QMainWindow):
                 f"<table>{table}</table>")
 
     def show_about(self):
-        self._about = self._show_text("About LLM Playground", self.about_text())
+        self._about = self._show_text("About LLM Playground", self.about_text(), QMessageBox.Icon.Information)
         return self._about
 
     def show_pane(self, pane) -> None:

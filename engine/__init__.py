@@ -25,7 +25,7 @@ _EXPORTS = {
     "GPTConfig": "engine.model",
     "load_model": "engine.checkpoint",
     "save_model": "engine.checkpoint",
-    "hub_models": "engine.hf",
+    "hub_models": "engine.hub",
     "load_hf_model": "engine.hf",
     "HFModelError": "engine.hf",
     "render_chat": "engine.chat",

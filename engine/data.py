@@ -118,8 +118,8 @@ def chunks(text: str, size: int | None = None) -> list[str]:
     repeated character, say) the piece is cut where it stands, so that no encoder is ever handed a giant piece: such
     a run gets the ids of its pieces. Memory stays bounded by the piece size, whatever the text.
 
-    >>> chunks("ab\ncd\nef", size=2)
-    ['ab\n', 'cd\n', 'ef']
+    >>> chunks("ab\\ncd\\nef", size=2)
+    ['ab\\n', 'cd\\n', 'ef']
     """
     size = size or CHUNK_CHARS
     pieces, start = [], 0

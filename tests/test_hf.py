@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 import hf_tiny
 from engine import load_model
 from engine.chat import ChatTemplateError, render_chat
-from engine.hf import HFModelError, LoadCancelled, hub_models, load_hf_model, resolve_model
+from engine.hf import HFModelError, LoadCancelled, load_hf_model, resolve_model
+from engine.hub import hub_models
 from engine.model import GPT, GPTConfig
 from engine.tokenizers import tokenizer_from_dict
 from engine.tokenizers.hf import HFTokenizer

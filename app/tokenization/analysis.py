@@ -208,6 +208,18 @@ def natural_key(name: str) -> list:
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name.lower()) if part]
 
 
+def write_token_table(path: str, spans: list[TokenSpan]) -> None:
+    """Write spans as CSV: index, id, text (undecodable bytes as U+FFFD), bytes as hex, character range."""
+    import csv
+
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["index", "id", "text", "bytes", "char_start", "char_end"])
+        for span in spans:
+            out.writerow([span.index, span.id, span.bytes.decode("utf-8", errors="replace"), span.bytes.hex(" "),
+                          span.char_start, span.char_end])
+
+
 def character_note(text: str, span: TokenSpan, spans: list[TokenSpan]) -> str:
     """For a partial token: each character it holds only a piece of, its bytes, and the tokens that form it together.
 

@@ -13,20 +13,21 @@ older job stale, so its result is dropped and the views only ever show the lates
 from html import escape
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFontDatabase, QTextCharFormat, QTextCursor
+from PySide6.QtGui import QFontDatabase, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPlainTextEdit, QSizePolicy, QSplitter,
                                QTabWidget, QTextEdit, QVBoxLayout, QWidget)
 
 from app.paths import read_state, tokenizers_dir, write_state
 from app.settings import read
-from app.tokenization.analysis import (MAX_SHOWN_BYTES, MAX_SHOWN_TOKENS, Analysis, analyse, character_note, label,
-                                      natural_key, parse_ids, plural, spans_from_ids)
+from app.tokenization.analysis import (MAX_SHOWN_BYTES, MAX_SHOWN_TOKENS, Analysis, character_note, label,
+                                      natural_key, plural, write_token_table)
 from app.tokenization.bpe_panel import TOKENIZER_SUFFIX, BPEPanel
-from app.tokenization.compare import DECODE_HEADING, STRIP_TOKENS, TEXT_HEADING, ComparePanel
+from app.tokenization.compare import DECODE_HEADING, TEXT_HEADING, ComparePanel
 from app.tokenization.decode_panel import DecodePanel
 from app.tokenization.inspector import Inspector
+from app.tokenization.jobs import compare_job, decode_job, encode_job
 from app.tokenization.token_view import TokenView
-from app.tokenization.workers import JobFailed, JobRunner, load_tokenizer
+from app.tokenization.workers import JobFailed, JobRunner
 from app.theme import hint_color, selection_colors
 from app.tokentext import hex_bytes, visible
 
@@ -248,10 +249,10 @@ class TokenizationPane(QWidget):
         allowed = "all" if self.allow_special.isChecked() else ()
         if self.decode_mode:
             ids_text = self.decode.ids_edit.toPlainText()
-            self._runner.submit("main", lambda stale: (-1, _decode_job(key, ids_text, stale)))
+            self._runner.submit("main", lambda stale: (-1, decode_job(key, ids_text, stale)))
         else:
             text, edits = self.text(), self._edits
-            self._runner.submit("main", lambda stale: (edits, _encode_job(key, text, allowed, stale)))
+            self._runner.submit("main", lambda stale: (edits, encode_job(key, text, allowed, stale)))
             self._compare_dirty = True
             if self.side_tabs.currentIndex() == COMPARE_TAB:
                 self.refresh_compare(text)
@@ -266,7 +267,7 @@ class TokenizationPane(QWidget):
         text = self.text() if text is None else text
         allowed = "all" if self.allow_special.isChecked() else ()
         self.compare.show_busy()
-        self._runner.submit("compare", lambda stale: _compare_job(entries, text, allowed, stale))
+        self._runner.submit("compare", lambda stale: compare_job(entries, text, allowed, stale))
 
     def _on_busy_note(self) -> None:
         if self._runner.busy("main"):
@@ -337,24 +338,17 @@ class TokenizationPane(QWidget):
             self.editor.setExtraSelections([])
 
     def export_token_table(self, path: str) -> bool:
-        """Write the shown tokens as CSV: index, id, text, bytes (hex), character range (File ▸ Export)."""
-        import csv
-
+        """Write the shown tokens as CSV (see ``write_token_table``; File ▸ Export)."""
         a = self.analysis
         spans = a.spans if a is not None else []
         try:
-            with open(path, "w", encoding="utf-8", newline="") as f:
-                out = csv.writer(f)
-                out.writerow(["index", "id", "text", "bytes", "char_start", "char_end"])
-                for span in spans:
-                    out.writerow([span.index, span.id, span.bytes.decode("utf-8", errors="replace"),
-                                  span.bytes.hex(" "), span.char_start, span.char_end])
+            write_token_table(path, spans)
         except OSError as err:
             self._set_status(f"Could not write {path}: {err.strerror or err}", error=True)
             return False
         total = a.n_tokens if a is not None else 0
         more = f" (the first {len(spans):,} of {total:,}, as shown)" if len(spans) < total else ""
-        self._set_status(f"Wrote {len(spans):,} {'token' if len(spans) == 1 else 'tokens'}{more} to {path}.")
+        self._set_status(f"Wrote {len(spans):,} {plural(len(spans), 'token')}{more} to {path}.")
         return True
 
     def _set_status(self, text: str, error: bool = False) -> None:
@@ -480,43 +474,3 @@ def _titled(title: str, widget: QWidget, hint: str = "") -> QWidget:
     layout.addWidget(heading)
     layout.addWidget(widget, 1)
     return box
-
-
-# ---- jobs (worker thread) --------------------------------------------------------------------------------------------
-def _encode_job(key: str, text: str, allowed, is_stale):
-    tokenizer = load_tokenizer(key)
-    analysis = analyse(tokenizer, text, allowed_special=allowed, is_stale=is_stale)
-    return None if analysis is None else (tokenizer, analysis, None)
-
-
-def _decode_job(key: str, ids_text: str, is_stale):
-    tokenizer = load_tokenizer(key)
-    ids, problem = parse_ids(ids_text, tokenizer)
-    if is_stale():
-        return None
-    data = tokenizer.decode_bytes(ids)
-    decoded = data.decode("utf-8", errors="replace")
-    shown, size = [], 0
-    for token in ids[:MAX_SHOWN_TOKENS]:
-        size += len(tokenizer.token_bytes(token))
-        if size > MAX_SHOWN_BYTES and shown:
-            break
-        shown.append(token)
-    text, spans = spans_from_ids(tokenizer, shown)
-    analysis = Analysis(tokenizer.name, text, len(ids), len(decoded), len(data), spans, bad_ids=problem)
-    n_broken = decoded.count("\ufffd") - data.count("\ufffd".encode())  # U+FFFD that stand for broken bytes
-    return tokenizer, analysis, (decoded, n_broken)
-
-
-def _compare_job(entries, text: str, allowed, is_stale):
-    results = []
-    for name, key in entries:
-        if is_stale():
-            return None
-        try:
-            tokenizer = load_tokenizer(key)
-            results.append((name, analyse(tokenizer, text, allowed_special=allowed, max_tokens=STRIP_TOKENS,
-                                          max_bytes=4000)))
-        except ValueError as exc:
-            results.append((name, str(exc)))
-    return results
