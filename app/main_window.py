@@ -305,9 +305,10 @@ class MainWindow(QMainWindow):
 
     def _restore_geometry(self):
         geometry = self.settings.value("window/geometry")
-        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
-            self.restoreGeometry(geometry)
-        if self.width() < 400 or self.height() < 300:  # nothing saved, or a window saved before it was laid out
+        restored = isinstance(geometry, QByteArray) and not geometry.isEmpty() and self.restoreGeometry(geometry)
+        # Nothing saved (an unshown window only reports Qt's placeholder 640x480, and show() would shrink it to its
+        # size hint), or a window saved before it was laid out: the default size, then fitted to the screen.
+        if not restored or self.width() < 400 or self.height() < 300:
             self.resize(DEFAULT_SIZE)
         self.fit_to_screen()
 

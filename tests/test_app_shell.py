@@ -206,6 +206,23 @@ def test_window_fits_the_screen_it_opens_on(qtbot, reporter):
     assert win.screen().availableGeometry().contains(win.geometry())
 
 
+def test_first_launch_opens_at_the_default_size_fitted_to_the_screen(qtbot, reporter, private_home):
+    # Regression: with no saved geometry the unshown window reported Qt's placeholder 640x480, the default size was
+    # never applied, and show() shrank the window to its size hint (204x123 seen under Xvfb).
+    from PySide6.QtCore import QPoint, QRect
+
+    from app.main_window import DEFAULT_SIZE, MainWindow, fitted_geometry
+
+    for panes_later in (True, False):
+        win = MainWindow(reporter=reporter, panes_later=panes_later)
+        qtbot.addWidget(win)
+        available = win.screen().availableGeometry()
+        want = fitted_geometry(QRect(QPoint(0, 0), DEFAULT_SIZE), available).size()
+        win.show()
+        qtbot.waitExposed(win)
+        assert win.size() == want, (win.size(), want, available)
+
+
 def test_menus_open_export_and_help(qtbot, reporter, tmp_path, monkeypatch):
     from PySide6.QtWidgets import QFileDialog
 
