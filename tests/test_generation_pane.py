@@ -427,3 +427,35 @@ def test_probability_axis_has_no_ticks_past_one(qtbot, pane):
     axis = pane.chart.plot.getAxis("bottom")
     values = [v for _, level in axis.tickValues(0.0, 1.55, 500) for v in level]
     assert values and max(values) <= 1.0
+
+
+def test_context_changed_follows_load_step_force_undo_and_reset(qtbot, pane):
+    seen = []
+    pane.sig_context_changed.connect(lambda model, tok, ids: seen.append((model, tok, list(ids))))
+    step(qtbot, pane, 2)
+    assert [len(s[2]) for s in seen] == [pane.snapshot.prompt_len + 1, pane.snapshot.prompt_len + 2]
+    model, tok, ids = pane.context()
+    assert model is pane.loaded.model and tok is pane.loaded.tokenizer and ids == pane.snapshot.ids == seen[-1][2]
+    pane.force(tok.encode("z")[0])
+    wait_idle(qtbot, pane)
+    assert seen[-1][2][-1] == tok.encode("z")[0]
+    pane.undo()
+    wait_idle(qtbot, pane)
+    assert seen[-1][2] == ids
+    pane.reset()
+    wait_idle(qtbot, pane)
+    assert seen[-1][2] == tok.encode("hello")
+    assert len(seen) == 5
+
+
+def test_context_changed_on_load(qtbot, reporter, tiny_checkpoint):
+    p = GenerationPane(reporter=reporter)
+    qtbot.addWidget(p)
+    p.prompt.setPlainText("hello")
+    assert p.context() is None
+    with qtbot.waitSignal(p.sig_context_changed, timeout=10000) as blocker:
+        p.load_checkpoint(tiny_checkpoint)
+    model, tok, ids = blocker.args
+    assert ids == tok.encode("hello") and model is p.loaded.model
+    wait_idle(qtbot, p)
+    p.shutdown()

@@ -26,7 +26,7 @@ from app.generation.distribution import alternatives, chart_data, draw_strip, ma
 from app.generation.model_source import RANDOM_SIZES, RANDOM_TOKENIZERS, LoadedModel, ModelSource, load_source
 from app.generation.text_view import GeneratedText, Legend
 from app.generation.vocab_search import VocabularySearch
-from app.generation.worker import JobRunner
+from app.jobs import JobFailed, JobRunner, is_user_error
 from app.paths import bundled_checkpoint, read_state, write_state
 from app.settings import read
 from engine.decoding import DecodeSettings, probabilities
@@ -74,6 +74,16 @@ class GenerationPane(QWidget):
 
     sig_model_loaded = Signal(str)
     """A model is ready (its one-line description)."""
+
+    sig_context_changed = Signal(object, object, list)
+    """(model, tokenizer, ids): the model or the token ids it reads changed, on the UI thread.
+
+    Emitted after a model loads, a prompt is set (including reset and a prompt the model cannot read: then ids is
+    empty), a token is stepped or forced, and an undo. ``model`` is the engine.model.GPT in eval mode that this pane
+    steps (shared with its worker thread: run it under ``torch.no_grad()`` from your own thread, never change it),
+    ``tokenizer`` its engine tokenizer, ``ids`` a fresh list: the prompt's ids followed by the generated ones.
+    The same triple is available at any time from :meth:`context`.
+    """
 
     def __init__(self, reporter=None, parent=None):
         super().__init__(parent)
@@ -242,7 +252,7 @@ class GenerationPane(QWidget):
         self.chart.sig_token_clicked.connect(self.force)
         self.search.sig_token_chosen.connect(self.force)
         self.runner.sig_busy_changed.connect(self._on_busy_changed)
-        self.runner.sig_progress.connect(self.model_info.setText)
+        self.runner.sig_progress.connect(self._on_progress)
         self.busy_timer.timeout.connect(self._show_busy)
 
     # ---- public slots (wired by the main window) ---------------------------------------------------------------
@@ -268,20 +278,22 @@ class GenerationPane(QWidget):
         self.pause()
         prompt = self.prompt.toPlainText()
 
-        def job(progress):
+        def job(job):
             from engine.session import GenerationSession
 
-            loaded = load_source(source, progress)
-            progress("Running the prompt…")
+            loaded = load_source(source, job.progress)
+            job.progress("Running the prompt…")
             session = GenerationSession(loaded.model, loaded.tokenizer)
             try:
                 session.set_prompt(prompt)
-            except ValueError as exc:
+            except Exception as exc:  # noqa: BLE001 - a prompt this model cannot read is shown, not a failed load
+                if not is_user_error(exc):
+                    raise
                 return loaded, session, None, str(exc), prompt
             return loaded, session, _snapshot(session), "", prompt
 
         self.model_info.setText(f"Loading {source.title()}…")
-        self.runner.submit("load", job, self._on_loaded, lambda exc, tb: self._on_load_failed(source, exc, tb))
+        self._submit("load", job, self._on_loaded, lambda failure: self._on_load_failed(source, failure))
 
     # ---- generation actions --------------------------------------------------------------------------------------
     def step(self):
@@ -291,24 +303,23 @@ class GenerationPane(QWidget):
         settings = self.controls.settings()
         generator = _generator(self.controls.seed.value(), len(self.snapshot.history))
         session = self.session
-        self.runner.submit("step", lambda progress: (session.step(settings, generator), _snapshot(session)),
-                           self._on_stepped, self._on_job_failed)
+        self._submit("step", lambda job: (session.step(settings, generator), _snapshot(session)),
+                     self._on_stepped, self._on_job_failed)
 
     def force(self, token_id: int):
         """Append a token chosen by hand (a clicked bar or a vocabulary search), then continue from it."""
         if not self._can_step():
             return
         session, settings = self.session, self.controls.settings()
-        self.runner.submit("force", lambda progress: (session.force(int(token_id), settings), _snapshot(session)),
-                           self._on_stepped, self._on_job_failed)
+        self._submit("force", lambda job: (session.force(int(token_id), settings), _snapshot(session)),
+                     self._on_stepped, self._on_job_failed)
 
     def undo(self):
         """Take back the last generated token."""
         if self.runner.busy or self.snapshot is None or not self.snapshot.history:
             return
         session = self.session
-        self.runner.submit("undo", lambda progress: (session.undo(), _snapshot(session)),
-                           self._on_undone, self._on_job_failed)
+        self._submit("undo", lambda job: (session.undo(), _snapshot(session)), self._on_undone, self._on_job_failed)
 
     def reset(self):
         """Back to the prompt: every generated token goes."""
@@ -318,15 +329,41 @@ class GenerationPane(QWidget):
             return
         session = self.session
 
-        def job(progress):
+        def job(job):
             session.reset()  # undo everything: no forward pass
             return _snapshot(session)
 
-        self.runner.submit("reset", job, lambda snap: self._on_prompt_set(snap, self._session_prompt),
-                           self._on_job_failed)
+        self._submit("reset", job, lambda snap: self._on_prompt_set(snap, self._session_prompt),
+                     self._on_job_failed)
 
     def pause(self):
         self.run_button.setChecked(False)
+
+    def context(self) -> tuple[object, object, list[int]] | None:
+        """(model, tokenizer, ids) as last announced by sig_context_changed; None while no model is loaded."""
+        if self.loaded is None:
+            return None
+        ids = list(self.snapshot.ids) if self.snapshot is not None else []
+        return self.loaded.model, self.loaded.tokenizer, ids
+
+    def _announce_context(self):
+        context = self.context()
+        if context is not None:
+            self.sig_context_changed.emit(*context)
+
+    def _submit(self, kind: str, fn, on_done, on_failed) -> bool:
+        """One job at a time (every job uses the one session): False, and nothing runs, while one is in flight."""
+        if self.runner.busy:
+            return False
+
+        def deliver(result):
+            on_failed(result) if isinstance(result, JobFailed) else on_done(result)
+
+        self.runner.submit(kind, fn, deliver)
+        return True
+
+    def _on_progress(self, kind: str, text):
+        self.model_info.setText(str(text))
 
     @property
     def busy(self) -> bool:
@@ -348,13 +385,14 @@ class GenerationPane(QWidget):
         self._rebuild_sources()
         self._show_all()
         self.sig_model_loaded.emit(loaded.description)
+        self._announce_context()
 
-    def _on_load_failed(self, source: ModelSource, exc, tb):
+    def _on_load_failed(self, source: ModelSource, failure: JobFailed):
         self.model_info.setText(self.loaded.description if self.loaded else "No model loaded")
         what = "The previous model stays loaded." if self.loaded else "Choose another model above."
         # a checkpoint's error already names its file; a random model's names nothing
         name = "the model" if source.path else source.title()
-        self._show_error(f"Could not load {name}: {exc}\n{what}", exc, tb)
+        self._show_error(f"Could not load {name}: {failure.message}\n{what}", failure)
         self._rebuild_sources()
 
     def _on_stepped(self, result):
@@ -369,6 +407,7 @@ class GenerationPane(QWidget):
             self.pause()
             self.counts.setText(self.counts.text() + f" · paused at the special token "
                                                      f"{self.loaded.labels[record.token_id]}")
+        self._announce_context()
 
     def _on_undone(self, result):
         _, snapshot = result
@@ -377,31 +416,35 @@ class GenerationPane(QWidget):
         while self.text.n_pieces > len(snapshot.history):
             self.text.pop_token()
         self._show_state()
+        self._announce_context()
 
     def _on_prompt_set(self, result, prompt: str):
         self.snapshot, self.prompt_error = result, ""
         self._session_prompt = prompt
         self.banner.setVisible(False)
         self._show_all()
+        self._announce_context()
 
-    def _on_prompt_failed(self, exc, tb, prompt: str):
-        if isinstance(exc, ValueError):
-            self.snapshot, self.prompt_error = None, str(exc)
+    def _on_prompt_failed(self, failure: JobFailed, prompt: str):
+        if failure.expected:
+            self.snapshot, self.prompt_error = None, failure.message
             self._session_prompt = prompt
             self._show_all()
+            self._announce_context()
         else:
-            self._on_job_failed(exc, tb)
+            self._on_job_failed(failure)
 
-    def _on_job_failed(self, exc, tb):
+    def _on_job_failed(self, failure: JobFailed):
         self.pause()
-        self._show_error(str(exc), exc, tb)
+        self._show_error(failure.message, failure)
 
-    def _show_error(self, message: str, exc, tb):
+    def _show_error(self, message: str, failure: JobFailed):
         """Expected failures (ValueError, CheckpointError) are explained in the banner; others are bugs: report them."""
         self.banner.setText(message)
         self.banner.setVisible(True)
-        if not isinstance(exc, ValueError) and self.reporter is not None:
-            self.reporter.report_message(f"Generation: {type(exc).__name__}: {exc}", tb)
+        if not failure.expected and self.reporter is not None:
+            self.reporter.report_message(f"Generation: {type(failure.exc).__name__}: {failure.message}",
+                                         failure.traceback)
 
     # ---- showing the state ---------------------------------------------------------------------------------------
     def _show_all(self):
@@ -506,7 +549,7 @@ class GenerationPane(QWidget):
         self.undo_button.setEnabled(has_history)
         self.reset_button.setEnabled(self.session is not None and not self._busy_shown)
         self.search.setEnabled(ready)
-        self.source_box.setEnabled(not (self._busy_shown and self.runner.kind == "load"))
+        self.source_box.setEnabled(not (self._busy_shown and self.runner.busy_with("load")))
 
     # ---- busy state ----------------------------------------------------------------------------------------------
     def _on_busy_changed(self, busy: bool):
@@ -544,12 +587,12 @@ class GenerationPane(QWidget):
             return  # _on_busy_changed applies it when the running job is done
         session = self.session
 
-        def job(progress):
+        def job(job):
             session.set_prompt(prompt)
             return _snapshot(session)
 
-        self.runner.submit("prompt", job, lambda snap: self._on_prompt_set(snap, prompt),
-                           lambda exc, tb: self._on_prompt_failed(exc, tb, prompt))
+        self._submit("prompt", job, lambda snap: self._on_prompt_set(snap, prompt),
+                     lambda failure: self._on_prompt_failed(failure, prompt))
 
     def _on_prompt_edited(self):
         self._prompt_known = True
