@@ -24,8 +24,9 @@ Old config dicts (before these fields) get the defaults, which are our original 
 
 Interface the app's panes rely on, for every family: ``model.transformer.h`` (the blocks; a forward hook on block i
 sees the residual stream after it as ``output[0]``), ``model.transformer.ln_f`` (final norm), ``model.lm_head``,
-``model.transformer.wte``, ``model.config`` and ``model(idx, return_attention=True)`` giving per-layer attention of
-the last position, per query head.
+``model.transformer.wte``, ``model.config``, ``model(idx, return_attention=True)`` giving per-layer attention of
+the last position, per query head, and ``block.attn.probabilities(x, rope=..., bias=...)`` giving a whole layer's
+attention weights from what a forward pre-hook on ``block.attn`` sees (``engine.interpret`` uses it).
 """
 
 import math
@@ -260,6 +261,29 @@ class CausalSelfAttention(nn.Module):
                                                enable_gqa=nkv != nh)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): re-assemble the heads
         return self.resid_dropout(self.c_proj(y)), attn
+
+    @torch.no_grad()
+    def probabilities(self, x, *, rope=None, bias=None):
+        """The attention weights (B, nh, T, T) a cache-less pass from position 0 gives x (this layer's normed input).
+
+        ``rope`` and ``bias`` are what ``forward`` receives from the model. Row i is query i's softmax over keys
+        0..i (zero above the diagonal). ``forward`` itself is untouched, so reading these changes no logits.
+        """
+        B, T, _ = x.size()
+        hs, nh, nkv = self.head_size, self.n_head, self.n_kv_head
+        q, k, _ = self.c_attn(x).split((nh * hs, nkv * hs, nkv * hs), dim=2)
+        q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if nkv != nh:
+            k = k.repeat_interleave(nh // nkv, dim=1)  # (B, nh, T, hs)
+        att = (q.float() @ k.float().transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, T, T)
+        if bias is not None:
+            att = att + bias.float()  # ALiBi: distance penalty and the causal -inf
+        else:
+            att = att.masked_fill(~causal_mask(0, T, x.device), float("-inf"))
+        return F.softmax(att, dim=-1)
 
 
 class MLP(nn.Module):
