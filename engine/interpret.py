@@ -19,6 +19,7 @@ learned, RoPE or ALiBi positions, and imported GPT-2, Llama and Qwen2 (one famil
 """
 
 import math
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -80,28 +81,41 @@ def trace(model, ids) -> Trace:
     inputs: list = [None] * len(blocks)
     hidden: list = []
 
+    # The hooks only record this thread's pass: an app may run the same model in another thread meanwhile (the
+    # Generation pane steps it while the Inside pane reads it), and that pass fires the same hooks.
+    me = threading.get_ident()
+
     def keep_residual(i):
-        return lambda module, args, output: residuals.__setitem__(i, output[0][0].float())
+        def hook(module, args, output):
+            if threading.get_ident() == me:
+                residuals[i] = output[0][0].float()
+        return hook
 
     def keep_input(i):
         def hook(module, args, kwargs):
-            inputs[i] = (args[0], kwargs.get("rope"), kwargs.get("bias"))
+            if threading.get_ident() == me:
+                inputs[i] = (args[0], kwargs.get("rope"), kwargs.get("bias"))
         return hook
+
+    def keep_hidden(module, args, output):
+        if threading.get_ident() == me:
+            hidden.append(output[0].float())
 
     handles = []
     for i, block in enumerate(blocks):
         handles.append(block.register_forward_hook(keep_residual(i)))
         handles.append(block.attn.register_forward_pre_hook(keep_input(i), with_kwargs=True))
-    handles.append(model.transformer.ln_f.register_forward_hook(
-        lambda module, args, output: hidden.append(output[0].float())))
+    handles.append(model.transformer.ln_f.register_forward_hook(keep_hidden))
     was_training = model.training
-    model.eval()
+    if was_training:  # dropout off; an eval model (shared with other threads) is left as it is
+        model.eval()
     try:
         logits, _ = model(idx)
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
+        if was_training:
+            model.train()
     return Trace(model, ids, logits[0].float(), residuals, hidden[0], inputs)
 
 
