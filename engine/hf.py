@@ -309,6 +309,27 @@ def _estimate_params(config: GPTConfig) -> int:
         return GPT(config).num_params()
 
 
+def load_hf_tokenizer(path):
+    """Only the tokenizer of a Hugging Face model folder or hub repository (no weights read) -> HFTokenizer.
+
+    The Tokenization pane uses it: a model whose architecture this engine cannot run still has a tokenizer to look at.
+    """
+    original = os.fspath(path)
+    return _folder_tokenizer(resolve_snapshot(original), repo_name(original))
+
+
+def _folder_tokenizer(folder: str, name: str):
+    from engine.tokenizers.hf import HFTokenizer
+
+    tok_path = os.path.join(folder, "tokenizer.json")
+    if not os.path.isfile(tok_path):
+        raise HFModelError(f"{name} has no tokenizer.json (this app needs the model's own tokenizer)")
+    try:
+        return HFTokenizer.from_file(tok_path, name=name)
+    except ValueError as e:
+        raise HFModelError(f"{name}: tokenizer.json is corrupt or unsupported: {_one_line(e)}") from None
+
+
 def load_hf_model(path, *, dtype: str | None = None, device="cpu", progress=None, cancel=None):
     """Open a Hugging Face model folder or hub repository -> (GPT in eval mode, HFTokenizer, info dict).
 
@@ -317,21 +338,13 @@ def load_hf_model(path, *, dtype: str | None = None, device="cpu", progress=None
     info: {"format": "huggingface", "name", "path", "architecture", "dtype", "n_params", "weights",
     "hf_config", "chat_template", "bos_token", "eos_token"}.
     """
-    from engine.tokenizers.hf import HFTokenizer
-
     original = os.fspath(path)
     folder = resolve_snapshot(original)
     name = repo_name(original)
     cfg = read_config(folder)
     config, arch = config_from_hf(cfg, f"{name}/config.json")
     family = ARCHITECTURES[arch]
-    tok_path = os.path.join(folder, "tokenizer.json")
-    if not os.path.isfile(tok_path):
-        raise HFModelError(f"{name} has no tokenizer.json (this app needs the model's own tokenizer)")
-    try:
-        tokenizer = HFTokenizer.from_file(tok_path, name=name)
-    except ValueError as e:
-        raise HFModelError(f"{name}: tokenizer.json is corrupt or unsupported: {_one_line(e)}") from None
+    tokenizer = _folder_tokenizer(folder, name)
     if tokenizer.n_vocab > config.vocab_size:
         raise HFModelError(f"{name}: its tokenizer has {tokenizer.n_vocab} tokens but the model only "
                            f"{config.vocab_size}")

@@ -23,6 +23,7 @@ def private_home(tmp_path, monkeypatch):
     """Settings, saved text, runs and caches of the app go to a fresh folder per test."""
     for var, sub in (("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data")):
         monkeypatch.setenv(var, str(tmp_path / sub))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-hub"))  # never list the user's own models
     # The corpus/token caches are shared across tests (converting the built-in corpora takes seconds).
     monkeypatch.setenv("XDG_CACHE_HOME", str(_shared_cache()))
     return tmp_path

@@ -19,12 +19,12 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout,
 
 from app.paths import tokenizers_dir
 from app.theme import style_plots
-from app.tokenization.workers import JobFailed, JobRunner, load_tokenizer
+from app.tokenization.encodings import TOKENIZER_SUFFIX, load_tokenizer
+from app.tokenization.workers import JobFailed, JobRunner
 
 CURVE_CHARS = 1_000_000  # the compression curve is measured on (at most) this much of the corpus
 CURVE_POINTS = 12
 REFERENCES = ("gpt2", "cl100k_base", "o200k_base")  # drawn beside the curve: what the big vocabularies reach
-TOKENIZER_SUFFIX = ".json"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 

@@ -41,7 +41,8 @@ class ComparePanel(QWidget):
         self.choices.setWrapping(True)
         self.choices.setMaximumHeight(52)
         self.choices.setFrameShape(QFrame.Shape.NoFrame)
-        self.choices.itemChanged.connect(lambda _item: self.sig_selection_changed.emit())
+        self.choices.itemChanged.connect(self._on_item_changed)
+        self._wanted: set[str] = set()  # keys to check once offered
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -75,18 +76,28 @@ class ComparePanel(QWidget):
         self._fit_table()
 
     # ---- the encodings offered ----------------------------------------------------------------------------------
-    def set_encodings(self, entries: list[tuple[str, str]], checked: list[str] | None = None) -> None:
-        """entries: (shown name, key for get_tokenizer). Keeps the current checks unless ``checked`` is given."""
-        keep = set(self.checked() if checked is None else checked)
+    def set_encodings(self, entries: list, checked: list[str] | None = None) -> None:
+        """entries: the pane's Encodings (name, key, tip). Keeps the current checks unless ``checked`` is given; a
+        checked key not offered yet (a model the cache listing has not reached) is checked when it appears."""
+        if checked is not None:
+            self._wanted = set(checked)
+        keep = self._wanted | set(self.checked() if checked is None else checked)
         self.choices.blockSignals(True)
         self.choices.clear()
-        for name, key in entries:
-            item = QListWidgetItem(name)
-            item.setData(Qt.ItemDataRole.UserRole, key)
+        for entry in entries:
+            item = QListWidgetItem(entry.name)
+            item.setData(Qt.ItemDataRole.UserRole, entry.key)
+            if entry.tip:
+                item.setToolTip(entry.tip)
             item.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled)
-            item.setCheckState(Qt.CheckState.Checked if key in keep else Qt.CheckState.Unchecked)
+            item.setCheckState(Qt.CheckState.Checked if entry.key in keep else Qt.CheckState.Unchecked)
             self.choices.addItem(item)
         self.choices.blockSignals(False)
+        self.sig_selection_changed.emit()
+
+    def _on_item_changed(self, item: QListWidgetItem) -> None:
+        if item.checkState() != Qt.CheckState.Checked:
+            self._wanted.discard(item.data(Qt.ItemDataRole.UserRole))
         self.sig_selection_changed.emit()
 
     def checked(self) -> list[str]:

@@ -5,7 +5,7 @@ Each takes an ``is_stale()`` check and returns None when a newer job has made it
 
 from app.tokenization.analysis import MAX_SHOWN_BYTES, MAX_SHOWN_TOKENS, Analysis, analyse, parse_ids, spans_from_ids
 from app.tokenization.compare import STRIP_TOKENS
-from app.tokenization.workers import load_tokenizer
+from app.tokenization.encodings import load_tokenizer
 
 
 def encode_job(key: str, text: str, allowed, is_stale):

@@ -10,20 +10,22 @@ older job stale, so its result is dropped and the views only ever show the lates
 """
 
 
+import os
 from html import escape
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QFontDatabase, QTextCharFormat, QTextCursor
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPlainTextEdit, QSizePolicy, QSplitter,
-                               QTabWidget, QTextEdit, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QHBoxLayout, QLabel, QPlainTextEdit, QSizePolicy,
+                               QSplitter, QTabWidget, QTextEdit, QVBoxLayout, QWidget)
 
-from app.paths import read_state, tokenizers_dir, write_state
+from app.paths import read_state, write_state
 from app.settings import read
-from app.tokenization.analysis import (MAX_SHOWN_BYTES, MAX_SHOWN_TOKENS, Analysis, character_note, label,
-                                      natural_key, plural, write_token_table)
-from app.tokenization.bpe_panel import TOKENIZER_SUFFIX, BPEPanel
+from app.tokenization.analysis import (MAX_SHOWN_BYTES, MAX_SHOWN_TOKENS, Analysis, character_note, label, plural,
+                                      write_token_table)
+from app.tokenization.bpe_panel import BPEPanel
 from app.tokenization.compare import DECODE_HEADING, TEXT_HEADING, ComparePanel
 from app.tokenization.decode_panel import DecodePanel
+from app.tokenization.encodings import Encoding, builtin_encodings, folder_encoding, model_encodings, saved_encodings
 from app.tokenization.inspector import Inspector
 from app.tokenization.jobs import compare_job, decode_job, encode_job
 from app.tokenization.token_view import TokenView
@@ -35,7 +37,7 @@ DEBOUNCE_MS = 150
 BUSY_NOTE_MS = 300  # "tokenizing…" appears only if a job takes longer than this
 TEXT_STATE = "tokenization.txt"
 IDS_STATE = "tokenization-ids.txt"
-BUILTIN = ("gpt2", "p50k_base", "cl100k_base", "o200k_base")  # engine.tokenizers.ENCODINGS, without importing it yet
+OPEN_FOLDER = "open-model-folder"  # the encoding list's last item opens a model folder's tokenizer
 DEFAULT_COMPARE = ("gpt2", "cl100k_base", "o200k_base")
 SAMPLE_TEXT = (
     "Tokenizers turn text into integers. Hover a token to see its id; click it to inspect.\n"
@@ -65,6 +67,9 @@ class TokenizationPane(QWidget):
         self._ids_dirty = False
         self._edits = 0  # counts editor changes: a result is "current" if no edit happened since its job started
         self._shown_edits = -1  # self._edits when the job behind self.analysis started
+        self._models: list[Encoding] = []  # tokenizers of the models in the HF cache (listed in a worker)
+        self._folders: list[Encoding] = []  # model folders the user opened
+        self._encoding_index = 0  # the list's current row before "Open model folder…" was picked
 
         self._runner = JobRunner(self)
         self._runner.sig_done.connect(self._on_job_done)
@@ -79,15 +84,17 @@ class TokenizationPane(QWidget):
 
         self._build()
         self.refresh_encodings()
-        self.compare.set_encodings(self._encoding_entries(), checked=list(DEFAULT_COMPARE))
+        self.compare.set_encodings(self.encodings(), checked=list(DEFAULT_COMPARE))
         self._connect()
         self._render()
+        self.rescan_models()
 
     # ---- construction ------------------------------------------------------------------------------------------------
     def _build(self) -> None:
         self.encoding = QComboBox()
         self.encoding.setMinimumContentsLength(16)
-        self.encoding.setToolTip("The encoding that splits the text (your trained tokenizers are listed too)")
+        self.encoding.setToolTip("The encoding that splits the text: OpenAI's, the ones you trained, and the "
+                                 "tokenizers of the models in your Hugging Face cache")
         self.show_whitespace = QCheckBox("Show whitespace")
         self.show_whitespace.setChecked(True)
         self.show_whitespace.setToolTip("Spaces as ␣, newlines as ↵, tabs as →")
@@ -159,7 +166,7 @@ class TokenizationPane(QWidget):
         self.editor.textChanged.connect(self._on_text_edited)
         self.decode.ids_edit.textChanged.connect(self._on_ids_edited)
         self.input_tabs.currentChanged.connect(self._on_input_tab)
-        self.encoding.currentIndexChanged.connect(lambda _i: self.refresh())
+        self.encoding.currentIndexChanged.connect(self._on_encoding_picked)
         self.allow_special.toggled.connect(lambda _on: self.refresh())
         self.show_whitespace.toggled.connect(self._on_whitespace_toggled)
         self.side_tabs.currentChanged.connect(self._on_side_tab)
@@ -171,29 +178,64 @@ class TokenizationPane(QWidget):
         self.bpe.sig_trained.connect(self._on_tokenizer_trained)
 
     # ---- encodings -------------------------------------------------------------------------------------------------
-    def _encoding_entries(self) -> list[tuple[str, str]]:
-        """(shown name, key for get_tokenizer): the built-in encodings, then the tokenizers trained here."""
-        entries = [(name, name) for name in BUILTIN]
-        for path in sorted(tokenizers_dir().glob(f"*{TOKENIZER_SUFFIX}"), key=lambda p: natural_key(p.stem)):
-            entries.append((f"{path.stem} (yours)", str(path)))
-        return entries
+    def encodings(self) -> list[Encoding]:
+        """What the pane offers: the built-in encodings, your tokenizers, then the models' (cache, opened folders)."""
+        listed = {e.key for e in self._models}  # a folder opened from the cache is listed once, as the cache's
+        return builtin_encodings() + saved_encodings() + self._models + [e for e in self._folders if e.key not in listed]
 
     def refresh_encodings(self) -> None:
         """Re-read the saved tokenizers into the selector (and the comparison), keeping the current choice."""
         current = self.encoding_key()
         self.encoding.blockSignals(True)
         self.encoding.clear()
-        for name, key in self._encoding_entries():
-            self.encoding.addItem(name, key)
-            if key != name:
-                self.encoding.setItemData(self.encoding.count() - 1, key, Qt.ItemDataRole.ToolTipRole)
+        for entry in self.encodings():
+            self.encoding.addItem(entry.name, entry.key)
+            if entry.tip:
+                self.encoding.setItemData(self.encoding.count() - 1, entry.tip, Qt.ItemDataRole.ToolTipRole)
+        self.encoding.insertSeparator(self.encoding.count())
+        self.encoding.addItem("Open model folder…", OPEN_FOLDER)
+        self.encoding.setItemData(self.encoding.count() - 1, "Use the tokenizer of a Hugging Face model folder "
+                                  "(tokenizer.json)", Qt.ItemDataRole.ToolTipRole)
         index = self.encoding.findData(current) if current else 0
         self.encoding.setCurrentIndex(max(index, 0))
+        self._encoding_index = self.encoding.currentIndex()
         self.encoding.blockSignals(False)
         if hasattr(self, "compare"):
-            self.compare.set_encodings(self._encoding_entries())
+            self.compare.set_encodings(self.encodings())
         if self.encoding_key() != current and current is not None:
             self.refresh()
+
+    def rescan_models(self) -> None:
+        """List the tokenizers of the models in the Hugging Face cache again, in a worker thread."""
+        self._runner.submit("models", lambda stale: model_encodings())
+
+    def open_model_folder(self, path: str) -> bool:
+        """Offer the tokenizer of a model folder and select it; False (and a message) if the folder has none."""
+        try:
+            entry = folder_encoding(path)
+        except ValueError as exc:
+            self._set_status(f"Could not use that folder: {exc}", error=True)
+            return False
+        if all(e.key != entry.key for e in self.encodings()):
+            self._folders.append(entry)
+            self.refresh_encodings()
+        self.set_encoding(entry.key)
+        return True
+
+    def _on_encoding_picked(self, index: int) -> None:
+        if self.encoding.itemData(index) != OPEN_FOLDER:
+            self._encoding_index = index
+            self.refresh()
+            return
+        self.encoding.blockSignals(True)  # the list stays on the encoding in use while the dialog is open
+        self.encoding.setCurrentIndex(self._encoding_index)
+        self.encoding.blockSignals(False)
+        QTimer.singleShot(0, self._choose_model_folder)  # not inside the combo box's own signal
+
+    def _choose_model_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a model folder's tokenizer", "")
+        if path:
+            self.open_model_folder(path)
 
     def encoding_key(self) -> str | None:
         return self.encoding.currentData()
@@ -201,9 +243,9 @@ class TokenizationPane(QWidget):
     def set_encoding(self, key: str) -> bool:
         """Select an encoding by name or saved path; False if it is not offered."""
         index = self.encoding.findData(key)
-        if index >= 0:
+        if index >= 0 and key != OPEN_FOLDER:
             self.encoding.setCurrentIndex(index)
-        return index >= 0
+        return index >= 0 and key != OPEN_FOLDER
 
     # ---- text --------------------------------------------------------------------------------------------------------
     def text(self) -> str:
@@ -262,7 +304,7 @@ class TokenizationPane(QWidget):
         """Count the text with every checked encoding, in a worker thread."""
         self._compare_dirty = False
         keys = self.compare.checked()
-        names = {key: name for name, key in self._encoding_entries()}
+        names = {e.key: e.name for e in self.encodings()}
         entries = [(names.get(key, key), key) for key in keys]
         text = self.text() if text is None else text
         allowed = "all" if self.allow_special.isChecked() else ()
@@ -274,6 +316,13 @@ class TokenizationPane(QWidget):
             self.status.setText(f"<span style='color:{hint_color(self)}'>tokenizing…</span>")
 
     def _on_job_done(self, kind: str, result) -> None:
+        if kind == "models":
+            if isinstance(result, JobFailed):  # model_encodings never raises: this is a bug
+                self._report(result, "Listing the Hugging Face cache failed")
+                return
+            self._models = result
+            self.refresh_encodings()
+            return
         if kind == "compare":
             if isinstance(result, JobFailed):
                 self._report(result, "Comparison failed")
@@ -428,7 +477,8 @@ class TokenizationPane(QWidget):
         s.setValue("encoding", self.encoding_key() or "")
         s.setValue("show_whitespace", self.show_whitespace.isChecked())
         s.setValue("allow_special", self.allow_special.isChecked())
-        s.setValue("compare", ",".join(self.compare.checked()))
+        s.setValue("compare", "\n".join(self.compare.checked()))
+        s.setValue("model_folders", "\n".join(e.key for e in self._folders))
         s.setValue("input_tab", self.input_tabs.currentIndex())
         s.setValue("side_tab", self.side_tabs.currentIndex())
         s.setValue("main_split", self.main_split.saveState())
@@ -439,8 +489,20 @@ class TokenizationPane(QWidget):
         self.show_whitespace.setChecked(read(s, "show_whitespace", True))
         self.allow_special.setChecked(read(s, "allow_special", False))
         compare = read(s, "compare", ",".join(DEFAULT_COMPARE))
-        self.compare.set_encodings(self._encoding_entries(), checked=[k for k in compare.split(",") if k])
+        for folder in read(s, "model_folders", "").split("\n"):
+            if folder and os.path.isdir(folder):
+                try:
+                    self._folders.append(folder_encoding(folder))
+                except ValueError:
+                    pass  # its tokenizer was removed since: no longer offered
         encoding = read(s, "encoding", "gpt2")
+        if os.path.isdir(encoding) and self.encoding.findData(encoding) < 0:
+            try:  # a model from the cache, whose listing is still running: offer it now
+                self._folders.append(folder_encoding(encoding))
+            except ValueError:
+                pass
+        self.refresh_encodings()
+        self.compare.set_encodings(self.encodings(), checked=[k for k in compare.split("\n" if "\n" in compare else ",") if k])
         if not self.set_encoding(encoding):
             self.set_encoding("gpt2")
         for key, splitter in (("main_split", self.main_split), ("left_split", self.left)):

@@ -1,37 +1,13 @@
-"""Off the UI thread: loading tokenizers, tokenizing, comparing, decoding, training a BPE.
+"""Off the UI thread: tokenizing, comparing, decoding, listing model tokenizers, training a BPE.
 
 A :class:`JobRunner` runs callables one at a time in its own thread pool. Each job has a *kind* ("main", "compare",
 ...) and a generation number; submitting a new job of a kind makes the older ones stale: a stale job that has not
 started is skipped, one that finished is dropped, so the UI only ever shows the result of the latest request.
 """
 
-import os
-import threading
 import traceback
 
 from PySide6.QtCore import QObject, QThreadPool, Signal
-
-_tokenizers: dict = {}
-_tokenizers_lock = threading.Lock()
-
-
-def load_tokenizer(name_or_path: str):
-    """engine.get_tokenizer with a process-wide cache (saved files are keyed by their modification time too)."""
-    from engine.tokenizers import get_tokenizer
-
-    key = name_or_path
-    if os.path.sep in name_or_path or name_or_path.endswith(".json"):
-        try:
-            key = (name_or_path, os.stat(name_or_path).st_mtime_ns)
-        except OSError:
-            pass  # get_tokenizer raises the readable error
-    with _tokenizers_lock:
-        tokenizer = _tokenizers.get(key)
-    if tokenizer is None:
-        tokenizer = get_tokenizer(name_or_path)
-        with _tokenizers_lock:
-            _tokenizers[key] = tokenizer
-    return tokenizer
 
 
 class JobFailed:
