@@ -123,7 +123,7 @@ def test_partial_byte_tokens_show_hex_and_inspector_names_the_character(pane, qt
     assert "'🤗'" in info and "U+1F917" in info and "F0 9F A4 97" in info and "#0–#2" in info
     assert get_tokenizer("gpt2").merge_info(a.spans[1].id) in info
     assert "\ufffd" not in info
-    tip = pane._tooltip(0)
+    tip = pane.token_tooltip(0)
     assert "F0 9F" in tip and "🤗" in tip
 
 

@@ -9,6 +9,7 @@ Everything here runs in a worker thread (or in a test without a QApplication). T
 """
 
 import codecs
+from bisect import bisect_left
 import json
 import re
 import unicodedata
@@ -18,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 from engine.tokenizers import TokenSpan
 
-from app.tokentext import visible
+from app.tokentext import hex_bytes, visible
 
 MAX_SHOWN_TOKENS = 10_000  # the views draw at most this many tokens (30,000 took 60-80 ms to lay out) ...
 MAX_SHOWN_BYTES = 100_000  # ... or this many bytes of text; the counts always cover the whole text
@@ -47,6 +48,34 @@ class Analysis:
     spans: list[TokenSpan] = field(default_factory=list)  # the first len(spans) tokens of the whole text
     n_surrogates: int = 0  # lone surrogates replaced by U+FFFD
     bad_ids: str = ""  # decode mode: what was wrong with the ids the user typed ("" when nothing)
+    ids: np.ndarray | None = None  # (n_tokens,) every id of the whole text, not only the shown ones
+
+    def ids_text(self) -> str:
+        """Every id as a list, the way tiktokenizer copies them: "[15496, 995]"."""
+        ids = self.ids.tolist() if self.ids is not None else [s.id for s in self.spans]
+        return "[" + ", ".join(map(str, ids)) + "]"
+
+    def counts_html(self) -> str:
+        """The counts line: tokens · characters · bytes · bytes/token, numbers in bold."""
+        return (f"<b>{self.n_tokens:,}</b> {plural(self.n_tokens, 'token')} · <b>{self.n_chars:,}</b> "
+                f"{plural(self.n_chars, 'character')} · <b>{self.n_bytes:,}</b> {plural(self.n_bytes, 'byte')} · "
+                f"<b>{self.bytes_per_token:.2f}</b> bytes/token")
+
+    def notes(self, decoded: bool = False) -> str:
+        """What the status line says about this result ("" when nothing): truncation, broken pastes, emptiness.
+
+        Bad ids are not repeated here: the decode panel names them beside the ids they came from.
+        """
+        notes = []
+        if self.truncated:
+            notes.append(f"Showing the first {len(self.spans):,} of {self.n_tokens:,} tokens (the views draw up to "
+                         f"{MAX_SHOWN_TOKENS:,} tokens / {MAX_SHOWN_BYTES // 1000} KB); the counts cover the whole "
+                         f"{'ids' if decoded else 'text'}.")
+        if self.n_surrogates:
+            notes.append(f"{self.n_surrogates} unpaired surrogate(s) from a broken paste were replaced by U+FFFD.")
+        if not self.n_tokens:
+            notes.append("No ids to decode." if decoded else "Empty text: type or paste something above.")
+        return " ".join(notes)
 
     @property
     def truncated(self) -> bool:
@@ -76,7 +105,7 @@ def analyse(tokenizer, text: str, *, allowed_special=(), max_tokens: int = MAX_S
     if n_shown and int(table.byte_ends[n_shown - 1]) > max_bytes:
         n_shown = max(1, int(np.searchsorted(table.byte_ends, max_bytes, side="right")))
     return Analysis(tokenizer.name, clean, len(table), len(clean), len(table.data), table.spans(0, n_shown),
-                    n_surrogates=n_surrogates)
+                    n_surrogates=n_surrogates, ids=table.ids)
 
 
 def spans_from_ids(tokenizer, ids: list[int]) -> tuple[str, list[TokenSpan]]:
@@ -249,3 +278,58 @@ def character_note(text: str, span: TokenSpan, spans: list[TokenSpan]) -> str:
 
 def _hex(data: bytes) -> str:
     return " ".join(f"{b:02X}" for b in data)
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    """Length of the longest common prefix, by halving (slice comparisons run in C: fast on megabytes)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def follow_token(old: bytes, new: bytes, span: TokenSpan, new_spans: list[TokenSpan]) -> int:
+    """Where token ``span`` of the text ``old`` (UTF-8) is after an edit made it ``new``: the index in ``new_spans`` of
+    the same token (same id over the same bytes, moved with the text around it), or -1 when the edit touched it, it
+    was split differently or it is no longer shown.
+
+    >>> from engine import get_tokenizer
+    >>> enc = get_tokenizer("gpt2")
+    >>> old, new = "Hello world", "Oh, Hello world"
+    >>> follow_token(old.encode(), new.encode(), enc.spans(old)[1], enc.spans(new))  # " world" moved right
+    3
+    >>> follow_token(old.encode(), b"Hello worlds", enc.spans(old)[1], enc.spans("Hello worlds"))  # edited: gone
+    -1
+    """
+    prefix = _common_prefix(old, new)
+    suffix = _common_prefix(old[prefix:][::-1], new[prefix:][::-1])  # the unchanged tail, not overlapping the head
+    if span.byte_end <= prefix:
+        start = span.byte_start
+    elif span.byte_start >= len(old) - suffix:
+        start = span.byte_start + len(new) - len(old)
+    else:
+        return -1
+    k = bisect_left(new_spans, start, key=lambda s: s.byte_start)
+    while k < len(new_spans) and new_spans[k].byte_start == start:
+        candidate = new_spans[k]
+        if candidate.id == span.id and candidate.byte_end - candidate.byte_start == span.byte_end - span.byte_start:
+            return k
+        k += 1
+    return -1
+
+
+def token_tooltip(analysis: Analysis, index: int) -> str:
+    """What hovering token ``index`` shows: its position, id, visible text, bytes and, for a piece of a character, the
+    character it helps form ("" for an index not shown)."""
+    if not 0 <= index < len(analysis.spans):
+        return ""
+    span = analysis.spans[index]
+    tip = f"#{index}  id {span.id}\n{visible(span.bytes)}\nbytes {hex_bytes(span.bytes)}"
+    if span.partial:
+        tip += "\npiece of " + character_note(analysis.text, span, analysis.spans)
+    return tip
+

@@ -3,26 +3,67 @@
 from html import escape
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHeaderView, QLabel, QListWidget, QListWidgetItem,
-                               QScrollArea, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QAbstractScrollArea, QFrame, QHeaderView, QLabel, QListView,
+                               QListWidget, QListWidgetItem, QScrollArea, QTableWidget, QTableWidgetItem, QVBoxLayout,
+                               QWidget)
 
 from app.tokenization.analysis import label
 from app.tokenization.token_view import PASTELS
+from app.tokentext import isolated_html
 
 STRIP_TOKENS = 80  # tokens drawn per encoding in the compact split
+TABLE_ROWS = 6  # the table grows to this many rows, then scrolls
+CHOICE_ROWS = 3  # the list of encodings to compare grows to this many lines, then scrolls
 TEXT_HEADING = "Compare encodings on the same text:"
 DECODE_HEADING = "Compare encodings on the text of the Text tab (not the decoded ids):"
-COLUMNS = ("Encoding", "Tokens", "Bytes/token", "Chars/token", "vs best")
+COLUMNS = ("Encoding", "Tokens", "B/tok", "Ch/tok", "vs best")
+COLUMN_TIPS = ("", "Tokens in the whole text", "Bytes per token (UTF-8)", "Characters per token",
+               "Tokens relative to the encoding that needs the fewest")
+AGREED = ("#e6e6e6", "#d2d2d2")  # a token every encoding also made: neutral greys, alternating
+LEGEND = "coloured: split differently · grey: the same token in every encoding · faint: not compared"
 
 
-def split_html(analysis, show_whitespace: bool = True) -> str:
-    """The first tokens of an analysis as HTML with pastel backgrounds (a compact version of the main view)."""
+def split_differences(analyses: list) -> tuple[list[set[int] | None], int]:
+    """Per analysis, the indices of its shown tokens that not every other analysis also made (the same byte range),
+    and how many bytes of the text were compared: those every strip covers (the strips stop after ``STRIP_TOKENS``).
+
+    None for an entry that is not an analysis (an error message), and for all with fewer than two.
+
+    >>> from engine import get_tokenizer
+    >>> from app.tokenization.analysis import analyse
+    >>> a, b = (analyse(get_tokenizer(e), " hello 123456") for e in ("gpt2", "cl100k_base"))
+    >>> [s.bytes for s in a.spans], [s.bytes for s in b.spans]
+    ([b' hello', b' 123', b'456'], [b' hello', b' ', b'123', b'456'])
+    >>> split_differences([a, b])
+    ([{1}, {1, 2}], 13)
+    """
+    shown = [r.spans[:STRIP_TOKENS] if hasattr(r, "spans") else None for r in analyses]
+    valid = [spans for spans in shown if spans is not None]
+    if len(valid) < 2:
+        return [None] * len(analyses), 0
+    covered = min((spans[-1].byte_end if spans else 0) for spans in valid)
+    common = set.intersection(*({(s.byte_start, s.byte_end) for s in spans} for spans in valid))
+    return [None if spans is None else {s.index for s in spans if s.byte_end <= covered
+                                        and (s.byte_start, s.byte_end) not in common} for spans in shown], covered
+
+
+def split_html(analysis, show_whitespace: bool = True, differs: set[int] | None = None, compared: int = 0) -> str:
+    """The first tokens of an analysis as HTML (a compact version of the main view).
+
+    differs: the tokens to highlight (see :func:`split_differences`): those get the pastel colours, the others within
+    the first ``compared`` bytes a neutral grey, those after it no fill; None: every token in colour.
+    """
     parts = []
     for span in analysis.spans[:STRIP_TOKENS]:
-        text = escape(label(span.bytes, show_whitespace).replace("\n", ""))
-        style = "color:#a0213a;" if span.partial else ""
-        # a zero-width space between tokens lets the label wrap (visible whitespace leaves no other break)
-        parts.append(f"<span style='background:{PASTELS[span.index % len(PASTELS)]};{style}'>{text}</span>\u200b")
+        text = isolated_html(label(span.bytes, show_whitespace).replace("\n", ""))  # hex bytes in red, shaped apart
+        if differs is None or span.index in differs:
+            style = f"background:{PASTELS[span.index % len(PASTELS)]};color:#111;"  # dark on light in any palette
+        elif span.byte_end <= compared:
+            style = f"background:{AGREED[span.index % 2]};color:#111;"
+        else:
+            style = "color:gray;"  # not compared: beyond what another strip shows
+        # a zero-width space after each token lets the line wrap (visible whitespace leaves no other break)
+        parts.append(f"<span style='{style}'>{text}</span>\u200b")
     if analysis.n_tokens > len(parts):
         parts.append(f" <span style='color:gray'>… +{analysis.n_tokens - len(parts)}</span>")
     return "<span style='font-family:monospace; white-space:pre-wrap'>" + "".join(parts) + "</span>"
@@ -39,16 +80,25 @@ class ComparePanel(QWidget):
         self.choices = QListWidget()
         self.choices.setFlow(QListWidget.Flow.LeftToRight)
         self.choices.setWrapping(True)
-        self.choices.setMaximumHeight(52)
+        # Adjust: re-flow the names at every width (laid out once, they ran off to the right behind a scrollbar
+        # that the fixed height hid)
+        self.choices.setResizeMode(QListView.ResizeMode.Adjust)
+        self.choices.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.choices.setSizeAdjustPolicy(QAbstractScrollArea.SizeAdjustPolicy.AdjustIgnored)
         self.choices.setFrameShape(QFrame.Shape.NoFrame)
         self.choices.itemChanged.connect(self._on_item_changed)
         self._wanted: set[str] = set()  # keys to check once offered
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
+        for col, tip in enumerate(COLUMN_TIPS):
+            self.table.horizontalHeaderItem(col).setToolTip(tip)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # long names elide instead
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.setWordWrap(False)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for col in range(1, len(COLUMNS)):
             self.table.horizontalHeader().setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
@@ -71,7 +121,9 @@ class ComparePanel(QWidget):
         layout.addWidget(self.choices)
         layout.addWidget(self.table)
         layout.addWidget(self.status)
-        layout.addWidget(QLabel("The start of each split:"))
+        self.legend = QLabel("The start of each split:")
+        self.legend.setWordWrap(True)
+        layout.addWidget(self.legend)
         layout.addWidget(scroll, 1)
         self._fit_table()
 
@@ -93,6 +145,8 @@ class ComparePanel(QWidget):
             item.setCheckState(Qt.CheckState.Checked if entry.key in keep else Qt.CheckState.Unchecked)
             self.choices.addItem(item)
         self.choices.blockSignals(False)
+        self.choices.doItemsLayout()
+        self._fit_choices()
         self.sig_selection_changed.emit()
 
     def _on_item_changed(self, item: QListWidgetItem) -> None:
@@ -128,6 +182,8 @@ class ComparePanel(QWidget):
                          f"{result.chars_per_token:.2f}", ratio)
             for col, value in enumerate(cells):
                 item = QTableWidgetItem(value)
+                if not col:
+                    item.setToolTip(name)  # the column elides long model names
                 if col:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(row, col, item)
@@ -139,22 +195,44 @@ class ComparePanel(QWidget):
                                               "them.</span>")
 
     def _fit_table(self) -> None:
-        """As tall as its rows (no empty grid below them)."""
-        rows = sum(self.table.rowHeight(r) for r in range(self.table.rowCount()))
-        height = self.table.horizontalHeader().sizeHint().height() + rows + 2 * self.table.frameWidth() + 2
+        """As tall as its rows (no empty grid below them), up to ``TABLE_ROWS`` rows; more scroll."""
+        rows = [self.table.rowHeight(r) for r in range(self.table.rowCount())]
+        shown = sum(rows[:TABLE_ROWS]) + (self.table.rowHeight(0) // 2 if len(rows) > TABLE_ROWS else 0)
+        height = self.table.horizontalHeader().sizeHint().height() + shown + 2 * self.table.frameWidth() + 2
         self.table.setFixedHeight(height)
+
+    def _fit_choices(self) -> None:
+        """As tall as the names need at this width, up to ``CHOICE_ROWS`` lines; more scroll."""
+        n = self.choices.count()
+        if not n:
+            self.choices.setFixedHeight(0)
+            return
+        tops = sorted({self.choices.visualItemRect(self.choices.item(i)).top() for i in range(n)})
+        line = self.choices.visualItemRect(self.choices.item(0)).height()
+        lines = min(len(tops), CHOICE_ROWS)
+        self.choices.setFixedHeight(lines * line + (lines - 1) * self.choices.spacing() + 2 * self.choices.frameWidth()
+                                    + (line // 2 if len(tops) > CHOICE_ROWS else 0))  # half a line says "scroll"
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._fit_choices()
 
     def _show_strips(self, results, show_whitespace: bool) -> None:
         while self.strips_layout.count() > 1:
             widget = self.strips_layout.takeAt(0).widget()
             widget.deleteLater()
+        differs, compared = split_differences([result for _, result in results])
         for row, (name, result) in enumerate(results):
-            body = escape(result) if isinstance(result, str) else split_html(result, show_whitespace)
+            if isinstance(result, str):
+                body = escape(result)
+            else:
+                body = split_html(result, show_whitespace, differs[row], compared)
             strip = QLabel(f"<b>{escape(name)}</b><br>{body}")
             strip.setWordWrap(True)
             strip.setTextFormat(Qt.TextFormat.RichText)
             strip.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             self.strips_layout.insertWidget(row, strip)
+        self.legend.setText(LEGEND if any(d is not None for d in differs) else "The start of each split:")
 
     def row_values(self) -> list[list[str]]:
         """The table as text (tests read it)."""

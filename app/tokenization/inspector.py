@@ -5,7 +5,7 @@ from html import escape
 from PySide6.QtWidgets import QLabel, QTextBrowser, QVBoxLayout, QWidget
 
 from app.tokenization.analysis import character_note
-from app.tokentext import hex_bytes, python_repr, visible
+from app.tokentext import hex_bytes, isolated_html, python_repr, visible
 
 
 def token_fields(tokenizer, text: str, spans: list, index: int) -> list[tuple[str, str]]:
@@ -58,7 +58,7 @@ class Inspector(QWidget):
     def show_token(self, tokenizer, text: str, spans: list, index: int) -> None:
         rows = self.rows = token_fields(tokenizer, text, spans, index)
         span = spans[index]
-        self.header.setText(f"{escape(visible(span.bytes))}  <span style='color:gray'>→ {span.id}</span>")
+        self.header.setText(f"{isolated_html(visible(span.bytes))}  <span style='color:gray'>→ {span.id}</span>")
         table = "".join(f"<tr><td style='color:#555; padding-right:10px'><b>{escape(k)}</b></td>"
                         f"<td style='font-family:monospace'>{escape(v)}</td></tr>" for k, v in rows)
         self.browser.setHtml(f"<table cellspacing='3'>{table}</table>")

@@ -3,6 +3,8 @@
 Each takes an ``is_stale()`` check and returns None when a newer job has made its result useless.
 """
 
+import numpy as np
+
 from app.tokenization.analysis import MAX_SHOWN_BYTES, MAX_SHOWN_TOKENS, Analysis, analyse, parse_ids, spans_from_ids
 from app.tokenization.compare import STRIP_TOKENS
 from app.tokenization.encodings import load_tokenizer
@@ -28,7 +30,8 @@ def decode_job(key: str, ids_text: str, is_stale):
             break
         shown.append(token)
     text, spans = spans_from_ids(tokenizer, shown)
-    analysis = Analysis(tokenizer.name, text, len(ids), len(decoded), len(data), spans, bad_ids=problem)
+    analysis = Analysis(tokenizer.name, text, len(ids), len(decoded), len(data), spans, bad_ids=problem,
+                        ids=np.asarray(ids, dtype=np.int64))
     n_broken = decoded.count("\ufffd") - data.count("\ufffd".encode())  # U+FFFD that stand for broken bytes
     return tokenizer, analysis, (decoded, n_broken)
 

@@ -10,34 +10,31 @@ older job stale, so its result is dropped and the views only ever show the lates
 """
 
 
-import os
 from html import escape
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
-from PySide6.QtGui import QFontDatabase, QTextCharFormat, QTextCursor
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QHBoxLayout, QLabel, QPlainTextEdit, QSizePolicy,
-                               QSplitter, QTabWidget, QTextEdit, QVBoxLayout, QWidget)
+from PySide6.QtGui import QFontDatabase, QGuiApplication, QTextCharFormat, QTextCursor
+from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QPlainTextEdit, QSizePolicy, QSplitter, QTabWidget,
+                               QTextEdit, QToolButton, QVBoxLayout, QWidget)
 
 from app.paths import read_state, write_state
 from app.settings import read
-from app.tokenization.analysis import (MAX_SHOWN_BYTES, MAX_SHOWN_TOKENS, Analysis, character_note, label, plural,
-                                      write_token_table)
+from app.tokenization.analysis import Analysis, follow_token, label, plural, token_tooltip, write_token_table
 from app.tokenization.bpe_panel import BPEPanel
 from app.tokenization.compare import DECODE_HEADING, TEXT_HEADING, ComparePanel
 from app.tokenization.decode_panel import DecodePanel
-from app.tokenization.encodings import Encoding, builtin_encodings, folder_encoding, model_encodings, saved_encodings
+from app.tokenization.encoding_picker import EncodingPicker
+from app.tokenization.encodings import Encoding, model_encodings
 from app.tokenization.inspector import Inspector
 from app.tokenization.jobs import compare_job, decode_job, encode_job
-from app.tokenization.token_view import TokenView
+from app.tokenization.token_view import TokenView, titled
 from app.tokenization.workers import JobFailed, JobRunner
 from app.theme import hint_color, selection_colors
-from app.tokentext import hex_bytes, visible
 
 DEBOUNCE_MS = 150
 BUSY_NOTE_MS = 300  # "tokenizing…" appears only if a job takes longer than this
 TEXT_STATE = "tokenization.txt"
 IDS_STATE = "tokenization-ids.txt"
-OPEN_FOLDER = "open-model-folder"  # the encoding list's last item opens a model folder's tokenizer
 DEFAULT_COMPARE = ("gpt2", "cl100k_base", "o200k_base")
 SAMPLE_TEXT = (
     "Tokenizers turn text into integers. Hover a token to see its id; click it to inspect.\n"
@@ -67,12 +64,12 @@ class TokenizationPane(QWidget):
         self._ids_dirty = False
         self._edits = 0  # counts editor changes: a result is "current" if no edit happened since its job started
         self._shown_edits = -1  # self._edits when the job behind self.analysis started
-        self._models: list[Encoding] = []  # tokenizers of the models in the HF cache (listed in a worker)
-        self._folders: list[Encoding] = []  # model folders the user opened
-        self._encoding_index = 0  # the list's current row before "Open model folder…" was picked
+        self._selection = None  # (the selected TokenSpan, the bytes its range indexes): followed across edits
 
         self._runner = JobRunner(self)
         self._runner.sig_done.connect(self._on_job_done)
+        self._listing = JobRunner(self)  # its own thread: scanning the cache imports torch, which takes seconds
+        self._listing.sig_done.connect(self._on_job_done)
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(DEBOUNCE_MS)
@@ -83,7 +80,6 @@ class TokenizationPane(QWidget):
         self._busy_note.timeout.connect(self._on_busy_note)
 
         self._build()
-        self.refresh_encodings()
         self.compare.set_encodings(self.encodings(), checked=list(DEFAULT_COMPARE))
         self._connect()
         self._render()
@@ -91,10 +87,7 @@ class TokenizationPane(QWidget):
 
     # ---- construction ------------------------------------------------------------------------------------------------
     def _build(self) -> None:
-        self.encoding = QComboBox()
-        self.encoding.setMinimumContentsLength(16)
-        self.encoding.setToolTip("The encoding that splits the text: OpenAI's, the ones you trained, and the "
-                                 "tokenizers of the models in your Hugging Face cache")
+        self.encoding = EncodingPicker()
         self.show_whitespace = QCheckBox("Show whitespace")
         self.show_whitespace.setChecked(True)
         self.show_whitespace.setToolTip("Spaces as ␣, newlines as ↵, tabs as →")
@@ -122,16 +115,20 @@ class TokenizationPane(QWidget):
 
         self.token_view = TokenView()
         self.token_view.set_placeholder("The tokens of your text appear here, one colour per token.")
-        self.token_view.tooltip_for = self._tooltip
+        self.token_view.tooltip_for = self.token_tooltip
         self.ids_view = TokenView(gap=5.0, font_delta=0.0)
         self.ids_view.set_placeholder("Token ids")
-        self.ids_view.tooltip_for = self._tooltip
+        self.ids_view.tooltip_for = self.token_tooltip
 
         self.left = QSplitter(Qt.Orientation.Vertical)
         self.left.addWidget(self.input_tabs)
         hint = "hover: its id lights up · click: inspect · ←/→: step"
-        self.left.addWidget(_titled("Tokens", self.token_view, hint))
-        self.left.addWidget(_titled("Token ids", self.ids_view, "hover: its token lights up"))
+        self.left.addWidget(titled("Tokens", self.token_view, hint))
+        self.copy_ids_button = QToolButton()
+        self.copy_ids_button.setText("Copy ids")
+        self.copy_ids_button.setToolTip("Copy every id of the text as a list: [15496, 995]")
+        self.copy_ids_button.setAutoRaise(True)
+        self.left.addWidget(titled("Token ids", self.ids_view, "hover: its token lights up", self.copy_ids_button))
         self.left.setSizes([210, 360, 170])
 
         self.inspector = Inspector()
@@ -166,7 +163,8 @@ class TokenizationPane(QWidget):
         self.editor.textChanged.connect(self._on_text_edited)
         self.decode.ids_edit.textChanged.connect(self._on_ids_edited)
         self.input_tabs.currentChanged.connect(self._on_input_tab)
-        self.encoding.currentIndexChanged.connect(self._on_encoding_picked)
+        self.encoding.sig_picked.connect(lambda _key: self.refresh())
+        self.encoding.sig_folder_refused.connect(lambda message: self._set_status(message, error=True))
         self.allow_special.toggled.connect(lambda _on: self.refresh())
         self.show_whitespace.toggled.connect(self._on_whitespace_toggled)
         self.side_tabs.currentChanged.connect(self._on_side_tab)
@@ -176,76 +174,38 @@ class TokenizationPane(QWidget):
         self.token_view.sig_clicked.connect(self.select_token)
         self.ids_view.sig_clicked.connect(self.select_token)
         self.bpe.sig_trained.connect(self._on_tokenizer_trained)
+        self.copy_ids_button.clicked.connect(self.copy_ids)
 
     # ---- encodings -------------------------------------------------------------------------------------------------
     def encodings(self) -> list[Encoding]:
         """What the pane offers: the built-in encodings, your tokenizers, then the models' (cache, opened folders)."""
-        listed = {e.key for e in self._models}  # a folder opened from the cache is listed once, as the cache's
-        return builtin_encodings() + saved_encodings() + self._models + [e for e in self._folders if e.key not in listed]
+        return self.encoding.encodings()
 
     def refresh_encodings(self) -> None:
         """Re-read the saved tokenizers into the selector (and the comparison), keeping the current choice."""
         current = self.encoding_key()
-        self.encoding.blockSignals(True)
-        self.encoding.clear()
-        for entry in self.encodings():
-            self.encoding.addItem(entry.name, entry.key)
-            if entry.tip:
-                self.encoding.setItemData(self.encoding.count() - 1, entry.tip, Qt.ItemDataRole.ToolTipRole)
-        self.encoding.insertSeparator(self.encoding.count())
-        self.encoding.addItem("Open model folder…", OPEN_FOLDER)
-        self.encoding.setItemData(self.encoding.count() - 1, "Use the tokenizer of a Hugging Face model folder "
-                                  "(tokenizer.json)", Qt.ItemDataRole.ToolTipRole)
-        index = self.encoding.findData(current) if current else 0
-        self.encoding.setCurrentIndex(max(index, 0))
-        self._encoding_index = self.encoding.currentIndex()
-        self.encoding.blockSignals(False)
-        if hasattr(self, "compare"):
-            self.compare.set_encodings(self.encodings())
+        self.encoding.refresh()
+        self.compare.set_encodings(self.encodings())
         if self.encoding_key() != current and current is not None:
             self.refresh()
 
     def rescan_models(self) -> None:
         """List the tokenizers of the models in the Hugging Face cache again, in a worker thread."""
-        self._runner.submit("models", lambda stale: model_encodings())
+        self._listing.submit("models", lambda stale: model_encodings())
 
     def open_model_folder(self, path: str) -> bool:
         """Offer the tokenizer of a model folder and select it; False (and a message) if the folder has none."""
-        try:
-            entry = folder_encoding(path)
-        except ValueError as exc:
-            self._set_status(f"Could not use that folder: {exc}", error=True)
+        if not self.encoding.open_folder(path):
             return False
-        if all(e.key != entry.key for e in self.encodings()):
-            self._folders.append(entry)
-            self.refresh_encodings()
-        self.set_encoding(entry.key)
+        self.compare.set_encodings(self.encodings())
         return True
 
-    def _on_encoding_picked(self, index: int) -> None:
-        if self.encoding.itemData(index) != OPEN_FOLDER:
-            self._encoding_index = index
-            self.refresh()
-            return
-        self.encoding.blockSignals(True)  # the list stays on the encoding in use while the dialog is open
-        self.encoding.setCurrentIndex(self._encoding_index)
-        self.encoding.blockSignals(False)
-        QTimer.singleShot(0, self._choose_model_folder)  # not inside the combo box's own signal
-
-    def _choose_model_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open a model folder's tokenizer", "")
-        if path:
-            self.open_model_folder(path)
-
     def encoding_key(self) -> str | None:
-        return self.encoding.currentData()
+        return self.encoding.key()
 
     def set_encoding(self, key: str) -> bool:
         """Select an encoding by name or saved path; False if it is not offered."""
-        index = self.encoding.findData(key)
-        if index >= 0 and key != OPEN_FOLDER:
-            self.encoding.setCurrentIndex(index)
-        return index >= 0 and key != OPEN_FOLDER
+        return self.encoding.select(key)
 
     # ---- text --------------------------------------------------------------------------------------------------------
     def text(self) -> str:
@@ -320,8 +280,11 @@ class TokenizationPane(QWidget):
             if isinstance(result, JobFailed):  # model_encodings never raises: this is a bug
                 self._report(result, "Listing the Hugging Face cache failed")
                 return
-            self._models = result
-            self.refresh_encodings()
+            current = self.encoding_key()
+            self.encoding.set_models(result)
+            self.compare.set_encodings(self.encodings())
+            if self.encoding_key() != current:
+                self.refresh()
             return
         if kind == "compare":
             if isinstance(result, JobFailed):
@@ -354,7 +317,6 @@ class TokenizationPane(QWidget):
     def _render(self) -> None:
         """Push self.analysis into the views, the counts and the status line."""
         a = self.analysis
-        previous = self.token_view.selected
         if a is None:
             self.token_view.set_tokens([])
             self.ids_view.set_tokens([])
@@ -366,25 +328,38 @@ class TokenizationPane(QWidget):
         styles = [2 if s.id in special else 1 if s.partial else 0 for s in a.spans]
         self.token_view.set_tokens([label(s.bytes, show_ws) for s in a.spans], styles)
         self.ids_view.set_tokens([str(s.id) for s in a.spans], styles)
-        self.counts.setText(f"<b>{a.n_tokens:,}</b> {plural(a.n_tokens, 'token')} · <b>{a.n_chars:,}</b> "
-                            f"{plural(a.n_chars, 'character')} · <b>{a.n_bytes:,}</b> {plural(a.n_bytes, 'byte')} · "
-                            f"<b>{a.bytes_per_token:.2f}</b> bytes/token")
-        notes = []
-        if a.truncated:
-            notes.append(f"Showing the first {len(a.spans):,} of {a.n_tokens:,} tokens (the views draw up to "
-                         f"{MAX_SHOWN_TOKENS:,} tokens / {MAX_SHOWN_BYTES // 1000} KB); the counts cover the whole "
-                         f"{'ids' if self.decode_mode else 'text'}.")
-        if a.n_surrogates:
-            notes.append(f"{a.n_surrogates} unpaired surrogate(s) from a broken paste were replaced by U+FFFD.")
-        # bad ids are told once, beside the ids they came from (the decode panel's message), not here again
-        if not a.n_tokens:
-            notes.append("No ids to decode." if self.decode_mode else "Empty text: type or paste something above.")
-        self._set_status(" ".join(notes))
-        if 0 <= previous < len(a.spans):
-            self.select_token(previous)
+        self.counts.setText(a.counts_html())
+        self._set_status(a.notes(self.decode_mode))
+        self._follow_selection()
+
+    def _follow_selection(self) -> None:
+        """Select again the token the user had selected, wherever the edit moved it; clear if it is gone."""
+        index = -1
+        if self._selection is not None:
+            span, data = self._selection
+            index = follow_token(data, self._shown_data(), span, self.analysis.spans)
+        if index >= 0:
+            self.select_token(index)
         else:
+            self._selection = None
             self.inspector.clear()
             self.editor.setExtraSelections([])
+
+    def _shown_data(self) -> bytes:
+        """The bytes the shown spans' byte ranges index (decode mode: the ids' bytes, not the U+FFFD text)."""
+        a = self.analysis
+        return b"".join(s.bytes for s in a.spans) if self.decode_mode else a.text.encode("utf-8", "surrogatepass")
+
+    def copy_ids(self) -> str:
+        """Put every id of the text (or of the decoded ids) on the clipboard as a list; returns what was copied."""
+        a = self.analysis
+        if a is None or not a.n_tokens:
+            self._set_status("No ids to copy.")
+            return ""
+        text = a.ids_text()
+        QGuiApplication.clipboard().setText(text)
+        self._set_status(f"Copied {a.n_tokens:,} {plural(a.n_tokens, 'id')} as a list.")
+        return text
 
     def export_token_table(self, path: str) -> bool:
         """Write the shown tokens as CSV (see ``write_token_table``; File ▸ Export)."""
@@ -410,14 +385,9 @@ class TokenizationPane(QWidget):
         if self._compare_results:
             self.compare.show_results(self._compare_results, self.show_whitespace.isChecked())
 
-    def _tooltip(self, index: int) -> str:
-        if self.analysis is None or not 0 <= index < len(self.analysis.spans):
-            return ""
-        span = self.analysis.spans[index]
-        tip = f"#{index}  id {span.id}\n{visible(span.bytes)}\nbytes {hex_bytes(span.bytes)}"
-        if span.partial:
-            tip += "\npiece of " + character_note(self.analysis.text, span, self.analysis.spans)
-        return tip
+    def token_tooltip(self, index: int) -> str:
+        """The tooltip of token ``index`` in either view ("" for none)."""
+        return token_tooltip(self.analysis, index) if self.analysis is not None else ""
 
     # ---- selection ---------------------------------------------------------------------------------------------------
     def select_token(self, index: int) -> None:
@@ -425,6 +395,7 @@ class TokenizationPane(QWidget):
         a = self.analysis
         if a is None or not 0 <= index < len(a.spans):
             return
+        self._selection = (a.spans[index], self._shown_data())
         self.token_view.set_selected(index)
         self.ids_view.set_selected(index)
         self.inspector.show_token(self.tokenizer, a.text, a.spans, index)
@@ -477,8 +448,8 @@ class TokenizationPane(QWidget):
         s.setValue("encoding", self.encoding_key() or "")
         s.setValue("show_whitespace", self.show_whitespace.isChecked())
         s.setValue("allow_special", self.allow_special.isChecked())
-        s.setValue("compare", "\n".join(self.compare.checked()))
-        s.setValue("model_folders", "\n".join(e.key for e in self._folders))
+        s.setValue("compare", "\n".join(self.compare.checked()))  # lines: a folder's path may hold a comma
+        s.setValue("model_folders", "\n".join(e.key for e in self.encoding.folders))
         s.setValue("input_tab", self.input_tabs.currentIndex())
         s.setValue("side_tab", self.side_tabs.currentIndex())
         s.setValue("main_split", self.main_split.saveState())
@@ -489,20 +460,9 @@ class TokenizationPane(QWidget):
         self.show_whitespace.setChecked(read(s, "show_whitespace", True))
         self.allow_special.setChecked(read(s, "allow_special", False))
         compare = read(s, "compare", ",".join(DEFAULT_COMPARE))
-        for folder in read(s, "model_folders", "").split("\n"):
-            if folder and os.path.isdir(folder):
-                try:
-                    self._folders.append(folder_encoding(folder))
-                except ValueError:
-                    pass  # its tokenizer was removed since: no longer offered
         encoding = read(s, "encoding", "gpt2")
-        if os.path.isdir(encoding) and self.encoding.findData(encoding) < 0:
-            try:  # a model from the cache, whose listing is still running: offer it now
-                self._folders.append(folder_encoding(encoding))
-            except ValueError:
-                pass
-        self.refresh_encodings()
-        self.compare.set_encodings(self.encodings(), checked=[k for k in compare.split("\n" if "\n" in compare else ",") if k])
+        self.encoding.restore_folders(read(s, "model_folders", "").split("\n") + [encoding])
+        self.compare.set_encodings(self.encodings(), checked=[k for k in compare.replace("\n", ",").split(",") if k])
         if not self.set_encoding(encoding):
             self.set_encoding("gpt2")
         for key, splitter in (("main_split", self.main_split), ("left_split", self.left)):
@@ -524,15 +484,6 @@ class TokenizationPane(QWidget):
         self._debounce.stop()
         self._busy_note.stop()
         self._runner.shutdown()
+        self._listing.shutdown()
         self.bpe.shutdown()
 
-
-def _titled(title: str, widget: QWidget, hint: str = "") -> QWidget:
-    box = QWidget()
-    layout = QVBoxLayout(box)
-    layout.setContentsMargins(0, 4, 0, 0)
-    layout.setSpacing(2)
-    heading = QLabel(f"<b>{title}</b>&nbsp;&nbsp;<span style='color:{hint_color()}'>{hint}</span>")
-    layout.addWidget(heading)
-    layout.addWidget(widget, 1)
-    return box

@@ -14,7 +14,10 @@ from bisect import bisect_right
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFontDatabase, QFontMetricsF, QPainter, QPalette, QPen
-from PySide6.QtWidgets import QAbstractScrollArea, QToolTip
+from PySide6.QtWidgets import QAbstractScrollArea, QHBoxLayout, QLabel, QToolTip, QVBoxLayout, QWidget
+
+from app.theme import hint_color
+from app.tokentext import shaping_runs
 
 # Pastel backgrounds, cycled by token index (neighbours always differ); saturated enough to tell apart on white.
 PASTELS = ["#fbd3d3", "#fde3bd", "#f6efaa", "#d3efc4", "#c4e9ee", "#cdd9fb", "#e0d1f6", "#f6cfe6"]
@@ -143,7 +146,7 @@ class TokenView(QAbstractScrollArea):
         if None in widths:
             measure = self._fm.horizontalAdvance
             for text in set(t for t, w in zip(texts, widths) if w is None):
-                cache[text] = measure(text) if text else EMPTY_W
+                cache[text] = sum(map(measure, shaping_runs(text))) if text else EMPTY_W  # as paintEvent draws it
             widths = list(map(cache.get, texts))
         return np.asarray(widths, dtype=np.float64)
 
@@ -302,7 +305,10 @@ class TokenView(QAbstractScrollArea):
             painter.fillRect(rect, fills[token % len(fills)])
             style = self._styles[token]
             painter.setPen(text_pens[style])
-            painter.drawText(QPointF(rect.x() + PAD_X, rect.y() + ascent), self._box_text[box])
+            x = rect.x() + PAD_X
+            for run in shaping_runs(self._box_text[box]):  # text and hex bytes apart: a virama cannot take the "<"
+                painter.drawText(QPointF(x, rect.y() + ascent), run)
+                x += self._fm.horizontalAdvance(run)
             if style == 1:  # partial: a dashed underline says "this is a piece of a character"
                 painter.setPen(QPen(PARTIAL_TEXT, 1, Qt.PenStyle.DashLine))
                 y = rect.bottom() - 1
@@ -358,3 +364,21 @@ class TokenView(QAbstractScrollArea):
                 QToolTip.hideText()
             return True
         return super().viewportEvent(event)
+
+
+def titled(title: str, widget: QWidget, hint: str = "", button: QWidget | None = None) -> QWidget:
+    """A heading (bold title, a hint in grey, an optional button at the right) above ``widget``."""
+    box = QWidget()
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(0, 4, 0, 0)
+    layout.setSpacing(2)
+    heading = QLabel(f"<b>{title}</b>&nbsp;&nbsp;<span style='color:{hint_color()}'>{hint}</span>")
+    if button is None:
+        layout.addWidget(heading)
+    else:
+        row = QHBoxLayout()
+        row.addWidget(heading, 1)
+        row.addWidget(button)
+        layout.addLayout(row)
+    layout.addWidget(widget, 1)
+    return box

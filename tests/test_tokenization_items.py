@@ -1,0 +1,136 @@
+"""Fit-and-finish items of the Tokenization pane: the inspector follows the clicked token across edits, ids copy as a
+list, Compare fits many encodings and highlights where they split differently, a virama cannot take the "<" of the
+hex bytes after it."""
+
+import pytest
+from PySide6.QtGui import QGuiApplication
+
+from app.tokenization.analysis import analyse, follow_token
+from app.tokenization.compare import split_differences, split_html
+from app.tokenization.encodings import Encoding
+from app.tokenization.pane import COMPARE_TAB, DECODE_TAB, TokenizationPane
+from app.tokentext import isolated_html, shaping_runs
+from engine.tokenizers import get_tokenizer
+
+WAIT_MS = 15_000
+
+
+@pytest.fixture
+def pane(qtbot, reporter):
+    p = TokenizationPane(reporter=reporter)
+    qtbot.addWidget(p)
+    p.resize(1200, 760)
+    p.show()
+    yield p
+    p.shutdown()
+
+
+def type_text(pane, qtbot, text):
+    pane.set_text(text)
+    qtbot.waitUntil(lambda: pane.analysis is not None and pane.analysis.text == text, timeout=WAIT_MS)
+    return pane.analysis
+
+
+# ---- the inspector follows the token, not its index ---------------------------------------------------------------
+def test_inspector_follows_the_clicked_token_when_text_is_added_before_it(pane, qtbot):
+    type_text(pane, qtbot, "Hello world again")
+    pane.select_token(1)  # " world"
+    assert "' world'" in pane.inspector.text()
+    a = type_text(pane, qtbot, "Oh no, Hello world again")
+    index = pane.token_view.selected
+    assert a.spans[index].bytes == b" world" and a.spans[index].byte_start == 12
+    assert "' world'" in pane.inspector.text() and pane.ids_view.selected == index
+
+
+def test_inspector_clears_when_the_edit_changes_the_token(pane, qtbot):
+    type_text(pane, qtbot, "Hello world again")
+    pane.select_token(1)
+    type_text(pane, qtbot, "Hello worldly again")  # " world" became " worldly": not the same token
+    assert pane.token_view.selected == -1 and pane.inspector.text() == ""
+    pane.select_token(0)
+    type_text(pane, qtbot, "Hello worldly again!")
+    assert pane.token_view.selected == 0 and "'Hello'" in pane.inspector.text()  # an edit after it: kept
+    pane.set_encoding("cl100k_base")  # another vocabulary: "Hello" is another token (id 9906, not 15496)
+    qtbot.waitUntil(lambda: pane.analysis.encoding == "cl100k_base", timeout=WAIT_MS)
+    assert pane.token_view.selected == -1 and pane.inspector.text() == ""
+
+
+def test_follow_token_with_edits_after_and_inside():
+    enc = get_tokenizer("gpt2")
+    old = "one two three"
+    spans = enc.spans(old)
+    for new, k, expect in [("one two three four", 1, 1), ("zero one two three", 2, 3), ("one tw three", 1, -1),
+                           ("one two three", 2, 2)]:
+        assert follow_token(old.encode(), new.encode(), spans[k], enc.spans(new)) == expect, new
+
+
+# ---- copy ids -----------------------------------------------------------------------------------------------------
+def test_copy_ids_as_a_list_of_the_whole_text(pane, qtbot):
+    text = "word " * 20_000  # more tokens than the views draw: the copy has them all
+    a = type_text(pane, qtbot, text)
+    assert a.truncated
+    copied = pane.copy_ids()
+    assert copied == QGuiApplication.clipboard().text()
+    assert eval(copied) == get_tokenizer("gpt2").encode(text)  # noqa: S307 - a list of ints we made
+    assert f"Copied {a.n_tokens:,} ids" in pane.status.text()
+
+    pane.decode.ids_edit.setPlainText("15496 995")
+    pane.input_tabs.setCurrentIndex(DECODE_TAB)
+    qtbot.waitUntil(lambda: pane.analysis is not None and pane.analysis.text == "Hello world", timeout=WAIT_MS)
+    pane.copy_ids_button.click()
+    assert QGuiApplication.clipboard().text() == "[15496, 995]"
+
+
+# ---- Compare ------------------------------------------------------------------------------------------------------
+def test_split_differences_marks_only_tokens_not_shared():
+    text = "Hello   world 1234567 日本"
+    analyses = [analyse(get_tokenizer(e), text) for e in ("gpt2", "cl100k_base", "o200k_base")]
+    differs, compared = split_differences(analyses + ["broken tokenizer"])
+    assert differs[3] is None and compared == len(text.encode())
+    shared = set.intersection(*({(s.byte_start, s.byte_end) for s in a.spans} for a in analyses))
+    for a, d in zip(analyses, differs):
+        assert {s.index for s in a.spans if (s.byte_start, s.byte_end) not in shared} == d
+    assert 0 not in differs[0]  # "Hello" is the same token in all three
+    assert split_differences(analyses[:1]) == ([None], 0)  # one encoding: nothing to compare
+
+
+def test_split_html_colours_differences_and_greys_agreement():
+    a = analyse(get_tokenizer("gpt2"), " hello 123456")
+    html = split_html(a, True, differs={1}, compared=13)
+    assert html.count("#e6e6e6") + html.count("#d2d2d2") == 2  # " hello" and "456" agree
+    assert "color:gray;" not in html.split("…")[0]
+    assert "color:gray;" in split_html(a, True, differs={1}, compared=6)  # past the compared bytes: faint
+
+
+def test_compare_fits_many_encodings_without_a_horizontal_scrollbar(pane, qtbot):
+    many = [Encoding(n, n) for n in ("gpt2", "p50k_base", "cl100k_base", "o200k_base")]
+    many += [Encoding(f"some-org/a-rather-long-model-name-{k} (model)", f"/nowhere/{k}") for k in range(4)]
+    pane.compare.set_encodings(many, checked=["gpt2", "p50k_base", "cl100k_base", "o200k_base"])
+    pane.resize(900, 600)
+    pane.side_tabs.setCurrentIndex(COMPARE_TAB)
+    pane.main_split.setSizes([500, 380])
+    qtbot.wait(50)
+    choices, table = pane.compare.choices, pane.compare.table
+    assert choices.horizontalScrollBar().maximum() == 0  # the names wrap onto lines instead
+    for i in range(choices.count()):
+        rect = choices.visualItemRect(choices.item(i))
+        assert rect.right() <= choices.viewport().width()
+    type_text(pane, qtbot, "Compare me, please: 1234567")
+    qtbot.waitUntil(lambda: len(pane.compare.row_values()) == 4, timeout=WAIT_MS)
+    assert table.horizontalScrollBar().maximum() == 0 or not table.horizontalScrollBar().isVisible()
+    header = table.horizontalHeader()
+    assert sum(header.sectionSize(c) for c in range(table.columnCount())) <= table.viewport().width()
+    assert "split differently" in pane.compare.legend.text()
+
+
+# ---- a virama at the start of a label ------------------------------------------------------------------------------
+def test_text_and_hex_bytes_are_shaped_apart():
+    spans = get_tokenizer("cl100k_base").spans("नमस्ते")
+    labels = [span.bytes for span in spans]
+    with_virama = next(b for b in labels if b.startswith("\u094d".encode()))  # ् then the first bytes of ते
+    from app.tokenization.analysis import label
+
+    shown = label(with_virama, True)
+    runs = shaping_runs(shown)
+    assert runs[0] == "\u25cc\u094d" and runs[1].startswith("<E0>")  # drawn as separate runs
+    assert "<span style='color:#a0213a'>&lt;E0&gt;" in isolated_html(shown)
