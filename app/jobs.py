@@ -20,38 +20,13 @@ it here as ``fn(job) -> result``. What the two runners this replaces each learne
 """
 
 import threading
-import traceback
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal, Slot
 
+from app.failure import JobFailed, is_user_error
 
-def _user_error_types() -> tuple[type, ...]:
-    """The exceptions that are the user's mistake: engine.errors.UserError where the engine has it, else ValueError
-    (the engine's checks raise ValueError subclasses: CheckpointError, HFModelError, ChatTemplateError...)."""
-    try:
-        from engine.errors import UserError
-    except ImportError:
-        return (ValueError,)
-    return (UserError, ValueError)
-
-
-def is_user_error(exc: BaseException) -> bool:
-    """Whether ``exc`` is the user's mistake (bad input, a file that cannot be read), to be shown, not reported."""
-    return isinstance(exc, _user_error_types())
-
-
-class JobFailed:
-    """What a job delivers instead of its result when it raised."""
-
-    def __init__(self, exc: BaseException):
-        self.exc = exc
-        self.message = str(exc) or type(exc).__name__
-        self.expected = is_user_error(exc)  # the user's mistake: show it; else a bug: report it
-        self.traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-
-    def __repr__(self):
-        return f"JobFailed({type(self.exc).__name__}: {self.message})"
+__all__ = ["Job", "JobFailed", "JobRunner", "is_user_error"]
 
 
 class Job:

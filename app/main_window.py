@@ -208,7 +208,7 @@ class MainWindow(QMainWindow):
 
     def open_model(self) -> None:
         self.show_pane(self.generation)
-        self.generation.open_model()
+        self.generation.choose_model()
 
     def open_run_folder(self) -> None:
         from app.paths import runs_dir

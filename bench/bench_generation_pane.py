@@ -1,12 +1,12 @@
 """How long the Generation pane's chart takes to redraw after a decoding control moves (no model forward).
 
-For a character vocabulary (65 tokens) and GPT-2's (50257 tokens), each with a random tiny model loaded through a
+For a character vocabulary (65 tokens), GPT-2's (50 257) and o200k's (200 019, above Qwen's 151 646), each with a random tiny model loaded through a
 real checkpoint, it moves the controls 50 times (temperature, top-k, top-p, min-p, repetition penalty in turn) and
 reports mean and p95 of
   * update: the slot's work (decoding stages over the whole vocabulary + pushing data into the plot items), and
   * with paint: update plus a forced repaint of the chart;
 and the UI thread's share of a step: showing a step's result (text, chart, last-draw strip) once the worker has
-run the model and the decoding stages.
+run the model and the decoding stages. One frame at 60 Hz is 16.7 ms.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python bench/bench_generation_pane.py
 """
@@ -31,7 +31,7 @@ def _tokenizer(kind):
         return CharTokenizer(CHARS_65)
     from engine.tokenizers import get_tokenizer
 
-    return get_tokenizer("gpt2")
+    return get_tokenizer(kind)  # gpt2: 50 257 tokens; o200k_base: 200 019, more than Qwen's 151 646
 
 
 def _changes(controls):
@@ -56,7 +56,9 @@ def _changes(controls):
 def bench(kind, app, folder):
     import torch
 
-    from app.generation.pane import GenerationPane, _generator, _snapshot
+    from app.generation.pane import GenerationPane
+    from app.generation.state import GenerationState
+    from app.jobs import JobRunner
     from engine.checkpoint import save_model
     from engine.model import GPT, GPTConfig
     from engine.presets import MODEL_SIZES
@@ -67,24 +69,27 @@ def bench(kind, app, folder):
     path = os.path.join(folder, f"{kind}.pt")
     save_model(path, model, tok)
 
-    pane = GenerationPane()
+    # The state is built here, so the bench's clock starts before the pane's own handler of each change runs;
+    # the pane announces the end of its work with sig_context_changed.
+    runner = JobRunner()
+    state = GenerationState(runner.submit)
+    started = []
+    state.events.changed.connect(lambda reason, record: started.append(time.perf_counter()))
+    pane = GenerationPane(state=state)
+    shown = []
+    pane.sig_context_changed.connect(lambda *_: shown.append((time.perf_counter() - started[-1]) * 1e3))
     pane.resize(1280, 780)
     pane.prompt.setPlainText("ROMEO:\nBut soft, what light")
     pane.load_checkpoint(path)
     pane.show()
-    deadline = time.time() + 120
-    while (pane.busy or pane.snapshot is None) and time.time() < deadline:
-        app.processEvents()
-        time.sleep(0.005)
+    _wait(app, lambda: not pane.busy and pane.snapshot is not None)
     assert pane.snapshot is not None, pane.banner.text()
     for _ in range(3):  # a few steps, so the repetition penalty has text to work on
         pane.step()
-        while pane.busy:
-            app.processEvents()
-            time.sleep(0.002)
+        _wait(app, lambda: not pane.busy)
     app.processEvents()
 
-    forwards = pane.session.forward_count
+    forwards = pane.snapshot.forward_count
     update, painted = [], []
     for _, change in _changes(pane.controls):
         t0 = time.perf_counter()
@@ -94,20 +99,23 @@ def bench(kind, app, folder):
         t2 = time.perf_counter()
         update.append((t1 - t0) * 1e3)
         painted.append((t2 - t0) * 1e3)
-    assert pane.session.forward_count == forwards, "a control change ran the model"
+    assert pane.snapshot.forward_count == forwards, "a control change ran the model"
 
-    shown = []
-    for _ in range(N_CHANGES // 5):
-        record = pane.session.undo()  # replay the last step (same seed, same token) without the worker
-        pane.session.step(record.settings, _generator(pane.controls.seed.value(), len(pane.session.history)))
-        snapshot = _snapshot(pane.session)
-        pane.text.pop_token()
-        t0 = time.perf_counter()
-        pane._on_stepped((pane.session.history[-1], snapshot))
-        shown.append((time.perf_counter() - t0) * 1e3)
+    shown.clear()
+    for _ in range(N_CHANGES // 5):  # the UI thread's share of a step: from the result's arrival to its display
+        pane.step()
+        _wait(app, lambda: not pane.busy)
     pane.shutdown()
+    runner.close()
     pane.close()
     return tok.n_vocab, update, painted, shown
+
+
+def _wait(app, until, timeout=300):
+    deadline = time.time() + timeout
+    while not until() and time.time() < deadline:
+        app.processEvents()
+        time.sleep(0.002)
 
 
 def _p95(xs):
@@ -124,7 +132,7 @@ def main():
     print(f"{'vocabulary':>12} | {'update mean':>11} {'p95':>7} | {'with paint mean':>15} {'p95':>7} | "
           f"{'show a step mean':>16}")
     with tempfile.TemporaryDirectory() as folder:
-        for kind in ("char", "gpt2"):
+        for kind in ("char", "gpt2", "o200k_base"):
             n_vocab, update, painted, shown = bench(kind, app, folder)
             print(f"{n_vocab:>12} | {statistics.mean(update):>8.2f} ms {_p95(update):>4.2f} ms | "
                   f"{statistics.mean(painted):>12.2f} ms {_p95(painted):>4.2f} ms | "

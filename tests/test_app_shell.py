@@ -236,10 +236,12 @@ def test_menus_open_export_and_help(qtbot, reporter, tmp_path, monkeypatch):
     help_items = [a.text().replace("&", "") for a in menus["Help"].actions() if a.text()]
     assert help_items == ["Keyboard shortcuts", "A short guide to the panes", "About LLM Playground"]
 
-    asked = []
-    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (asked.append("model"), ("", ""))[1])
-    win.open_model()
-    assert asked == ["model"] and win.tabs.currentIndex() == win.panes.index(win.generation)
+    win.show()
+    win.open_model()  # the Generation pane's model list opens: hub models, bundled ones, and the Open… entries
+    picker = win.generation.source_box
+    assert picker.view().isVisible() and win.tabs.currentIndex() == win.panes.index(win.generation)
+    assert any("Open model folder" in text for text, _ in picker.entries)
+    picker.hidePopup()
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path))
     win.open_run_folder()
     assert win.training.state == "following" and win.tabs.currentIndex() == win.panes.index(win.training)

@@ -93,7 +93,7 @@ def test_undo_then_step_draws_the_same_token_again(qtbot, pane):
 
 
 def test_controls_redraw_the_bars_without_a_forward_pass(qtbot, pane):
-    forwards = pane.session.forward_count
+    forwards = pane.snapshot.forward_count
     before = bars(pane)
     pane.controls.temperature.setValue(0.3)
     after = bars(pane)
@@ -117,7 +117,7 @@ def test_controls_redraw_the_bars_without_a_forward_pass(qtbot, pane):
     pane.controls.set_order(("top_k", "min_p", "top_p", "temperature", "repetition_penalty"))
     pane.top_n.setValue(5)
     assert len(pane.chart.data.rows) == 5
-    assert pane.session.forward_count == forwards
+    assert pane.snapshot.forward_count == forwards
 
 
 def test_greedy_is_one_hot(qtbot, pane):
@@ -132,14 +132,14 @@ def test_greedy_is_one_hot(qtbot, pane):
 
 
 def test_repetition_penalty_uses_the_text_so_far(qtbot, pane):
-    forwards = pane.session.forward_count
+    forwards = pane.snapshot.forward_count
     seen = set(pane.snapshot.ids)
     pane.top_n.setValue(40)
     raw = {r.id: r.final for r in pane.chart.data.rows}
     pane.controls.penalty.setValue(3.0)
     pen = {r.id: r.final for r in pane.chart.data.rows}
     assert any(pen[i] < raw[i] for i in seen if i in raw)
-    assert pane.session.forward_count == forwards
+    assert pane.snapshot.forward_count == forwards
 
 
 def test_clicking_a_bar_forces_that_token(qtbot, pane):
@@ -209,7 +209,7 @@ def test_hovering_a_generated_token_lists_the_alternatives(qtbot, pane):
     assert pane.text.step_at(QPoint((left.x() + right.x()) // 2, left.center().y())) == k
     assert pane.text.step_at(QPoint(1, left.center().y())) is None or left.y() > 0  # the prompt is no step
     tip = pane.text.tooltip_for(k)
-    label = pane._label(pane.snapshot.history[k].token_id)
+    label = pane.state.label(pane.snapshot.history[k].token_id)
     assert f"Token {k + 1}" in tip and label in tip and "%" in tip and "u = " in tip
 
 
@@ -233,7 +233,7 @@ def test_run_steps_until_paused(qtbot, pane):
     pane.run_button.setChecked(True)
     qtbot.waitUntil(lambda: len(pane.snapshot.history) >= 4, timeout=10000)
     pane.pause()
-    assert not pane.run_timer.isActive()
+    assert not pane.run_control.timer.isActive()
     wait_idle(qtbot, pane)
     n = len(pane.snapshot.history)
     qtbot.wait(100)
@@ -246,11 +246,11 @@ def test_editing_the_prompt_and_reset_start_over(qtbot, pane):
     qtbot.waitUntil(lambda: pane.snapshot.prompt_len == 7 and not pane.busy, timeout=5000)
     assert pane.text.toPlainText() == "the fox" and not pane.snapshot.history
     step(qtbot, pane, 2)
-    forwards = pane.session.forward_count
+    forwards = pane.snapshot.forward_count
     pane.reset()
     wait_idle(qtbot, pane)
     assert pane.text.toPlainText() == "the fox" and not pane.snapshot.history
-    assert pane.session.forward_count == forwards  # reset is undo all the way: no forward pass
+    assert pane.snapshot.forward_count == forwards  # reset is undo all the way: no forward pass
 
 
 def test_a_prompt_the_tokenizer_cannot_encode_is_explained(qtbot, pane):
@@ -311,7 +311,7 @@ def test_settings_and_prompt_persist(qtbot, reporter, tiny_checkpoint):
     assert second.controls.settings() == first.controls.settings()
     assert second.controls.seed.value() == 42
     assert second.top_n.value() == 9 and second.speed.value() == 2
-    assert second._wanted == ModelSource("file", path=tiny_checkpoint)
+    assert second.wanted == ModelSource("file", path=tiny_checkpoint)
     second.show()  # the restored model loads when the pane is first shown
     qtbot.waitUntil(lambda: second.loaded is not None and not second.busy, timeout=10000)
     assert second.loaded.source.path == tiny_checkpoint
@@ -378,7 +378,7 @@ def test_error_banner_goes_away_once_the_user_moves_on(qtbot, pane, tmp_path):
 def test_empty_prompt_shows_the_token_the_model_starts_from(qtbot, pane):
     pane.prompt.setPlainText("")
     qtbot.waitUntil(lambda: pane.snapshot.prompt_len == 1 and not pane.busy, timeout=5000)
-    start = pane._label(pane.snapshot.ids[0])
+    start = pane.state.label(pane.snapshot.ids[0])
     assert pane.text.toPlainText() == start  # the model predicts from it, so the user sees it
     assert f"starts from {start}" in pane.counts.text()
     step(qtbot, pane, 2)
@@ -387,7 +387,8 @@ def test_empty_prompt_shows_the_token_the_model_starts_from(qtbot, pane):
 
 
 def test_last_draw_is_computed_in_the_worker_not_the_ui_thread(qtbot, pane, monkeypatch):
-    import app.generation.pane as pane_module
+    import app.generation.distribution as distribution_module
+    import app.generation.state as state_module
     from engine.decoding import probabilities
 
     pane.controls.top_k.setValue(3)
@@ -399,8 +400,9 @@ def test_last_draw_is_computed_in_the_worker_not_the_ui_thread(qtbot, pane, monk
     def no_stages_here(*args, **kwargs):
         raise AssertionError("the UI thread re-ran the decoding stages of the last step")
 
-    monkeypatch.setattr(pane_module, "probabilities", no_stages_here)
-    pane._show_state()
+    monkeypatch.setattr(state_module, "probabilities", no_stages_here)
+    monkeypatch.setattr(distribution_module, "probabilities", no_stages_here)
+    pane.render()
     assert "u = " in pane.chart.strip_title.text()
 
 

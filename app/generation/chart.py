@@ -12,7 +12,7 @@ from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QCursor, QFont, QFontDatabase, QFontMetrics, QPalette, QTransform
 from PySide6.QtWidgets import QLabel, QToolTip, QVBoxLayout, QWidget
 
-from app.generation.distribution import STAGE_TITLES, ChartData, percent
+from app.generation.distribution import STAGE_TITLES, ChartData, number_format, percent
 
 RAW_PEN = QColor(70, 90, 120)
 AFTER_BRUSH = QColor(52, 101, 164)
@@ -25,10 +25,13 @@ STRIP_LABEL_MIN = 0.04  # slices of the last-draw strip at least this wide show 
 
 
 class ProbabilityAxis(pg.AxisItem):
-    """A probability axis: no ticks past 1 (the view reaches past the top bar to leave room for its label)."""
+    """A probability axis: no ticks past the largest value (the view reaches past the top bar to leave room for its
+    label): 1 for probabilities, 0 for log-probabilities."""
+
+    limit = 1.0
 
     def tickValues(self, minVal, maxVal, size):  # noqa: N802, N803 - pyqtgraph override
-        return [(spacing, [v for v in values if v <= 1.0 + 1e-9])
+        return [(spacing, [v for v in values if v <= self.limit + 1e-9])
                 for spacing, values in super().tickValues(minVal, maxVal, size)]
 
 
@@ -45,6 +48,7 @@ class ProbabilityChart(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.data: ChartData | None = None
+        self.log_scale = False  # bars show natural log-probabilities instead of probabilities
         self.header = QLabel(self)
         self.header.setTextFormat(Qt.TextFormat.RichText)
         self.header.setWordWrap(True)
@@ -161,6 +165,11 @@ class ProbabilityChart(QWidget):
         self.message.setVisible(True)
         self.header.setText("")
 
+    def rows_that_fit(self) -> int:
+        """How many rows the plot can show without their labels overlapping (at least 3)."""
+        line = QFontMetrics(self._mono).height() + 2
+        return max(3, int(self.plot.vb.height() // line)) if self.plot.vb.height() > 0 else 40
+
     def set_data(self, data: ChartData, header: str = ""):
         self.data = data
         rows = data.rows
@@ -170,11 +179,25 @@ class ProbabilityChart(QWidget):
         raw = np.array([r.raw for r in rows])
         final = np.array([r.final for r in rows])
         cut = np.array([bool(r.cut_by) for r in rows])
-        self.raw_bars.setOpts(x0=np.zeros(n), y=y, width=raw)
-        self.cut_bars.setOpts(x0=np.zeros(int(cut.sum())), y=y[cut], width=raw[cut])
-        self.after_bars.setOpts(x0=np.zeros(n), y=y, width=final)
+        pre_cut = np.array([r.pre_cut for r in rows])
+        fmt = number_format([v for r in rows for v in (r.raw, r.final, r.pre_cut)], log=self.log_scale)
+        if self.log_scale:  # bars from a floor below the least likely row to log p: longer is still likelier
+            def to_x(p):
+                return np.log(np.maximum(p, 1e-45))
+            shown = [v for v in np.concatenate([raw, final, pre_cut]) if v > 0]
+            floor = float(np.log(min(shown))) * 1.08 - 0.5 if shown else -10.0
+            x = {name: np.where(v > 0, to_x(v) - floor, 0.0) for name, v in
+                 (("raw", raw), ("final", final), ("pre", pre_cut))}
+            origin, top_end = floor, 0.0
+        else:
+            x = {"raw": raw, "final": final, "pre": pre_cut}
+            origin, top_end = 0.0, max(float(raw.max(initial=0)), float(final.max(initial=0)),
+                                       float(pre_cut.max(initial=0)), 1e-6)
+        self.raw_bars.setOpts(x0=np.full(n, origin), y=y, width=x["raw"])
+        self.cut_bars.setOpts(x0=np.full(int(cut.sum()), origin), y=y[cut], width=x["pre"][cut])
+        self.after_bars.setOpts(x0=np.full(n, origin), y=y, width=x["final"])
 
-        top = max(float(raw.max(initial=0)), float(final.max(initial=0)), 1e-6)
+        span = top_end - origin
         while len(self._texts) < n:
             item = pg.TextItem("", anchor=(0, 0.5))
             self.plot.addItem(item)
@@ -185,16 +208,20 @@ class ProbabilityChart(QWidget):
                 continue
             r = rows[i]
             if r.cut_by:
-                text, color = f"{percent(r.raw)}  cut by {STAGE_TITLES.get(r.cut_by, r.cut_by)}", CUT_COLOR
+                text = f"{fmt(r.pre_cut)} before {STAGE_TITLES.get(r.cut_by, r.cut_by)} cut it"
+                color = CUT_COLOR
             else:
-                text, color = f"{percent(r.final)}  (raw {percent(r.raw)})", self._text_color
+                text, color = f"{fmt(r.final)}  (raw {fmt(r.raw)})", self._text_color
             item.setText(text, color=color)
-            item.setPos(max(r.raw, r.final) + top * 0.01, i)
+            item.setPos(origin + max(x["raw"][i], x["final"][i], x["pre"][i]) + span * 0.01, i)
             item.setVisible(True)
 
         ticks = [(i, _short(r.label) if not r.extra else "⋯ " + _short(r.label)) for i, r in enumerate(rows)]
         self.plot.getAxis("left").setTicks([ticks])
-        self.plot.setXRange(0, top * 1.55, padding=0)
+        axis = self.plot.getAxis("bottom")
+        axis.limit = top_end
+        self.plot.setLabel("bottom", "log-probability (natural log)" if self.log_scale else "probability")
+        self.plot.setXRange(origin, origin + span * 1.7, padding=0)
         self.plot.setYRange(-0.6, n - 0.4, padding=0)
 
         if data.top_p_row is not None:
@@ -262,7 +289,8 @@ class ProbabilityChart(QWidget):
     def row_scene_pos(self, row: int) -> QPointF:
         """Scene position of the middle of a row's bar (tests click there)."""
         r = self.data.rows[row]
-        return self.plot.vb.mapViewToScene(QPointF(max(r.raw, r.final) / 2, row))
+        x0 = float(self.raw_bars.opts["x0"][row])
+        return self.plot.vb.mapViewToScene(QPointF(x0 + float(self.raw_bars.opts["width"][row]) / 2, row))
 
     def _on_click(self, event):
         if event.button() != Qt.MouseButton.LeftButton:
@@ -277,7 +305,7 @@ class ProbabilityChart(QWidget):
             QToolTip.hideText()
             return
         r = self.data.rows[row]
-        state = (f"cut by {STAGE_TITLES.get(r.cut_by, r.cut_by)}" if r.cut_by
+        state = (f"{percent(r.pre_cut)} before {STAGE_TITLES.get(r.cut_by, r.cut_by)} cut it" if r.cut_by
                  else f"{percent(r.final)} after the decoding controls")
         QToolTip.showText(QCursor.pos(), f"<b><tt>{_html(r.label)}</tt></b> (id {r.id})<br>raw {percent(r.raw)}, "
                                          f"{state}<br><i>click to force it as the next token</i>", self.view)

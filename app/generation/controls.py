@@ -118,7 +118,14 @@ class DecodingControls(QGroupBox):
                            "not both.")
         self.hint.setWordWrap(True)
         self.hint.setStyleSheet(f"color: {hint_color(self)}; font-style: italic;")
+        policy = self.hint.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)  # its room is kept: the controls do not jump when it appears
+        self.hint.setSizePolicy(policy)
         self.hint.setVisible(False)
+        self.reset_button = QToolButton()
+        self.reset_button.setText("Reset controls")
+        self.reset_button.setToolTip("Back to plain sampling: temperature 1, top-k, top-p, min-p and the repetition "
+                                     "penalty off, the default stage order (the seed stays)")
 
         grid = QGridLayout(self)
         grid.setHorizontalSpacing(8)
@@ -145,7 +152,8 @@ class DecodingControls(QGroupBox):
         order_row.addWidget(self.right)
         grid.addWidget(QLabel("Stage order"), 3, 0, Qt.AlignmentFlag.AlignRight)
         grid.addLayout(order_row, 3, 1, 1, 5)
-        grid.addWidget(self.hint, 4, 0, 1, 6)
+        grid.addWidget(self.hint, 4, 0, 1, 5)
+        grid.addWidget(self.reset_button, 4, 5, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignBottom)
         for col in (1, 3, 5):
             grid.setColumnStretch(col, 1)
 
@@ -163,6 +171,7 @@ class DecodingControls(QGroupBox):
         self._order_timer.timeout.connect(self._on_changed)
         self.order.model().rowsMoved.connect(self._order_timer.start)
         self.order.model().rowsInserted.connect(self._order_timer.start)
+        self.reset_button.clicked.connect(self.reset)
         self.left.clicked.connect(lambda: self._move_selected(-1))
         self.right.clicked.connect(lambda: self._move_selected(+1))
 
@@ -193,6 +202,13 @@ class DecodingControls(QGroupBox):
         finally:
             self._quiet = False
         self._refresh()
+
+    def reset(self):
+        """Every control back to its default (the seed stays); emits sig_changed once if anything changed."""
+        before = self.settings()
+        self.set_settings(DecodeSettings())
+        if self.settings() != before:
+            self.sig_changed.emit()
 
     def set_order(self, order, emit: bool = True):
         self.order.blockSignals(True)

@@ -34,6 +34,7 @@ class Row:
     raw: float  # probability under the raw softmax of the logits, before any decoding control
     final: float  # probability the sampler uses, after every stage
     cut_by: str = ""  # "" if the token can still be drawn, else the stage that removed it ("top_k", "greedy", ...)
+    pre_cut: float = 0.0  # a cut token's probability just before the stage that cut it (after the stages before)
     extra: bool = False  # not in the top N, shown because it matters (the most likely token after the controls)
 
 
@@ -73,12 +74,13 @@ def chart_data(logits: torch.Tensor, settings: DecodeSettings, previous_ids: Seq
     final_list = final[wanted].tolist()
     rows = []
     for i, tid in enumerate(wanted):
-        rows.append(Row(id=tid, label=label(tid), raw=raw_list[i], final=final_list[i],
-                        cut_by=_cut_by(staged, tid, final_list[i], greedy), extra=i >= n))
+        cut_by, pre_cut = _cut_by(staged, tid, final_list[i], greedy)
+        rows.append(Row(id=tid, label=label(tid), raw=raw_list[i], final=final_list[i], cut_by=cut_by,
+                        pre_cut=pre_cut, extra=i >= n))
 
     data = ChartData(rows=rows, entropy_before=entropy(raw), entropy_after=entropy(final),
                      n_kept=int((final > 0).sum()), vocab_size=raw.numel(), greedy=greedy)
-    for stage in staged:
+    for stage in staged if not greedy else ():  # greedy keeps one token: no nucleus to mark
         if stage.name == "top_p":
             data.top_p_info = dict(stage.info)
             kept = [bool(stage.kept[r.id]) for r in rows]
@@ -88,13 +90,14 @@ def chart_data(logits: torch.Tensor, settings: DecodeSettings, previous_ids: Seq
     return data
 
 
-def _cut_by(staged, tid: int, final: float, greedy: bool) -> str:
-    for stage in staged[1:]:
+def _cut_by(staged, tid: int, final: float, greedy: bool) -> tuple[str, float]:
+    """(the stage that removed the token or "", its probability just before that stage)."""
+    for before, stage in zip(staged, staged[1:]):
         if not bool(stage.kept[tid]):
-            return "greedy" if stage.info.get("greedy") else stage.name
+            return ("greedy" if stage.info.get("greedy") else stage.name), float(before.probs[tid])
     if greedy and final == 0.0:
-        return "greedy"
-    return ""
+        return "greedy", float(staged[-1].probs[tid]) if len(staged) else 0.0
+    return "", 0.0
 
 
 def alternatives(logits: torch.Tensor, settings: DecodeSettings, previous_ids: Sequence[int],
@@ -104,6 +107,25 @@ def alternatives(logits: torch.Tensor, settings: DecodeSettings, previous_ids: S
     raw = torch.softmax(logits.float(), dim=-1)
     top = torch.topk(final + raw * 1e-9, min(k, final.numel())).indices.tolist()  # ties in `final` broken by raw
     return [(t, float(final[t]), float(raw[t])) for t in top]
+
+
+def number_format(values, log: bool = False) -> Callable[[float], str]:
+    """One format for every number a chart shows at once, chosen by the smallest non-zero one:
+    percent with 1 decimal, with 3 decimals, or scientific for all; natural log-probabilities with 2 decimals.
+
+    >>> [number_format([0.5, 0.02])(v) for v in (0.5, 0.02)]
+    ['50.0%', '2.0%']
+    >>> [number_format([0.5, 3e-5])(v) for v in (0.5, 3e-5)]
+    ['5.0e-01', '3.0e-05']
+    """
+    if log:
+        return lambda p: f"{math.log(p):.2f}" if p > 0 else "−∞"
+    smallest = min((v for v in values if v > 0), default=1.0)
+    if smallest >= 0.001:
+        return lambda p: f"{p:.1%}" if p > 0 else "0"
+    if smallest >= 0.00001:
+        return lambda p: f"{p:.3%}" if p > 0 else "0"
+    return lambda p: f"{p:.1e}" if p > 0 else "0"
 
 
 def percent(p: float) -> str:
@@ -158,14 +180,40 @@ def draw_strip(probs: torch.Tensor, token_id: int, u: float | None, label: Calla
     chosen = _escape(label(token_id))
     prob = float(p[token_id]) / total
     if u is None:
-        title = (f"Step {step + 1} was forced: <b><tt>{chosen}</tt></b> (it had {percent(prob)} after the "
-                 "controls); no draw.")
+        title = (f"<b>◀ Previous step</b> (token {step + 1}) was forced: <b><tt>{chosen}</tt></b> (it had "
+                 f"{percent(prob)} after the controls); no draw.")
     else:
-        title = (f"Last draw (step {step + 1}): u = {u:.3f} fell in the slice of <b><tt>{chosen}</tt></b> "
-                 f"({percent(prob)}). Slices are laid out in token-id order, the order the sampler walks.")
+        title = (f"<b>◀ Previous step's draw</b> (token {step + 1}): u = {u:.3f} fell in the slice of "
+                 f"<b><tt>{chosen}</tt></b> ({percent(prob)}). This strip is the distribution token {step + 1} was "
+                 f"drawn from, not the chart above; slices in token-id order, the order the sampler walks.")
     labels = {s.id: label(s.id) for s in segments if s.width >= 0.02}
     return Strip(segments, u, title, labels)
 
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def step_tooltip(snap, step: int, label: Callable[[int], str]) -> str:
+    """Rich text for hovering generated token ``step`` of a Snapshot: its probability, how it was chosen, and the
+    most likely tokens at that step."""
+    if snap is None or step >= len(snap.history):
+        return ""
+    rec = snap.history[step]
+    logits = rec.logits_before  # read once: the worker may drop old logits to save memory
+    if logits is not None:
+        top = alternatives(logits, rec.settings or DecodeSettings(), snap.ids[: rec.index], k=6)
+    else:  # logits dropped to save memory: the record's own top list, without raw probabilities
+        top = [(tid, p, None) for tid, p in rec.alternatives[:6]]
+    if rec.token_id not in [t[0] for t in top]:  # an unlikely draw or a forced token: show it too
+        top.append((rec.token_id, rec.prob, None))
+    rows = []
+    for tid, p, raw in top:
+        mark = "▶" if tid == rec.token_id else ""
+        raw_text = f"raw {percent(raw)}" if raw is not None else ""
+        rows.append(f"<tr><td>{mark}</td><td><tt>{_escape(label(tid))}</tt></td>"
+                    f"<td align=right>&nbsp;{percent(p)}</td>"
+                    f"<td align=right style='color:gray'>&nbsp;{raw_text}</td></tr>")
+    how = "forced by hand" if rec.forced else f"drawn with u = {rec.u:.3f}"
+    return (f"<b>Token {step + 1}: <tt>{_escape(label(rec.token_id))}</tt></b> — {percent(rec.prob)}, "
+            f"{how}<br>Most likely tokens at that step (after the controls):<table>{''.join(rows)}</table>")

@@ -1,17 +1,19 @@
 """Where the Generation pane's model comes from, and loading it (in a worker thread: no Qt here).
 
-A source is the bundled Shakespeare model, the Training pane's latest checkpoint, a checkpoint file, or a fresh
-randomly initialised model of a chosen size and tokenizer, whose probabilities are honestly near-uniform.
+A source is one of the bundled models (every ``assets/models/*.pt``), the Training pane's latest checkpoint, a
+checkpoint file, a Hugging Face model (a repository of the hub cache or a model folder, opened by engine.hf), or a
+fresh randomly initialised model of a chosen size and tokenizer, whose probabilities are honestly near-uniform.
 """
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from app.tokentext import visible
 
-KINDS = ("bundled", "latest", "file", "random")
+KINDS = ("bundled", "latest", "file", "hf", "random")
+PRECISIONS = ("auto", "float32", "bfloat16")  # of a Hugging Face model; auto: engine.hf's choice by size
 RANDOM_SIZES = {"tiny": 128, "small": 256}  # model size (engine.presets.MODEL_SIZES) -> context length
 RANDOM_TOKENIZERS = {"char": "Shakespeare characters", "gpt2": "GPT-2 tokens"}
 RANDOM_SEED = 0  # a random model is the same every time it is created
@@ -20,7 +22,7 @@ RANDOM_SEED = 0  # a random model is the same every time it is created
 @dataclass(frozen=True)
 class ModelSource:
     kind: str  # one of KINDS
-    path: str = ""  # checkpoint file for "bundled", "latest" and "file"
+    path: str = ""  # checkpoint file for "bundled", "latest" and "file"; the model's folder for "hf"
     size: str = "tiny"  # "random": a key of RANDOM_SIZES
     tokenizer: str = "char"  # "random": a key of RANDOM_TOKENIZERS
 
@@ -40,7 +42,11 @@ class ModelSource:
             return f"Random {self.size} model (untrained) · {RANDOM_TOKENIZERS[self.tokenizer]}"
         name = os.path.basename(self.path)
         if self.kind == "bundled":
-            return f"Bundled: {name}"
+            return f"Bundled: {readable_name(name)}"
+        if self.kind == "hf":
+            from engine.hf import repo_name
+
+            return repo_name(self.path)
         if self.kind == "latest":
             return f"Latest training checkpoint: {os.path.basename(os.path.dirname(self.path))}/{name}"
         return f"File: {name}"
@@ -54,15 +60,53 @@ class LoadedModel:
     labels: list  # visible text of every id (None for ids that are no token), for the chart and the search
     description: str  # one line: size, vocabulary, context
     untrained: bool  # a random model: its distribution is near-uniform
+    info: dict = field(default_factory=dict)  # a Hugging Face model's: dtype, chat_template, bos_token, eos_token
+
+    @property
+    def chat_template(self) -> str | None:
+        return self.info.get("chat_template")
 
 
-def load_source(source: ModelSource, progress=lambda text: None) -> LoadedModel:
-    """Build the model a source describes. Raises CheckpointError / ValueError with a readable message."""
+def readable_name(file_name: str) -> str:
+    """'shakespeare-char.pt' -> 'Shakespeare char'"""
+    stem = os.path.splitext(file_name)[0].replace("_", " ").replace("-", " ").strip()
+    return stem[:1].upper() + stem[1:] if stem else file_name
+
+
+def bundled_sources(folder) -> list[ModelSource]:
+    """Every checkpoint in the bundled-models folder (assets/models/*.pt), by name."""
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.endswith(".pt"))
+    except OSError:
+        return []
+    return [ModelSource("bundled", path=os.path.join(folder, n)) for n in names]
+
+
+def load_source(source: ModelSource, progress=lambda text: None, *, precision: str = "auto",
+                cancel=None) -> LoadedModel:
+    """Build the model a source describes. Raises CheckpointError / ValueError with a readable message.
+
+    precision and cancel (a callable: true stops the load with engine.hf.LoadCancelled) apply to Hugging Face
+    models, whose weights are read tensor by tensor with progress.
+    """
     from engine.checkpoint import load_model
     from engine.runs import TrainingState
 
+    info: dict = {}
     if source.kind == "random":
         model, tokenizer = _random_model(source, progress)
+        step = None
+    elif source.kind == "hf":
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        title = source.title()
+        progress(f"Reading {title}…")
+
+        def on_bytes(done: int, total: int):
+            progress(f"Reading {title}: {done / 2**20:,.0f} of {total / 2**20:,.0f} MB")
+
+        model, tokenizer, info = load_model(source.path, dtype=None if precision == "auto" else precision,
+                                            progress=on_bytes, cancel=cancel)
         step = None
     else:
         progress(f"Reading {os.path.basename(source.path)}…")
@@ -72,10 +116,11 @@ def load_source(source: ModelSource, progress=lambda text: None) -> LoadedModel:
     progress("Indexing the vocabulary…")
     labels = vocabulary_labels(tokenizer, model.config.vocab_size)
     cfg = model.config
-    description = (f"{_count(model.num_params())} parameters · {cfg.n_layer} × {cfg.n_embd} (layers × width) · "
+    kind = f"{info['architecture']} · {info['dtype']} · " if info else ""
+    description = (f"{kind}{_count(model.num_params())} parameters · {cfg.n_layer} × {cfg.n_embd} (layers × width) · "
                    f"{cfg.pos} positions · vocabulary {tokenizer.n_vocab} ({tokenizer.name}) · "
                    f"context {cfg.block_size}" + (f" · trained {step} steps" if step is not None else ""))
-    return LoadedModel(source, model, tokenizer, labels, description, untrained=source.kind == "random")
+    return LoadedModel(source, model, tokenizer, labels, description, untrained=source.kind == "random", info=info)
 
 
 def _count(n: int) -> str:
