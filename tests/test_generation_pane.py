@@ -29,7 +29,7 @@ def tiny_checkpoint(tmp_path_factory):
     return str(path)
 
 
-def wait_idle(qtbot, pane, timeout=10000):
+def wait_idle(qtbot, pane, timeout=30000):
     qtbot.waitUntil(lambda: not pane.busy, timeout=timeout)
 
 
