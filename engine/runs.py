@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.runlock import LOCK_NAME, Holder, RunLock
+
 CKPT_NAME = "ckpt.pt"
 METRICS_NAME = "metrics.jsonl"
 CONFIG_NAME = "config.json"
@@ -21,9 +23,7 @@ CONFIG_NAME = "config.json"
 @dataclass(frozen=True)
 class RunFolder:
     """A training run's folder: config.json (its settings), metrics.jsonl (the message stream), ckpt.pt (the latest
-    checkpoint). Only the trainer's rank 0 writes them.
-
-    (A lock that keeps two writers out of one folder belongs here, beside the paths; see issue 13.)
+    checkpoint). Only the trainer's rank 0 writes them, holding the folder's lock (:meth:`lock`) for the whole run.
     """
 
     path: Path
@@ -42,6 +42,18 @@ class RunFolder:
     @property
     def config_path(self) -> Path:
         return self.path / CONFIG_NAME
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK_NAME
+
+    def lock(self) -> RunLock:
+        """The folder's one-writer lock (not yet taken): ``folder.lock().acquire()`` or ``with folder.lock():``."""
+        return RunLock(self.path)
+
+    def holder(self) -> Holder | None:
+        """Who holds the folder's lock now (pid, host, start time), or None when no run is writing it."""
+        return RunLock.holder(self.path)
 
     def has_checkpoint(self) -> bool:
         return self.checkpoint_path.is_file()

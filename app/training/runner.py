@@ -59,12 +59,17 @@ class RunController(QObject):
 
     def start(self, config, world_size: int = 1) -> None:
         """Spawn ``world_size`` processes training ``config`` (an ``engine.train.TrainConfig``; resume=True
-        continues its run folder). Returns at once; ConfigError for a config the processes could not run."""
+        continues its run folder). Returns at once; ConfigError for a config the processes could not run,
+        RunFolderBusy (one line naming the holder) when another run writes that folder."""
         if self.running:
             raise RuntimeError("a run is already going")
         import multiprocessing
 
+        from engine.runlock import RunLock
         from engine.train import launch
+
+        # the worker's rank 0 takes the folder's lock and would refuse too; asking first saves starting processes
+        RunLock.check_free(config.out_dir)
 
         ctx = multiprocessing.get_context("spawn")
         self._queue = ctx.Queue()

@@ -18,7 +18,7 @@ from engine.messages import CheckpointSaved, Eval, Finished, Message, NonFinite,
 from engine.presets import TRAIN_PRESETS, preset
 from engine.train.config import USER_ERRORS, ConfigError, TrainConfig, _known, _one_line, load_run_config
 from engine.train.distributed import _dist_env
-from engine.train.trainer import train
+from engine.train.trainer import error_line, is_disk_full, train
 
 class ConsolePrinter:
     """The console view of the message stream (rank 0); call it with each message.
@@ -149,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         reason = train(config, ConsolePrinter() if rank == 0 else None, stop.is_set)
     except USER_ERRORS as e:
         return fail(_one_line(e), 1)
+    except OSError as e:  # a full disk, an unwritable folder: the data is safe, the message is one line
+        return fail(error_line(e) if is_disk_full(e) else (e.strerror or _one_line(e))
+                    + (f": {e.filename}" if e.filename else ""), 1)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
     finally:

@@ -13,6 +13,7 @@ from pathlib import Path
 from engine.checkpoint import CheckpointError, read_checkpoint
 from engine.data import DataError
 from engine.model import GPTConfig
+from engine.runlock import RunFolderError
 from engine.runs import CKPT_NAME, CONFIG_NAME, METRICS_NAME  # noqa: F401 - re-exported by engine.train
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -26,7 +27,7 @@ class ConfigError(ValueError):
 
 
 # user errors: reported as one line (CLI) or a Failed message without traceback (app)
-USER_ERRORS = (ConfigError, DataError, CheckpointError)
+USER_ERRORS = (ConfigError, DataError, CheckpointError, RunFolderError)
 
 
 @dataclass
@@ -201,8 +202,11 @@ def load_run_config(out_dir) -> TrainConfig:
     if path.exists():
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ConfigError(f"cannot read {path}: {e}") from e
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+            raise ConfigError(f"cannot read {path}: {_one_line(e)}; it should hold the run's settings as a JSON "
+                              f"object") from e
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path} holds a JSON {type(d).__name__}, not the run's settings (a JSON object)")
     elif (out_dir / CKPT_NAME).exists():
         d = read_checkpoint(out_dir / CKPT_NAME).get("train", {}).get("config")
         if not isinstance(d, dict):

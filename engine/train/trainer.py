@@ -5,6 +5,7 @@ checkpoint: model, optimizer, GradScaler, step, every rank's RNG states, the dat
 tokenizer. On the CPU in float32, a resumed run continues bit for bit like one that never stopped.
 """
 
+import errno
 import json
 import math
 import os
@@ -18,7 +19,7 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-from engine.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from engine.checkpoint import REQUIRED_KEYS, CheckpointError, check_optimizer_state, read_checkpoint, save_checkpoint
 from engine.data import Cancelled, get_batch, load_text, prepare
 from engine.messages import CheckpointSaved, Eval, Failed, Finished, JsonlWriter, Message, NonFinite, Sample, Started, Step
 from engine.model import GPT, GPTConfig
@@ -50,10 +51,54 @@ def _start_id(tokenizer) -> int:
     return ids[0] if len(ids) == 1 else 0
 
 
+def _check_param_groups(groups: list, source: str) -> None:
+    """CheckpointError unless every saved optimizer group's hyperparameters are numbers AdamW can step with."""
+    for group in groups:
+        betas = group.get("betas")
+        if not (isinstance(betas, (list, tuple)) and len(betas) == 2
+                and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0.0 <= b < 1.0 for b in betas)):
+            raise CheckpointError(f"{source}: the optimizer's betas {betas!r} are not two numbers in [0, 1)")
+        for key, low in (("eps", 0.0), ("weight_decay", 0.0), ("lr", 0.0)):
+            value = group.get(key)
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                    and value >= low):
+                raise CheckpointError(f"{source}: the optimizer's {key} {value!r} is not a finite number >= {low:g}")
+
+
 def _write_json_atomic(path: Path, data: dict) -> None:
     tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise _write_error(e, path) from e
+
+
+def _write_error(exc: OSError, path) -> OSError:
+    """exc as one readable line naming the file: "disk full while writing metrics.jsonl (...)"."""
+    name = os.path.basename(os.fspath(path))
+    if is_disk_full(exc):
+        if "disk full" in str(exc):
+            return exc
+        return OSError(exc.errno, f"disk full while writing {name} in {os.path.dirname(os.fspath(path))}; free "
+                                  f"some space and resume")
+    return OSError(exc.errno, f"cannot write {name}: {exc.strerror or _one_line(exc)}")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether exc is a write that failed for want of space (ENOSPC) or quota (EDQUOT)."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line a user is told: the message of a user error or a full disk, else "Type: message"."""
+    if isinstance(exc, USER_ERRORS):
+        return _one_line(exc)
+    if is_disk_full(exc):
+        return exc.strerror if exc.strerror and "disk full" in exc.strerror else \
+            f"disk full while writing {exc.filename or 'the run folder'}"
+    return f"{type(exc).__name__}: {_one_line(exc)}"
 
 
 class Trainer:
@@ -73,6 +118,7 @@ class Trainer:
         self.last_saved = -1
         self.last_eval = -1
         self.started_dist = False
+        self.lock = None
         try:
             self._setup()
         except BaseException:  # e.g. a DataError after init_process_group: leave no process group behind
@@ -89,6 +135,12 @@ class Trainer:
                               f"processes; use a multiple of {self.world_size}")
         self.micro_batch = cfg.batch_size // self.world_size
         self.device = _resolve_device(cfg, self.local_rank)
+        self.folder = RunFolder(cfg.out_dir)
+        self.out_dir = self.folder.path
+        self.ckpt_path = self.folder.checkpoint_path
+        if self.master:  # one writer per folder, before anything is read or written there (and before the other
+            # ranks are waited for: a refused rank 0 ends the launch at once)
+            self.lock = self.folder.lock().acquire()
         if self.world_size > 1:
             if not dist.is_initialized():
                 # NCCL: bound to this rank's GPU (set current above); its collectives need CUDA tensors
@@ -97,9 +149,6 @@ class Trainer:
                                         world_size=self.world_size, device_id=self.device if cuda else None)
                 self.started_dist = True
 
-        self.folder = RunFolder(cfg.out_dir)
-        self.out_dir = self.folder.path
-        self.ckpt_path = self.folder.checkpoint_path
         ckpt = None
         if cfg.resume:
             if not self.ckpt_path.exists():
@@ -107,6 +156,11 @@ class Trainer:
             ckpt = read_checkpoint(self.ckpt_path)
             if not isinstance(ckpt.get("train"), dict):
                 raise CheckpointError(f"{self.ckpt_path} holds a model but no training state to resume from")
+            missing = [k for k in (*REQUIRED_KEYS, "train.optimizer", "train.iter_num", "train.tokens_seen",
+                                   "train.data_generator", "train.rng")
+                       if (ckpt["train"] if k.startswith("train.") else ckpt).get(k.split(".")[-1]) is None]
+            if missing:
+                raise CheckpointError(f"{self.ckpt_path} cannot be resumed: it lacks {', '.join(missing)}")
             self.run_id = ckpt["train"].get("run_id", self.run_id)
         elif self.ckpt_path.exists():
             raise ConfigError(f"{self.out_dir} already holds a run; resume it (llm-train --resume {self.out_dir}) "
@@ -117,7 +171,10 @@ class Trainer:
         if ckpt is not None:
             from engine.tokenizers import tokenizer_from_dict
 
-            self.tokenizer = tokenizer_from_dict(ckpt["tokenizer"])
+            try:
+                self.tokenizer = tokenizer_from_dict(ckpt["tokenizer"])
+            except Exception as e:  # noqa: BLE001 - a damaged dict fails in many ways; all mean "bad tokenizer"
+                raise CheckpointError(f"{self.ckpt_path}: its tokenizer cannot be rebuilt: {_one_line(e)}") from e
         else:
             self.tokenizer = _build_tokenizer(cfg.tokenizer, self.text)
         self.data = prepare(self.text, self.tokenizer, block_size=cfg.block_size, val_fraction=cfg.val_fraction,
@@ -164,6 +221,7 @@ class Trainer:
         # the run folder is written only once everything above succeeded: a failed start changes nothing there
         if self.master:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.lock.keep_folder()
             if not cfg.resume:  # a run that never reached a checkpoint is started over
                 self.folder.metrics_path.unlink(missing_ok=True)
             self.writer = JsonlWriter(self.folder.metrics_path)
@@ -199,6 +257,10 @@ class Trainer:
 
     def _restore(self, ckpt: dict) -> None:
         state = ckpt["train"]
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        # before any step: a wrong-shaped exp_avg makes the fused AdamW step write out of bounds (heap corruption)
+        check_optimizer_state(state.get("optimizer"), params, str(self.ckpt_path))
+        _check_param_groups(state["optimizer"]["param_groups"], str(self.ckpt_path))
         try:
             self.raw.load_state_dict(ckpt["model"])
             self._load_optimizer(state["optimizer"])
@@ -214,7 +276,7 @@ class Trainer:
                 _set_rng_state(rngs[self.rank], self.device, self.config.seed + 1 + self.rank + self.iter_num)
             else:  # another number of processes: no exact continuation possible, but a reproducible one
                 torch.manual_seed(self.config.seed + 1 + self.rank + self.iter_num)
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError, OverflowError) as e:
             raise CheckpointError(f"{self.ckpt_path}: cannot restore the training state: {_one_line(e)}") from e
         self.last_saved = self.iter_num
 
@@ -225,7 +287,10 @@ class Trainer:
         if not self.master:
             return
         if self.writer is not None:
-            self.writer.write(msg)
+            try:
+                self.writer.write(msg)
+            except OSError as e:
+                raise _write_error(e, self.folder.metrics_path) from e
         if self.user_emit is not None:
             self.user_emit(msg)
 
@@ -414,6 +479,9 @@ class Trainer:
         if self.started_dist and dist.is_initialized():
             dist.destroy_process_group()
             self.started_dist = False
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
 
 def train(config: TrainConfig, emit: Callable[[Message], None] | None = None,
@@ -433,15 +501,17 @@ def train(config: TrainConfig, emit: Callable[[Message], None] | None = None,
             emit(Finished("", step=0, reason="stopped"))
         return "stopped"
     except BaseException as e:
-        user_error = isinstance(e, USER_ERRORS)
+        user_error = isinstance(e, USER_ERRORS) or is_disk_full(e)
         rank = _dist_env()[0]
         msg = Failed(trainer.run_id if trainer else "", step=trainer.iter_num if trainer else 0,
-                     error=(_one_line(e) if user_error else f"{type(e).__name__}: {_one_line(e)}")
-                     + (f" (rank {rank})" if rank else ""),
+                     error=error_line(e) + (f" (rank {rank})" if rank else ""),
                      traceback="" if user_error else traceback.format_exc())
         if isinstance(e, Exception):
             if trainer is not None and trainer.writer is not None:
-                trainer.writer.write(msg)
+                try:
+                    trainer.writer.write(msg)
+                except OSError:  # the disk that failed the run may refuse this line too
+                    pass
             if emit is not None:
                 try:
                     emit(msg)
