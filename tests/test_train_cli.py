@@ -146,7 +146,7 @@ def test_a_cli_run_writes_the_run_folder(tmp_path, corpus, capsys):
     out = tmp_path / "run"
     assert main(["--preset", "tiny", f"corpus={corpus}", f"out_dir={out}", *TINY, "max_iters=6",
                  "checkpoint_interval=0"]) == 0
-    assert {p.name for p in out.iterdir()} == {"config.json", "metrics.jsonl", "ckpt.pt"}
+    assert {p.name for p in out.iterdir()} == {"config.json", "metrics.jsonl", "ckpt.pt", ".lock"}
     printed = capsys.readouterr().out
     assert "step 6: loss" in printed and "--- sample at step 5 ---" in printed
     assert "finished at step 6: completed" in printed
