@@ -17,10 +17,10 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
+from app.jobs import JobFailed, JobRunner
 from app.paths import tokenizers_dir
 from app.theme import style_plots
 from app.tokenization.encodings import TOKENIZER_SUFFIX, load_tokenizer
-from app.tokenization.workers import JobFailed, JobRunner
 
 CURVE_CHARS = 1_000_000  # the compression curve is measured on (at most) this much of the corpus
 CURVE_POINTS = 12
@@ -95,15 +95,13 @@ class BPEPanel(QWidget):
     sig_trained = Signal(str)
     """Path of a tokenizer just trained and saved."""
 
-    _sig_progress = Signal(int, int)
-
     def __init__(self, parent=None, reporter=None):
         super().__init__(parent)
         self.reporter = reporter
         self._runner = JobRunner(self)
         self._runner.sig_done.connect(self._on_done)
+        self._runner.sig_progress.connect(self._on_progress)
         self._cancel = threading.Event()
-        self._sig_progress.connect(self._on_progress)
         self.last_result: TrainResult | None = None
 
         self.source = QComboBox()
@@ -194,7 +192,7 @@ class BPEPanel(QWidget):
     # ---- training ----------------------------------------------------------------------------------------------------
     @property
     def training(self) -> bool:
-        return self._runner.busy("train")
+        return self._runner.busy_with("train")
 
     def train(self) -> None:
         if self.training:
@@ -205,27 +203,32 @@ class BPEPanel(QWidget):
             return
         self._cancel.clear()
         vocab, name = self.vocab.value(), self.name.text().strip()
-        last_emit = [0.0]
 
-        def progress(done: int, total: int) -> None:
-            now = time.monotonic()
-            if now - last_emit[0] > 0.05 or done == total:  # at most ~20 updates a second
-                last_emit[0] = now
-                self._sig_progress.emit(done, total)
+        def job(job):
+            last_emit = [0.0]
+
+            def progress(done: int, total: int) -> None:
+                now = time.monotonic()
+                if now - last_emit[0] > 0.05 or done == total:  # at most ~20 updates a second
+                    last_emit[0] = now
+                    job.progress((done, total))
+
+            return train_bpe(source, vocab, name, progress, self._cancel.is_set)
 
         self.train_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setRange(0, 0)  # busy until the first progress report (loading the corpus)
         self.status.setStyleSheet("")
         self.status.setText(f"Loading {escape(self.source.currentText())} and training {vocab} tokens…")
-        self._runner.submit("train", lambda _stale: train_bpe(source, vocab, name, progress, self._cancel.is_set))
+        self._runner.submit("train", job)
 
     def cancel(self) -> None:
         if self.training:
             self._cancel.set()
             self.status.setText("Cancelling…")
 
-    def _on_progress(self, done: int, total: int) -> None:
+    def _on_progress(self, _kind: str, value) -> None:
+        done, total = value
         if not self.training or self._cancel.is_set():
             return
         self.progress.setRange(0, max(1, total))
@@ -303,4 +306,4 @@ class BPEPanel(QWidget):
 
     def shutdown(self) -> None:
         self._cancel.set()
-        self._runner.shutdown()
+        self._runner.close()

@@ -5,6 +5,7 @@ Each takes an ``is_stale()`` check and returns None when a newer job has made it
 
 import numpy as np
 
+from app.jobs import is_user_error
 from app.tokenization.analysis import MAX_SHOWN_BYTES, MAX_SHOWN_TOKENS, Analysis, analyse, parse_ids, spans_from_ids
 from app.tokenization.compare import STRIP_TOKENS
 from app.tokenization.encodings import load_tokenizer
@@ -45,6 +46,8 @@ def compare_job(entries, text: str, allowed, is_stale):
             tokenizer = load_tokenizer(key)
             results.append((name, analyse(tokenizer, text, allowed_special=allowed, max_tokens=STRIP_TOKENS,
                                           max_bytes=4000)))
-        except ValueError as exc:
+        except Exception as exc:  # noqa: BLE001 - one broken tokenizer is a row of the table; a bug is raised
+            if not is_user_error(exc):
+                raise
             results.append((name, str(exc)))
     return results

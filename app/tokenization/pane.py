@@ -1,8 +1,9 @@
 """The Tokenization pane: type text and see exactly how an encoding splits it, compare encodings, decode ids,
 train your own BPE.
 
-Wiring only; the pieces live beside this file: ``analysis`` (pure: counts, spans, labels, id parsing), ``workers``
-(jobs off the UI thread), ``token_view`` (the painted token and id views), ``inspector``, ``compare``,
+Wiring only; the pieces live beside this file: ``analysis`` (pure: counts, spans, labels, id parsing), ``jobs``
+(what runs off the UI thread, on ``app.jobs.JobRunner``), ``encodings`` and ``encoding_picker`` (the tokenizers
+offered), ``token_view`` (the painted token and id views), ``inspector``, ``compare``,
 ``decode_panel`` and ``bpe_panel``.
 
 Every edit restarts a short debounce timer; then the text is tokenized in a worker thread. A newer edit makes the
@@ -17,6 +18,7 @@ from PySide6.QtGui import QFontDatabase, QGuiApplication, QTextCharFormat, QText
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QPlainTextEdit, QSizePolicy, QSplitter, QTabWidget,
                                QTextEdit, QToolButton, QVBoxLayout, QWidget)
 
+from app.jobs import JobFailed, JobRunner
 from app.paths import read_state, write_state
 from app.settings import read
 from app.tokenization.analysis import Analysis, follow_token, label, plural, token_tooltip, write_token_table
@@ -28,7 +30,6 @@ from app.tokenization.encodings import Encoding, model_encodings
 from app.tokenization.inspector import Inspector
 from app.tokenization.jobs import compare_job, decode_job, encode_job
 from app.tokenization.token_view import TokenView, titled
-from app.tokenization.workers import JobFailed, JobRunner
 from app.theme import hint_color, selection_colors
 
 DEBOUNCE_MS = 150
@@ -191,7 +192,7 @@ class TokenizationPane(QWidget):
 
     def rescan_models(self) -> None:
         """List the tokenizers of the models in the Hugging Face cache again, in a worker thread."""
-        self._listing.submit("models", lambda stale: model_encodings())
+        self._listing.submit("models", lambda job: model_encodings())
 
     def open_model_folder(self, path: str) -> bool:
         """Offer the tokenizer of a model folder and select it; False (and a message) if the folder has none."""
@@ -251,10 +252,10 @@ class TokenizationPane(QWidget):
         allowed = "all" if self.allow_special.isChecked() else ()
         if self.decode_mode:
             ids_text = self.decode.ids_edit.toPlainText()
-            self._runner.submit("main", lambda stale: (-1, decode_job(key, ids_text, stale)))
+            self._runner.submit("main", lambda job: (-1, decode_job(key, ids_text, job.is_stale)))
         else:
             text, edits = self.text(), self._edits
-            self._runner.submit("main", lambda stale: (edits, encode_job(key, text, allowed, stale)))
+            self._runner.submit("main", lambda job: (edits, encode_job(key, text, allowed, job.is_stale)))
             self._compare_dirty = True
             if self.side_tabs.currentIndex() == COMPARE_TAB:
                 self.refresh_compare(text)
@@ -269,10 +270,10 @@ class TokenizationPane(QWidget):
         text = self.text() if text is None else text
         allowed = "all" if self.allow_special.isChecked() else ()
         self.compare.show_busy()
-        self._runner.submit("compare", lambda stale: compare_job(entries, text, allowed, stale))
+        self._runner.submit("compare", lambda job: compare_job(entries, text, allowed, job.is_stale))
 
     def _on_busy_note(self) -> None:
-        if self._runner.busy("main"):
+        if self._runner.busy_with("main"):
             self.status.setText(f"<span style='color:{hint_color(self)}'>tokenizing…</span>")
 
     def _on_job_done(self, kind: str, result) -> None:
@@ -483,7 +484,7 @@ class TokenizationPane(QWidget):
     def shutdown(self) -> None:
         self._debounce.stop()
         self._busy_note.stop()
-        self._runner.shutdown()
-        self._listing.shutdown()
+        self._runner.close()
+        self._listing.close()
         self.bpe.shutdown()
 
