@@ -83,8 +83,10 @@ def _set_torch_threads(n: int | None) -> None:
     import sys
 
     torch = sys.modules.get("torch")
-    if torch is None:
-        return  # a job that never imports torch needs no threads set; the next one checks again
+    if torch is None or not hasattr(torch, "set_num_threads"):
+        # not imported (a job that never uses torch needs no threads set), or another thread is importing it right
+        # now (the module is in sys.modules half-initialised): the next job checks again
+        return
     torch.set_num_threads(n)
     _configured.threads = n
 

@@ -4,7 +4,7 @@ Run headless:  QT_QPA_PLATFORM=offscreen .venv/bin/python bench/bench_tokenizati
 
 For 1 KB, 100 KB and 1 MB of mixed text (prose, code, accents, CJK, emoji) it prints, per encoding:
   total     from refresh() (the debounce skipped) until the token view has painted the result
-  ui        the part spent on the UI thread pushing the result into the views (_render)
+  ui        the part spent on the UI thread pushing the result into the views (render)
   paint     one full repaint of the token view's viewport
   stall     the longest gap between 5 ms UI-thread timer ticks while the job ran: what a user would feel
   shown     tokens drawn / tokens counted (the views draw at most MAX_SHOWN_TOKENS / MAX_SHOWN_BYTES)
@@ -62,14 +62,14 @@ def measure(app, pane, text: str) -> dict:
     ticker.timeout.connect(tick)
 
     render_times = []
-    original = pane._render
+    original = pane.render
 
     def timed_render():
         t = time.perf_counter()
         original()
         render_times.append(time.perf_counter() - t)
 
-    pane._render = timed_render
+    pane.render = timed_render
     pane.analysis = None
     start = time.perf_counter()
     ticker.start()
@@ -78,7 +78,7 @@ def measure(app, pane, text: str) -> dict:
     pane.token_view.viewport().repaint()
     total = time.perf_counter() - start
     ticker.stop()
-    pane._render = original
+    pane.render = original
     t = time.perf_counter()
     pane.token_view.viewport().repaint()
     paint = time.perf_counter() - t

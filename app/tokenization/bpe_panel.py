@@ -98,7 +98,7 @@ class BPEPanel(QWidget):
     def __init__(self, parent=None, reporter=None):
         super().__init__(parent)
         self.reporter = reporter
-        self._runner = JobRunner(self)
+        self._runner = JobRunner(self, torch_threads=None)  # a BPE trainer: no torch
         self._runner.sig_done.connect(self._on_done)
         self._runner.sig_progress.connect(self._on_progress)
         self._cancel = threading.Event()

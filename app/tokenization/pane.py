@@ -67,9 +67,9 @@ class TokenizationPane(QWidget):
         self._shown_edits = -1  # self._edits when the job behind self.analysis started
         self._selection = None  # (the selected TokenSpan, the bytes its range indexes): followed across edits
 
-        self._runner = JobRunner(self)
+        self._runner = JobRunner(self, torch_threads=None)  # tokenizers only: no torch to set up
         self._runner.sig_done.connect(self._on_job_done)
-        self._listing = JobRunner(self)  # its own thread: scanning the cache imports torch, which takes seconds
+        self._listing = JobRunner(self, torch_threads=None)  # its own thread: scanning the cache imports torch, which takes seconds
         self._listing.sig_done.connect(self._on_job_done)
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
@@ -83,7 +83,7 @@ class TokenizationPane(QWidget):
         self._build()
         self.compare.set_encodings(self.encodings(), checked=list(DEFAULT_COMPARE))
         self._connect()
-        self._render()
+        self.render()
         self.rescan_models()
 
     # ---- construction ------------------------------------------------------------------------------------------------
@@ -297,7 +297,7 @@ class TokenizationPane(QWidget):
         self._busy_note.stop()
         if isinstance(result, JobFailed):
             self.analysis, self.tokenizer = None, None
-            self._render()
+            self.render()
             self._set_status(f"Could not {'decode' if self.decode_mode else 'tokenize'} with "
                              f"{self.encoding.currentText()}: {result.message}", error=True)
             self._report(result, "Tokenization failed")
@@ -308,14 +308,14 @@ class TokenizationPane(QWidget):
         self.tokenizer, self.analysis, decoded = result
         if decoded is not None:
             self.decode.show_result(*decoded, self.analysis.bad_ids)
-        self._render()
+        self.render()
 
     def _report(self, failure: JobFailed, what: str) -> None:
         if not failure.expected and self.reporter is not None:
             self.reporter.report_message(f"{what}: {failure.message}", failure.traceback)
 
     # ---- drawing -----------------------------------------------------------------------------------------------------
-    def _render(self) -> None:
+    def render(self) -> None:
         """Push self.analysis into the views, the counts and the status line."""
         a = self.analysis
         if a is None:
@@ -382,7 +382,7 @@ class TokenizationPane(QWidget):
         self.status.setText(escape(text))
 
     def _on_whitespace_toggled(self, _on: bool) -> None:
-        self._render()
+        self.render()
         if self._compare_results:
             self.compare.show_results(self._compare_results, self.show_whitespace.isChecked())
 
