@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", choices=list(TRAIN_PRESETS), help="start from a named configuration")
     parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR (overrides such as max_iters=...)")
     parser.add_argument("--list-settings", action="store_true", help="print every setting with its default")
+    from engine.experiments import cli as experiment_cli
+
+    experiment_cli.add_arguments(parser)
     ns, extra = parser.parse_known_args(argv)
     bad = [a for a in extra if "=" not in a]
     if bad:
@@ -129,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in TrainConfig().to_dict().items():
             print(f"{key}={value}")
         return 0
+    if ns.experiment:
+        return experiment_cli.main(ns, ns.args + extra)
     try:
         config = build_config(ns.args + extra, ns.preset, ns.resume)
     except (ConfigError, CheckpointError) as e:
