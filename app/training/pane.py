@@ -12,7 +12,8 @@ import time
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QFont, QFontDatabase
 from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QLabel, QMessageBox, QPlainTextEdit,
-                               QProgressBar, QPushButton, QScrollArea, QSplitter, QTextBrowser, QVBoxLayout, QWidget)
+                               QProgressBar, QPushButton, QScrollArea, QSplitter, QTabWidget, QTextBrowser, QVBoxLayout,
+                               QWidget)
 
 from app.theme import hint_color
 from app.paths import runs_dir
@@ -137,9 +138,18 @@ class TrainingPane(QWidget):
         self.splitter.setStretchFactor(2, 1)
         self.splitter.setCollapsible(1, False)
         self.splitter.setSizes([scroll.minimumWidth(), 640, 300])
+        from app.experiments.view import RunsView
+
+        self.runs = RunsView(reporter)  # the run library, overlays and experiments: a tab beside this one
+        self.runs.sig_use_checkpoint.connect(self.sig_use_checkpoint)
+        self.runs.sig_resume.connect(self.resume_folder)
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(self.splitter, "Train")
+        self.tabs.addTab(self.runs, "Runs && experiments")
         layout = QHBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
-        layout.addWidget(self.splitter)
+        layout.addWidget(self.tabs)
 
         self._redraw_timer = QTimer(self)
         self._redraw_timer.setInterval(REDRAW_MS)
@@ -255,6 +265,15 @@ class TrainingPane(QWidget):
             return
         self._set_status(f"Resuming {folder}…")
 
+    @Slot(str)
+    def resume_folder(self, folder: str) -> None:
+        """Resume a run chosen in the Runs tab: it becomes the form's run folder, then Resume as usual."""
+        if self.state != "idle":
+            return
+        self.form.out_dir.setText(folder)
+        self.tabs.setCurrentWidget(self.splitter)
+        self.resume()
+
     def _launch(self, config, processes: int) -> bool:
         try:
             self.controller.start(config, processes)
@@ -273,6 +292,7 @@ class TrainingPane(QWidget):
 
     def _begin(self, folder: str, max_iters: int) -> None:
         self.follower.stop()
+        self.runs.remember(folder)
         self.history.clear()
         self._samples.clear()
         self.samples.clear()
@@ -583,6 +603,7 @@ class TrainingPane(QWidget):
         self._redraw_timer.stop()
         self.follower.stop()
         self.controller.shutdown()
+        self.runs.shutdown()
 
 
 def _mono() -> QFont:

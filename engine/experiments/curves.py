@@ -7,6 +7,7 @@ A resumed run redoes the steps after its checkpoint: a ``Started`` message at st
 step that is not past the last one rewinds to just before it, so the curves show what the model went through.
 """
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ def ema(values, weight: float) -> np.ndarray:
     counts the finite values so far. Non-finite values stay NaN and are skipped; weight 0 returns the values.
 
     The same numbers as the loop ``last = weight * last + (1 - weight) * v; out = last / (1 - weight**k)``, computed
-    in blocks so 100 000 points take about a millisecond.
+    in blocks of matrix products so 100 000 points take a few milliseconds, not a Python loop's tenth of a second.
     """
     x = np.asarray(values, dtype=np.float64)
     if not 0.0 <= weight < 1.0:
@@ -38,22 +39,28 @@ def ema(values, weight: float) -> np.ndarray:
         out[ok] = v
         return out
     # within a block: y[i] = (1 - w) * sum_j<=i w^(i-j) v[j] + w^(i+1) * carry  (carry = the biased average before it)
-    i = np.arange(_BLOCK)
-    with np.errstate(under="ignore"):
-        lower = np.where(i[:, None] >= i[None, :], (1.0 - weight) * weight ** np.maximum(i[:, None] - i[None, :], 0),
-                         0.0)
-        powers = weight ** (i + 1.0)
+    log_w = math.log(weight)
+    lower, powers = _block_matrix(weight)
     padded = np.zeros(-(-n // _BLOCK) * _BLOCK)
     padded[:n] = v
     blocks = padded.reshape(-1, _BLOCK) @ lower.T  # (n_blocks, BLOCK), each block as if it started from 0
-    carry = 0.0
-    for b in range(len(blocks)):
-        blocks[b] += powers * carry
-        carry = blocks[b, -1]
+    carries, carry, w_block = [], 0.0, float(powers[-1])
+    for end in blocks[:, -1].tolist():  # the carry into each block: a scalar recurrence over the blocks
+        carries.append(carry)
+        carry = end + w_block * carry
+    blocks += np.outer(carries, powers)
     biased = blocks.reshape(-1)[:n]
-    with np.errstate(under="ignore"):
-        out[ok] = biased / (1.0 - weight ** np.arange(1, n + 1, dtype=np.float64))
+    out[ok] = biased / -np.expm1(np.arange(1, n + 1, dtype=np.float64) * log_w)  # 1 - w^k, exactly for small k
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _block_matrix(weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, powers): lower[i, j] = (1 - w) * w^(i-j) for j <= i, powers[i] = w^(i+1); exp() not **: 10x faster."""
+    i = np.arange(_BLOCK, dtype=np.float64)
+    diff = i[:, None] - i[None, :]
+    lower = np.where(diff >= 0, (1.0 - weight) * np.exp(np.maximum(diff, 0.0) * math.log(weight)), 0.0)
+    return lower, np.exp((i + 1.0) * math.log(weight))
 
 
 @dataclass

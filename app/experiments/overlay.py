@@ -1,0 +1,303 @@
+"""Overlaid training curves of several runs: one colour per run, named in a legend beside the plot (never over the
+data); x in steps, tokens or wall time; log-scale y; TensorBoard's debiased smoothing; hover shows every run's value.
+
+Plot items are made once per run and fed with ``setData``; peak downsampling and clip-to-view keep ten runs of
+100 000 points under a frame (``bench/bench_overlay.py``). Smoothing is :func:`engine.experiments.ema`.
+"""
+
+import csv
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QSizePolicy, QSlider, QToolButton,
+                               QVBoxLayout, QWidget)
+
+from app.theme import hint_color, style_plots
+from engine.experiments.curves import RunCurves, ema, value_at
+
+X_AXES = {"steps": "step", "tokens": "tokens seen", "time": "wall time (s)"}
+# tab10: distinct in light and dark palettes, and what TensorBoard and matplotlib users know
+COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+          (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+DOWNSAMPLE_FACTOR = 1.5
+SMOOTHING_STEPS = 100  # the slider's resolution: weight = value / 100, 0 .. 0.99
+
+
+class _RunItems:
+    """The plot items of one run: faint raw loss, smoothed loss (in the legend), validation points."""
+
+    def __init__(self, plot, color, name: str, background: QColor):
+        # the faint raw curve is an opaque mix with the background: alpha-blended lines cost 4x as much to paint
+        faint = tuple(round(0.3 * c + 0.7 * b) for c, b in zip(color, background.getRgb()[:3]))
+        self.raw = plot.plot(pen=pg.mkPen(faint, width=1))
+        self.smooth = plot.plot(pen=pg.mkPen(color, width=2), name=name)
+        self.val = plot.plot(pen=None, symbol="o", symbolSize=6, symbolBrush=color, symbolPen=None)
+        for item in (self.raw, self.smooth):
+            item.setDownsampling(auto=True, method="peak")
+            item.setClipToView(True)
+            # peak keeps each pixel column's min and max, so ~1.5 samples per pixel draws the same envelope as
+            # pyqtgraph's default 5 at a third of the points
+            item.opts["autoDownsampleFactor"] = DOWNSAMPLE_FACTOR
+        self.smoothed = np.empty(0)
+
+    def set_smoothed(self, smoothed: bool) -> None:
+        """A smoothed curve has no spikes to keep: one mean per pixel draws it (its 2-pixel pen is the costly
+        part of a paint); unsmoothed, it is the raw curve and keeps its peaks."""
+        self.smooth.opts["autoDownsampleFactor"] = 1.0 if smoothed else DOWNSAMPLE_FACTOR
+        self.smooth.setDownsampling(method="mean" if smoothed else "peak")
+        self.raw.setVisible(smoothed)  # with no smoothing the smoothed curve is the raw one
+
+    def items(self):
+        return self.raw, self.smooth, self.val
+
+
+class OverlayPlot(QWidget):
+    """Curves of several runs in one plot. Feed it with :meth:`set_runs`; export with :meth:`export_png` / _csv."""
+
+    sig_export_png = Signal()
+    """The user asked for a PNG of the comparison (the owner picks the path)."""
+    sig_export_csv = Signal()
+    """The user asked for a CSV of the comparison."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.x_axis = "steps"
+        self.weight = 0.6  # TensorBoard's default smoothing
+        self.runs: dict[str, RunCurves] = {}  # name -> curves, in legend order
+        self._items: dict[str, _RunItems] = {}
+        self._colors: dict[str, tuple] = {}
+
+        self.x_choice = QComboBox()
+        for key, label in X_AXES.items():
+            self.x_choice.addItem(label.replace(" (s)", ""), key)
+        self.x_choice.setToolTip("Horizontal axis")
+        self.x_choice.currentIndexChanged.connect(lambda _: self.set_x_axis(self.x_choice.currentData()))
+        self.log_y = QCheckBox("log y")
+        self.log_y.toggled.connect(self.set_log_y)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, SMOOTHING_STEPS - 1)
+        self.slider.setValue(round(self.weight * SMOOTHING_STEPS))
+        self.slider.setToolTip("Smoothing: exponential moving average, debiased like TensorBoard's")
+        self.slider.setMinimumWidth(80)
+        self.slider.valueChanged.connect(lambda v: self.set_smoothing(v / SMOOTHING_STEPS))
+        self.smoothing_label = QLabel()
+        self.smoothing_label.setMinimumWidth(self.smoothing_label.fontMetrics().horizontalAdvance("0.00") + 4)
+        reset = QToolButton(text="Reset zoom")
+        reset.setToolTip("Show all the data again (drag or wheel to zoom, right-drag to stretch)")
+        reset.clicked.connect(self.reset_zoom)
+        png = QToolButton(text="PNG…")
+        png.setToolTip("Export the comparison as an image")
+        png.clicked.connect(self.sig_export_png)
+        csv_button = QToolButton(text="CSV…")
+        csv_button.setToolTip("Export every run's points (raw and smoothed) as CSV")
+        csv_button.clicked.connect(self.sig_export_csv)
+        bar = QHBoxLayout()
+        bar.setContentsMargins(0, 0, 0, 0)
+        bar.addWidget(QLabel("x:"))
+        bar.addWidget(self.x_choice)
+        bar.addWidget(self.log_y)
+        bar.addWidget(QLabel("smoothing"))
+        bar.addWidget(self.slider, 1)
+        bar.addWidget(self.smoothing_label)
+        bar.addWidget(reset)
+        bar.addWidget(png)
+        bar.addWidget(csv_button)
+
+        self.hover = QLabel(" ")  # above the plot, so it never covers a curve
+        self.hover.setTextFormat(Qt.TextFormat.RichText)
+        self.hover.setWordWrap(True)
+        self.hover.setStyleSheet(f"color: {hint_color(self)};")
+
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.plot = self.graphics.addPlot(row=0, col=0)
+        self.plot.setLabel("left", "training loss")
+        self.plot.getAxis("left").setWidth(52)
+        # the legend is a cell of its own right of the plot: it can never sit on the data
+        self.legend = pg.LegendItem(offset=None, labelTextColor=(40, 40, 40))
+        self.legend.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)  # rows stay together
+        self.graphics.addItem(self.legend, row=0, col=1)
+        self.graphics.ci.layout.setAlignment(self.legend, Qt.AlignmentFlag.AlignTop)
+        self.graphics.ci.layout.setColumnStretchFactor(0, 1)
+        self.graphics.ci.layout.setColumnStretchFactor(1, 0)
+        self.cursor = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(128, 128, 128, 160, width=1))
+        self.cursor.setVisible(False)
+        self.plot.addItem(self.cursor, ignoreBounds=True)
+        self._hover_proxy = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(bar)
+        layout.addWidget(self.hover)
+        layout.addWidget(self.graphics, 1)
+        style_plots(self.graphics)
+        self._update_smoothing_label()
+        self.set_x_axis("steps")
+
+    # ---- data ----------------------------------------------------------------------------------------------------
+    def color(self, name: str) -> tuple:
+        """The run's colour: kept while it stays shown, the first free one for a new run."""
+        if name not in self._colors:
+            used = set(self._colors.values())
+            free = [c for c in COLORS if c not in used]
+            self._colors[name] = free[0] if free else COLORS[len(self._colors) % len(COLORS)]
+        return self._colors[name]
+
+    def set_runs(self, runs: dict) -> None:
+        """Show exactly these runs ({name: RunCurves}, in legend order); unchanged ones keep their items."""
+        for name in [n for n in self._items if n not in runs]:
+            for item in self._items.pop(name).items():
+                self.plot.removeItem(item)
+            self._colors.pop(name, None)
+        for name in runs:
+            if name not in self._items:
+                self._items[name] = _RunItems(self.plot, self.color(name), name,
+                                              self.palette().color(QPalette.ColorRole.Base))
+        self._items = {name: self._items[name] for name in runs}  # the legend lists them in this order
+        self.runs = dict(runs)
+        self._rebuild_legend()
+        self.refresh()
+
+    def update_run(self, name: str, curves: RunCurves) -> None:
+        """New points for a shown run (a live one)."""
+        if name in self.runs:
+            self.runs[name] = curves
+            self._draw(name)
+
+    def _rebuild_legend(self) -> None:
+        self.legend.clear()
+        for name, items in self._items.items():
+            self.legend.addItem(items.smooth, name)
+        style_plots(self.graphics)
+
+    # ---- drawing -------------------------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        for name in self.runs:
+            self._draw(name)
+
+    def _draw(self, name: str) -> None:
+        curves, items = self.runs[name], self._items[name]
+        x = curves.x(self.x_axis)
+        items.smoothed = ema(curves.loss, self.weight)
+        items.set_smoothed(self.weight > 0)
+        items.raw.setData(x, curves.loss)
+        items.smooth.setData(x, items.smoothed)
+        items.val.setData(curves.x(self.x_axis, evals=True), curves.val_loss)
+
+    def smoothed_data(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y) of a run's smoothed curve as drawn."""
+        x, y = self._items[name].smooth.getData()
+        return (np.empty(0), np.empty(0)) if x is None else (x, y)
+
+    def curve_items(self, name: str) -> tuple:
+        """A run's line items (raw and smoothed loss), e.g. for a benchmark to switch their fast paths."""
+        items = self._items[name]
+        return items.raw, items.smooth
+
+    def legend_names(self) -> list[str]:
+        return [label.text for _, label in self.legend.items]
+
+    def set_x_axis(self, choice: str) -> None:
+        if choice not in X_AXES:
+            raise ValueError(f"x axis must be one of {', '.join(X_AXES)}, got {choice!r}")
+        self.x_axis = choice
+        i = self.x_choice.findData(choice)
+        if self.x_choice.currentIndex() != i:
+            self.x_choice.setCurrentIndex(i)
+        self.plot.setLabel("bottom", X_AXES[choice])
+        self.refresh()
+        self.reset_zoom()
+
+    def set_log_y(self, on: bool) -> None:
+        if self.log_y.isChecked() != on:
+            self.log_y.setChecked(on)
+        self.plot.setLogMode(x=False, y=on)
+        self.reset_zoom()
+
+    def set_smoothing(self, weight: float) -> None:
+        if not 0.0 <= weight < 1.0:
+            raise ValueError(f"smoothing must be in [0, 1), got {weight}")
+        self.weight = weight
+        value = round(weight * SMOOTHING_STEPS)
+        if self.slider.value() != value:
+            self.slider.blockSignals(True)  # else valueChanged would smooth everything a second time
+            self.slider.setValue(value)
+            self.slider.blockSignals(False)
+        self._update_smoothing_label()
+        self.refresh()
+
+    def _update_smoothing_label(self) -> None:
+        self.smoothing_label.setText(f"{self.weight:.2f}")
+
+    def reset_zoom(self) -> None:
+        self.plot.enableAutoRange()
+
+    # ---- hover ---------------------------------------------------------------------------------------------------
+    def _on_mouse(self, event) -> None:
+        pos = event[0]
+        if not self.plot.sceneBoundingRect().contains(pos):
+            return
+        self.show_values_at(self.plot.vb.mapSceneToView(pos).x())
+
+    def values_at(self, x: float) -> list[tuple[str, float, float, float]]:
+        """(run, x of its nearest point, smoothed loss, raw loss) for every shown run with points."""
+        out = []
+        for name, curves in self.runs.items():
+            xs = curves.x(self.x_axis)
+            hit = value_at(xs, self._items[name].smoothed, x)
+            if hit is not None:
+                i = min(int(np.searchsorted(xs, hit[0])), len(xs) - 1)
+                out.append((name, hit[0], hit[1], float(curves.loss[i])))
+        return out
+
+    def show_values_at(self, x: float) -> str:
+        """Put the hover line at x and list every run's value there; returns the text shown."""
+        rows = self.values_at(x)
+        self.cursor.setPos(x)
+        self.cursor.setVisible(bool(rows))
+        unit = {"steps": "step", "tokens": "tokens", "time": "s"}[self.x_axis]
+        parts = []
+        for name, at, smooth, raw in rows:
+            r, g, b = self.color(name)
+            where = f"{at:,.0f}" if self.x_axis != "time" else f"{at:,.1f}"
+            parts.append(f"<span style='color:rgb({r},{g},{b})'>■</span> {name} {_fmt(smooth)}"
+                         + (f" (raw {_fmt(raw)})" if self.weight > 0 else "") + f" @ {unit} {where}")
+        text = " · ".join(parts) or " "
+        self.hover.setText(text)
+        return text
+
+    # ---- export --------------------------------------------------------------------------------------------------
+    def export_png(self, path: str, width: int = 1600) -> None:
+        from pyqtgraph.exporters import ImageExporter
+
+        exporter = ImageExporter(self.graphics.scene())
+        exporter.parameters()["width"] = width
+        exporter.export(str(path))
+
+    def export_csv(self, path: str) -> int:
+        """One row per run and logged step (validation loss on its evaluation's step) -> rows written."""
+        n = 0
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["run", "step", "tokens_seen", "seconds", "loss", "loss_smoothed", "val_loss"])
+            for name, c in self.runs.items():
+                smoothed = ema(c.loss, self.weight)
+                rows = {int(s): [int(t), _cell(sec), _cell(loss), _cell(sm), ""]
+                        for s, t, sec, loss, sm in zip(c.step, c.tokens, c.seconds, c.loss, smoothed)}
+                for s, t, sec, val in zip(c.eval_step, c.eval_tokens, c.eval_seconds, c.val_loss):
+                    rows.setdefault(int(s), [int(t), _cell(sec), "", "", ""])[4] = _cell(val)
+                for step in sorted(rows):
+                    writer.writerow([name, step, *rows[step]])
+                    n += 1
+        return n
+
+
+def _fmt(y: float) -> str:
+    return "–" if not math.isfinite(y) else f"{y:.4f}"
+
+
+def _cell(x) -> str:
+    x = float(x)
+    return "" if math.isnan(x) else repr(x)
