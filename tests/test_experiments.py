@@ -97,6 +97,16 @@ def test_summaries_of_finished_stopped_crashed_and_running_runs(tmp_path):
     assert summarize(write_run(tmp_path / "running")).state == "running"
 
 
+def test_the_run_lock_tells_running_from_killed_at_once(tmp_path):
+    from engine.runlock import RunLock
+
+    folder = write_run(tmp_path / "locked")  # fresh metrics, no end message
+    with RunLock(folder):
+        s = summarize(folder)
+        assert s.state == "running" and s.detail.startswith("held by pid")
+    assert summarize(folder).state == "crashed"  # the lock is free: its process is gone, though the file is fresh
+
+
 def test_a_resumed_run_is_running_again_and_then_finished(tmp_path):
     folder = write_run(tmp_path / "r", end=Finished("r1", step=10, reason="stopped"))
     write_run(folder, n_steps=5, start_step=10, mode="a")

@@ -51,7 +51,7 @@ def scanned(qtbot, view):
 
 
 def drawn(qtbot, view):
-    qtbot.waitUntil(lambda: not view.reads.busy("curves"), timeout=10_000)
+    qtbot.waitUntil(lambda: not view.reads.busy_with("curves"), timeout=10_000)
 
 
 def loop_ema(values, weight):

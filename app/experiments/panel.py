@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, Q
 
 from app.experiments.runner import ExperimentProcess
 from app.paths import runs_dir
-from app.tokenization.workers import JobFailed, JobRunner
+from app.jobs import JobFailed, JobRunner
 from engine.experiments.extrapolation import read_csv, table
 from engine.experiments.library import summarize
 
@@ -30,7 +30,7 @@ class ExperimentPanel(QGroupBox):
     def __init__(self, parent=None):
         super().__init__("A/B experiment", parent)
         self.process = ExperimentProcess(self)
-        self.jobs = JobRunner(self)
+        self.jobs = JobRunner(self, torch_threads=None)
         self.jobs.sig_done.connect(self._on_job_done)
         self.folder: str | None = None  # the experiment shown
         self.kind = "positions"
@@ -180,7 +180,7 @@ class ExperimentPanel(QGroupBox):
         """Fill the comparison table from the arms' folders (and extrapolation.csv for positions), read in a worker
         thread (an arm's metrics.jsonl can hold 100 000 steps)."""
         if folder:
-            self.jobs.submit("compare", lambda is_stale: _comparison(folder))
+            self.jobs.submit("compare", lambda job: _comparison(folder))
 
     def _on_job_done(self, kind: str, result) -> None:
         if isinstance(result, JobFailed):
@@ -228,7 +228,7 @@ class ExperimentPanel(QGroupBox):
 
     def shutdown(self) -> None:
         self.process.shutdown()
-        self.jobs.shutdown()
+        self.jobs.close()
 
 
 def _comparison(folder: str):

@@ -18,7 +18,7 @@ from app.experiments.overlay import OverlayPlot
 from app.experiments.panel import ExperimentPanel
 from app.paths import runs_dir
 from app.settings import app_settings
-from app.tokenization.workers import JobFailed, JobRunner
+from app.jobs import JobFailed, JobRunner
 from engine.experiments.curves import CurvesReader
 
 LIVE_MS = 1000  # curves of running runs are re-read this often
@@ -47,9 +47,9 @@ class RunsView(QWidget):
         self._curves: dict[str, object] = {}  # path -> RunCurves last read
         self._scanned_once = False
         self._check_after_scan: set[str] = set()  # experiment arms to check once the scan finds them
-        self.scans = JobRunner(self)
+        self.scans = JobRunner(self, torch_threads=None)
         self.scans.sig_done.connect(self._on_scanned)
-        self.reads = JobRunner(self)
+        self.reads = JobRunner(self, torch_threads=None)
         self.reads.sig_done.connect(self._on_curves_read)
 
         self.table = QTableView()
@@ -140,7 +140,7 @@ class RunsView(QWidget):
     def refresh(self) -> None:
         """Read every known run folder again (in a worker thread)."""
         folders = library.remembered_folders(self.settings)
-        self.scans.submit("scan", lambda is_stale: library.scan(folders, is_stale))
+        self.scans.submit("scan", lambda job: library.scan(folders, job.is_stale))
 
     def _on_scanned(self, kind: str, result) -> None:
         if isinstance(result, JobFailed):
@@ -302,7 +302,7 @@ class RunsView(QWidget):
         paths = [s.path for s in self.model.checked_summaries()]
         readers = self._readers
 
-        def work(is_stale):  # the readers live in this one worker thread: only it touches them
+        def work(job):  # the readers live in this one worker thread: only it touches them
             for path in [p for p in readers if p not in paths]:
                 del readers[path]  # unchecked: read from the start next time
             for path in paths:
@@ -319,7 +319,7 @@ class RunsView(QWidget):
             self._live.stop()
 
     def _on_live_tick(self) -> None:
-        if not self.reads.busy("curves"):
+        if not self.reads.busy_with("curves"):
             self._read_curves()
 
     def _on_curves_read(self, kind: str, result) -> None:
@@ -396,5 +396,5 @@ class RunsView(QWidget):
         self._live.stop()
         self._rescan.stop()
         self.panel.shutdown()
-        self.scans.shutdown()
-        self.reads.shutdown()
+        self.scans.close()
+        self.reads.close()

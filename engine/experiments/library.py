@@ -5,8 +5,9 @@
     True
 
 A run's state comes from the end of its ``metrics.jsonl`` (after its last ``Started``): a ``Finished`` message says
-finished or stopped (diverged counts as crashed), a ``Failed`` one crashed; with neither, the run is running while
-the file keeps growing, and crashed (killed without a word) once it has been quiet for much longer than a step takes.
+finished or stopped (diverged counts as crashed), a ``Failed`` one crashed. With neither, the folder's lock decides:
+held, the run is running; free, it was killed without a word. A folder without a lock file (older runs) is running
+while its metrics keep growing, and crashed once they have been quiet for much longer than a step takes.
 """
 
 import json
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.messages import Eval, Failed, Finished, Started, Step, read_jsonl
+from engine.runlock import LOCK_NAME, RunLock
 from engine.runs import RunFolder
 
 STATES = ("running", "stopped", "finished", "crashed")
@@ -152,10 +154,16 @@ def _state(s: RunSummary, end, folder: RunFolder, steps: list, now: float | None
         if end.reason == "stopped":
             return "stopped", end.reason
         return "crashed", end.reason  # "diverged: ..."
+    holder = RunLock.holder(folder.path)
+    if holder is not None:
+        return "running", f"held by {holder.describe()}"
     if not folder.has_metrics():
         if s.has_checkpoint:
             return ("finished", "") if s.max_iters and s.steps >= s.max_iters else ("stopped", "")
         return "crashed", "no metrics.jsonl and no checkpoint"
+    if (folder.path / LOCK_NAME).exists():  # the trainer held the folder's lock and nobody holds it now
+        return "crashed", "ended without a word (killed?)"
+    # no lock file (a run from before the lock, or a folder copied here): running while metrics.jsonl is fresh
     now = time.time() if now is None else now
     try:
         age = now - folder.metrics_path.stat().st_mtime
