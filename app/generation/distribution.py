@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from engine.decoding import DecodeSettings, entropy, probabilities, stages
+from app.generation.fast_stages import stages
+from engine.decoding import DecodeSettings, entropy, probabilities
 
 STAGE_TITLES = {
     "repetition_penalty": "repetition penalty",
