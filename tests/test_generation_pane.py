@@ -461,3 +461,60 @@ def test_context_changed_on_load(qtbot, reporter, tiny_checkpoint):
     assert ids == tok.encode("hello") and model is p.loaded.model
     wait_idle(qtbot, p)
     p.shutdown()
+
+
+def test_whitespace_tokens_are_visible_but_the_text_stays_true(qtbot, pane):
+    from PySide6.QtGui import QTextOption
+
+    flags = pane.text.document().defaultTextOption().flags()
+    assert flags & QTextOption.Flag.ShowTabsAndSpaces and flags & QTextOption.Flag.ShowLineAndParagraphSeparators
+    pane.force(pane.loaded.tokenizer.encode(" ")[0])
+    wait_idle(qtbot, pane)
+    assert pane.text.generated_text() == " "  # drawn as a dot, kept as a space
+
+
+def test_chart_numbers_pre_cut_and_log_view(qtbot, pane):
+    from app.generation.distribution import number_format
+
+    pane.controls.top_k.setValue(2)
+    rows = pane.chart.data.rows
+    cut = [r for r in rows if r.cut_by == "top_k"]
+    assert cut and all(r.pre_cut == pytest.approx(r.raw) for r in cut)  # top-k first: cut from the raw softmax
+    fmt = number_format([v for r in rows for v in (r.raw, r.final, r.pre_cut)])
+    assert len({("e" in fmt(r.raw)) for r in rows}) == 1  # one format for every number
+    pane.scale.setCurrentIndex(1)
+    assert pane.chart.log_scale and pane.chart.plot.getAxis("bottom").labelText == "ln p"
+    pane.controls.greedy.setChecked(True)
+    pane.controls.top_p.setValue(0.5)
+    assert pane.chart.data.top_p_row is None and not pane.chart.cutoff.isVisible()  # no nucleus in greedy
+
+
+def test_reset_controls_and_the_hint_keeps_its_room(qtbot, pane):
+    pane.controls.temperature.setValue(0.5)
+    pane.controls.top_p.setValue(0.8)
+    assert not pane.controls.hint.isHidden()
+    assert pane.controls.hint.sizePolicy().retainSizeWhenHidden()
+    pane.controls.reset_button.click()
+    assert pane.controls.settings() == DecodeSettings()
+    assert pane.controls.hint.isHidden()
+
+
+def test_run_stops_at_max_new_tokens_and_shows_its_rate(qtbot, pane):
+    pane.speed.setValue(pane.speed.maximum())
+    pane.max_new.setValue(4)
+    pane.run_button.setChecked(True)
+    qtbot.waitUntil(lambda: not pane.run_button.isChecked(), timeout=20000)
+    wait_idle(qtbot, pane)
+    assert len(pane.snapshot.history) == 4 and "maximum" in pane.counts.text()
+    pane.max_new.setValue(0)
+    every_character = "|".join(sorted(set(CORPUS) - {"\n", "|", " "})) + r"|\n| "
+    pane.stop_sequences.setText(every_character)  # whatever it draws first stops it
+    pane.run_button.setChecked(True)
+    qtbot.waitUntil(lambda: not pane.run_button.isChecked(), timeout=20000)
+    wait_idle(qtbot, pane)
+    assert "stop sequence" in pane.counts.text() and len(pane.snapshot.history) == 5
+
+
+def test_the_previous_draw_is_labelled_as_such(qtbot, pane):
+    step(qtbot, pane, 1)
+    assert "Previous step" in pane.chart.strip_title.text() and "not the chart above" in pane.chart.strip_title.toolTip()

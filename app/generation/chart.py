@@ -68,7 +68,6 @@ class ProbabilityChart(QWidget):
         self.plot = self.view.addPlot(row=0, col=0, axisItems={"bottom": ProbabilityAxis("bottom")})
         self._setup_plot(self.plot, text_color)
         self.plot.invertY(True)
-        self.plot.setLabel("bottom", "probability")
         self.plot.getAxis("bottom").enableAutoSIPrefix(False)
         self.plot.vb.sigTransformChanged.connect(self._on_view_transform)
         left = self.plot.getAxis("left")
@@ -96,7 +95,7 @@ class ProbabilityChart(QWidget):
         self.view.nextRow()
         self.strip = self.view.addPlot(row=1, col=0)
         self._setup_plot(self.strip, text_color)
-        self.strip.setMaximumHeight(74)
+        self.strip.setMaximumHeight(62)
         self.strip.hideAxis("left")
         self.strip.getAxis("bottom").setTicks([[(v, f"{v:g}") for v in (0, 0.25, 0.5, 0.75, 1)]])
         self.strip.setXRange(0, 1, padding=0.01)
@@ -167,7 +166,7 @@ class ProbabilityChart(QWidget):
 
     def rows_that_fit(self) -> int:
         """How many rows the plot can show without their labels overlapping (at least 3)."""
-        line = QFontMetrics(self._mono).height() + 2
+        line = QFontMetrics(self._mono).height()
         return max(3, int(self.plot.vb.height() // line)) if self.plot.vb.height() > 0 else 40
 
     def set_data(self, data: ChartData, header: str = ""):
@@ -220,7 +219,7 @@ class ProbabilityChart(QWidget):
         self.plot.getAxis("left").setTicks([ticks])
         axis = self.plot.getAxis("bottom")
         axis.limit = top_end
-        self.plot.setLabel("bottom", "log-probability (natural log)" if self.log_scale else "probability")
+        axis.setLabel("ln p" if self.log_scale else "")  # the scale box above says what the bars are
         self.plot.setXRange(origin, origin + span * 1.7, padding=0)
         self.plot.setYRange(-0.6, n - 0.4, padding=0)
 
@@ -272,6 +271,8 @@ class ProbabilityChart(QWidget):
         else:
             self.u_line.setVisible(False)
         self.strip_title.setText(strip.title)
+        self.strip_title.setToolTip(strip.detail)
+        self.strip.setToolTip(strip.detail)
 
     # ---- mouse -------------------------------------------------------------------------------------------------
     def row_at(self, scene_pos) -> int | None:

@@ -70,7 +70,7 @@ class DecodingControls(QGroupBox):
         self.temperature.setToolTip(self.temp_slider.toolTip())
 
         self.top_k = QSpinBox()
-        self.top_k.setRange(0, 10_000_000)
+        self.top_k.setRange(0, 999_999)  # above any vocabulary; 6 digits keep the box narrow
         self.top_k.setSpecialValueText("off")
         self.top_k.setToolTip("Keep only the k most likely tokens (0 = off).")
         self.top_p = OffSpinBox(1.0)
@@ -131,30 +131,31 @@ class DecodingControls(QGroupBox):
         grid.setHorizontalSpacing(8)
         grid.setVerticalSpacing(4)
         temp_row = QHBoxLayout()
+        temp_row.addWidget(QLabel("Temperature"))
         temp_row.addWidget(self.temp_slider, 1)
         temp_row.addWidget(self.temperature)
+        # four columns (label, field, label, field): narrow enough for a 900-pixel window beside the text
+        right = Qt.AlignmentFlag.AlignRight
         grid.addWidget(self.greedy, 0, 0)
-        grid.addWidget(QLabel("Temperature"), 0, 1)
-        grid.addLayout(temp_row, 0, 2, 1, 4)
-        for col, (text, widget) in enumerate((("Top-k", self.top_k), ("Top-p", self.top_p), ("Min-p", self.min_p))):
-            grid.addWidget(QLabel(text), 1, 2 * col, Qt.AlignmentFlag.AlignRight)
-            grid.addWidget(widget, 1, 2 * col + 1)
+        grid.addLayout(temp_row, 0, 1, 1, 3)
+        for row, col, text, widget in ((1, 0, "Top-k", self.top_k), (1, 2, "Top-p", self.top_p),
+                                       (2, 0, "Min-p", self.min_p), (2, 2, "Rep. penalty", self.penalty)):
+            grid.addWidget(QLabel(text), row, col, right)
+            grid.addWidget(widget, row, col + 1)
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed, 1)
         seed_row.addWidget(self.dice)
-        grid.addWidget(QLabel("Rep. penalty"), 2, 0, Qt.AlignmentFlag.AlignRight)
-        grid.addWidget(self.penalty, 2, 1)
-        grid.addWidget(QLabel("Seed"), 2, 2, Qt.AlignmentFlag.AlignRight)
-        grid.addLayout(seed_row, 2, 3)
+        grid.addWidget(QLabel("Seed"), 3, 0, right)
+        grid.addLayout(seed_row, 3, 1)
+        grid.addWidget(self.reset_button, 3, 2, 1, 2, right)
         order_row = QHBoxLayout()
         order_row.addWidget(self.order, 1)
         order_row.addWidget(self.left)
         order_row.addWidget(self.right)
-        grid.addWidget(QLabel("Stage order"), 3, 0, Qt.AlignmentFlag.AlignRight)
-        grid.addLayout(order_row, 3, 1, 1, 5)
-        grid.addWidget(self.hint, 4, 0, 1, 5)
-        grid.addWidget(self.reset_button, 4, 5, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignBottom)
-        for col in (1, 3, 5):
+        grid.addWidget(QLabel("Order"), 4, 0, right)
+        grid.addLayout(order_row, 4, 1, 1, 3)
+        grid.addWidget(self.hint, 5, 0, 1, 4)
+        for col in (1, 3):
             grid.setColumnStretch(col, 1)
 
         self.set_settings(DecodeSettings(), seed=1234)

@@ -160,6 +160,7 @@ class Strip:
     u: float | None  # the uniform draw; None for a forced token
     title: str  # rich text
     labels: dict[int, str] = field(default_factory=dict)  # token text of the slices wide enough to label
+    detail: str = ""  # what the strip shows, for its tooltip
 
 
 def draw_strip(probs: torch.Tensor, token_id: int, u: float | None, label: Callable[[int], str], step: int,
@@ -181,14 +182,17 @@ def draw_strip(probs: torch.Tensor, token_id: int, u: float | None, label: Calla
     chosen = _escape(label(token_id))
     prob = float(p[token_id]) / total
     if u is None:
-        title = (f"<b>◀ Previous step</b> (token {step + 1}) was forced: <b><tt>{chosen}</tt></b> (it had "
-                 f"{percent(prob)} after the controls); no draw.")
+        title = (f"<b>◀ Previous step</b> (token {step + 1}) was forced: <b><tt>{chosen}</tt></b> "
+                 f"({percent(prob)}); no draw")
+        detail = "A token chosen by hand: nothing was drawn."
     else:
-        title = (f"<b>◀ Previous step's draw</b> (token {step + 1}): u = {u:.3f} fell in the slice of "
-                 f"<b><tt>{chosen}</tt></b> ({percent(prob)}). This strip is the distribution token {step + 1} was "
-                 f"drawn from, not the chart above; slices in token-id order, the order the sampler walks.")
+        title = (f"<b>◀ Previous step's draw</b> (token {step + 1}): u = {u:.3f} → <b><tt>{chosen}</tt></b> "
+                 f"({percent(prob)})")
+        detail = ("This strip is the distribution token {n} was drawn from, not the chart above: a uniform number "
+                  "u in [0, 1) picks the token whose slice contains it. Slices are laid out in token-id order, the "
+                  "order the sampler walks.").format(n=step + 1)
     labels = {s.id: label(s.id) for s in segments if s.width >= 0.02}
-    return Strip(segments, u, title, labels)
+    return Strip(segments, u, title, labels, detail)
 
 
 def _escape(text: str) -> str:

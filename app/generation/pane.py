@@ -318,13 +318,12 @@ class GenerationPane(QWidget):
         settings = self.controls.settings()
         n = min(self.top_n.value(), self.chart.rows_that_fit())
         data = chart_data(snap.logits, settings, snap.ids, n, state.label)
-        tail = self.text.toPlainText()[-24:].replace("\n", "↵")
+        tail = self.text.toPlainText()[-16:].replace("\n", "↵")
         before, after = abs(data.entropy_before), abs(data.entropy_after)  # abs: no "-0.00" for a one-hot
-        header = (f"After “…{html.escape(tail)}”: entropy <b>{before:.2f}</b> bits raw → "
-                  f"<b>{after:.2f}</b> bits after the controls · "
-                  f"{data.n_kept:,} of {data.vocab_size:,} tokens can be drawn")
+        header = (f"After “…{html.escape(tail)}”: entropy <b>{before:.2f}</b> → <b>{after:.2f}</b> bits "
+                  f"(raw → after the controls) · {data.n_kept:,} of {data.vocab_size:,} tokens can be drawn")
         if n < self.top_n.value():
-            header += f" · showing the top {n} (the chart is too short for {self.top_n.value()})"
+            header += f" · top {n} shown: the chart is too short for {self.top_n.value()}"
         if state.loaded.untrained:
             uniform = max_entropy_bits(data.vocab_size)
             header += (f"<br><span style='color:#8a5a00'>An untrained, randomly initialised model: its predictions "

@@ -2,7 +2,8 @@
 
 Tokens arrive as bytes, and a token may hold only part of a character, so the text is decoded incrementally: a
 token's piece is whatever complete characters its bytes finish (empty for the first half of an emoji). Hovering a
-generated piece asks ``tooltip_for(step)`` for the alternatives of that step.
+generated piece asks ``tooltip_for(step)`` for the alternatives of that step. Whitespace is drawn visibly (a dot per
+space, ¶ at a line end) on the token's coloured chip, while the text itself stays the model's.
 """
 
 import codecs
@@ -10,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from PySide6.QtCore import QEvent, QPoint, Qt
-from PySide6.QtGui import QColor, QFontDatabase, QTextCharFormat, QTextCursor
+from PySide6.QtGui import QColor, QFontDatabase, QTextCharFormat, QTextCursor, QTextOption
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QTextEdit, QToolTip, QWidget
 
 # (upper bound of the bin, background colour, legend text): light colours under black text
@@ -57,6 +58,10 @@ class GeneratedText(QTextEdit):
         font.setPointSizeF(font.pointSizeF() * 1.25)
         self.setFont(font)
         self.setMouseTracking(True)
+        option = self.document().defaultTextOption()  # spaces as dots, line ends as ¶: a whitespace token is seen
+        option.setFlags(option.flags() | QTextOption.Flag.ShowTabsAndSpaces
+                        | QTextOption.Flag.ShowLineAndParagraphSeparators)
+        self.document().setDefaultTextOption(option)
         self.tooltip_for: Callable[[int], str] | None = None
         self._pieces: list[_Piece] = []
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -144,7 +149,9 @@ class Legend(QWidget):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(4)
-        layout.addWidget(QLabel("Chosen with p:"))
+        title = QLabel("p:")
+        title.setToolTip("The colour of a generated token: the probability it had when it was chosen")
+        layout.addWidget(title)
         for _, color, text in BINS:
             layout.addWidget(self._chip(color, text))
         layout.addWidget(self._chip(FORCED_COLOR, "forced", underline=True))

@@ -63,9 +63,9 @@ def build(pane: QWidget) -> None:
     p.speed.setRange(0, len(SPEEDS) - 1)
     p.speed.setValue(SPEEDS.index(8))
     p.speed.setMaximumWidth(90)
+    p.speed.setMinimumWidth(40)
     p.speed.setToolTip("Run speed in tokens per second")
     p.speed_label = QLabel()
-    p.speed_label.setMinimumWidth(p.speed_label.fontMetrics().horizontalAdvance("50 tok/s (real 49.9)"))
     p.reset_button = QPushButton("Reset")
     p.reset_button.setToolTip("Remove every generated token: back to the prompt")
     p.max_new = QSpinBox()
@@ -97,10 +97,13 @@ def build(pane: QWidget) -> None:
     p.scale.addItem("log-probability", True)
     p.scale.setToolTip("Bars as probabilities, or as natural log-probabilities (the model's scores up to a "
                        "constant: small differences among unlikely tokens show)")
-    p.bars_legend = QLabel("<span style='color:#465a78'>▭</span> raw softmax &nbsp; "
-                           "<span style='color:#3465a4'>■</span> after the controls &nbsp; "
-                           "<span style='color:#969696'>▨</span> cut (before the cut) &nbsp; "
-                           "<span style='color:#c82828'>- -</span> top-p cutoff")
+    p.bars_legend = QLabel("<span style='color:#465a78'>▭</span> raw &nbsp;"
+                           "<span style='color:#3465a4'>■</span> after controls &nbsp;"
+                           "<span style='color:#969696'>▨</span> cut &nbsp;"
+                           "<span style='color:#c82828'>- -</span> top-p")
+    p.bars_legend.setToolTip("Outlined: the model's raw softmax. Solid: the probability after the decoding controls. "
+                             "Hatched grey: a token a stage cut, drawn at the probability it had just before that "
+                             "stage. Dashed red: where the top-p nucleus ends.")
     p.bars_legend.setWordWrap(True)
     p.chart = ProbabilityChart()
     p.chart.setMinimumHeight(200)
@@ -123,12 +126,12 @@ def build(pane: QWidget) -> None:
     for w in (p.undo_button, p.step_button, p.run_button, p.speed, p.speed_label):
         buttons.addWidget(w)
     buttons.addStretch(1)
-    buttons.addWidget(p.reset_button)
     limits = QHBoxLayout()
     limits.addWidget(QLabel("Run stops after"))
     limits.addWidget(p.max_new)
     limits.addWidget(QLabel("or at"))
     limits.addWidget(p.stop_sequences, 1)
+    limits.addWidget(p.reset_button)
 
     left = QWidget()
     lv = QVBoxLayout(left)
@@ -144,15 +147,14 @@ def build(pane: QWidget) -> None:
     lv.addWidget(p.search)
 
     chart_top = QHBoxLayout()
-    chart_top.addWidget(QLabel("Next token · top"))
+    chart_top.addWidget(QLabel("Next token: top"))
     chart_top.addWidget(p.top_n)
     chart_top.addWidget(p.scale)
-    chart_top.addStretch(1)
+    chart_top.addWidget(p.bars_legend, 1)
     chart_box = QWidget()
     cv = QVBoxLayout(chart_box)
     cv.setContentsMargins(0, 0, 0, 0)
     cv.addLayout(chart_top)
-    cv.addWidget(p.bars_legend)
     cv.addWidget(p.chart, 1)
     p.right_splitter = QSplitter(Qt.Orientation.Vertical)  # the chart above the controls, the user sets the split
     p.right_splitter.addWidget(chart_box)
