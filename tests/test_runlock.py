@@ -87,7 +87,7 @@ def test_two_locks_in_one_process_exclude_each_other(tmp_path):
 def test_two_runs_in_one_folder_the_cli_refuses_the_second(tmp_path, holder):
     """Regression: two runs on one out_dir both exited 0 and the folder ended with a mix of both."""
     tiny(tmp_path)  # writes the corpus
-    p = holder(tmp_path / "run")
+    holder(tmp_path / "run")
     args = [f"{k}={v}" for k, v in tiny(tmp_path).to_dict().items() if k != "resume"]
     r = subprocess.run([sys.executable, "-m", "engine.train", *args], cwd=ROOT, capture_output=True, text=True,
                        timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})

@@ -13,10 +13,13 @@ The package's modules:
 - :mod:`engine.train.config`: TrainConfig and its validation, the learning-rate schedule, load_run_config().
 - :mod:`engine.train.distributed`: the torchrun environment, this rank's device, RNG states as plain data.
 - :mod:`engine.train.trainer`: Trainer (the loop) and train().
-- :mod:`engine.train.launch`: launch() and LocalRun, the app's local training processes.
+- :mod:`engine.train.resume`: what a resume reads and checks before the first step.
+- :mod:`engine.train.failures`: one readable line per failure (a full disk, a user error); the run's JSON writes.
+- :mod:`engine.train.launch`: launch() and LocalRun, the app's local training processes (their body is
+  :mod:`engine.worker`, which watches the app and stops an orphaned run).
 - :mod:`engine.train.cli`: build_config() and main(), the ``llm-train`` command (also ``python -m engine.train``).
 
-A run folder holds config.json, metrics.jsonl (the engine.messages stream as JSON lines) and ckpt.pt, the latest
+A run folder holds .lock (rank 0 holds it for the whole run: engine.runlock), config.json, metrics.jsonl (the engine.messages stream as JSON lines) and ckpt.pt, the latest
 checkpoint: model, optimizer, GradScaler, step, every rank's RNG states, the data generator, the config and the
 tokenizer. On the CPU in float32, a resumed run continues bit for bit like one that never stopped.
 

@@ -1,42 +1,11 @@
 """Local training processes for the app: launch() spawns them (gloo on the CPU), LocalRun watches and stops them."""
 
 import os
-import signal
-import sys
 import time
-
-import torch
 
 from engine.train.config import ConfigError, TrainConfig
 from engine.train.distributed import _free_port
-from engine.train.trainer import train
-
-def _worker(rank: int, world_size: int, port: int, config: dict, emit_queue, stop_event, threads: int,
-            nice: int) -> None:
-    """Entry point of a process started by launch()."""
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
-                      LOCAL_WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in the app's terminal: the app stops us via stop_event
-    if nice:
-        try:
-            os.nice(nice)
-        except OSError:
-            pass
-    if threads:
-        torch.set_num_threads(threads)
-    parent = os.getppid()
-
-    def should_stop() -> bool:  # asked to, or the app died without asking (we were re-parented): save and end
-        return (stop_event is not None and stop_event.is_set()) or os.getppid() != parent
-
-    try:
-        train(TrainConfig.from_dict(config), emit_queue.put if emit_queue is not None else None, should_stop)
-    except Exception:  # already reported as a Failed message
-        sys.exit(1)
-    finally:
-        if emit_queue is not None and os.getppid() != parent:
-            emit_queue.cancel_join_thread()  # nobody reads the queue any more: do not wait at exit to flush it
+from engine.worker import run_worker
 
 
 class LocalRun:
@@ -94,7 +63,8 @@ def launch(config: TrainConfig, world_size: int = 1, emit_queue=None, stop_event
     """Start world_size training processes on this machine (spawn; gloo on the CPU) -> LocalRun. Returns at once.
 
     emit_queue and stop_event come from multiprocessing.get_context("spawn") (Queue(), Event()): rank 0 puts
-    every message on the queue; set the event to stop the run (a checkpoint is saved first). Each process uses
+    every message on the queue; set the event to stop the run (a checkpoint is saved first). A process whose
+    launcher dies stops the same way within a second (engine.worker.ParentWatch). Each process uses
     `threads` torch threads and lowers its priority by `nice`, which keeps a UI in the parent responsive.
     """
     import multiprocessing
@@ -106,8 +76,10 @@ def launch(config: TrainConfig, world_size: int = 1, emit_queue=None, stop_event
                           f"use a multiple of {world_size}")
     ctx = multiprocessing.get_context("spawn")
     port = _free_port()
-    processes = [ctx.Process(target=_worker, name=f"llm-train-rank{rank}", daemon=True,
-                             args=(rank, world_size, port, config.to_dict(), emit_queue, stop_event, threads, nice))
+    # the target lives in a module that does not import torch: a child checks its parent before that import
+    processes = [ctx.Process(target=run_worker, name=f"llm-train-rank{rank}", daemon=True,
+                             args=(os.getpid(), rank, world_size, port, config.to_dict(), emit_queue, stop_event,
+                                   threads, nice))
                  for rank in range(world_size)]
     for p in processes:
         p.start()

@@ -5,28 +5,27 @@ checkpoint: model, optimizer, GradScaler, step, every rank's RNG states, the dat
 tokenizer. On the CPU in float32, a resumed run continues bit for bit like one that never stopped.
 """
 
-import errno
-import json
 import math
-import os
 import time
 import traceback
 import uuid
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.distributed as dist
 
-from engine.checkpoint import REQUIRED_KEYS, CheckpointError, check_optimizer_state, read_checkpoint, save_checkpoint
+from engine.checkpoint import CheckpointError, check_optimizer_state, save_checkpoint
 from engine.data import Cancelled, get_batch, load_text, prepare
 from engine.messages import CheckpointSaved, Eval, Failed, Finished, JsonlWriter, Message, NonFinite, Sample, Started, Step
 from engine.model import GPT, GPTConfig
 from engine.runs import RunFolder
 from engine.train.config import (CKPT_NAME, MODEL_FIELDS, USER_ERRORS, ConfigError,
                                  TrainConfig, _one_line, get_lr)
+from engine.train.failures import write_error, write_json_atomic, error_line, is_disk_full
+from engine.train.resume import check_param_groups, load_optimizer, read_resumable
 from engine.train.distributed import _dist_env, _resolve_device, _rng_state, _set_rng_state
+
 
 def _build_tokenizer(name: str, text: str):
     from engine.tokenizers import get_tokenizer
@@ -51,54 +50,8 @@ def _start_id(tokenizer) -> int:
     return ids[0] if len(ids) == 1 else 0
 
 
-def _check_param_groups(groups: list, source: str) -> None:
-    """CheckpointError unless every saved optimizer group's hyperparameters are numbers AdamW can step with."""
-    for group in groups:
-        betas = group.get("betas")
-        if not (isinstance(betas, (list, tuple)) and len(betas) == 2
-                and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0.0 <= b < 1.0 for b in betas)):
-            raise CheckpointError(f"{source}: the optimizer's betas {betas!r} are not two numbers in [0, 1)")
-        for key, low in (("eps", 0.0), ("weight_decay", 0.0), ("lr", 0.0)):
-            value = group.get(key)
-            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-                    and value >= low):
-                raise CheckpointError(f"{source}: the optimizer's {key} {value!r} is not a finite number >= {low:g}")
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name("." + path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise _write_error(e, path) from e
-
-
-def _write_error(exc: OSError, path) -> OSError:
-    """exc as one readable line naming the file: "disk full while writing metrics.jsonl (...)"."""
-    name = os.path.basename(os.fspath(path))
-    if is_disk_full(exc):
-        if "disk full" in str(exc):
-            return exc
-        return OSError(exc.errno, f"disk full while writing {name} in {os.path.dirname(os.fspath(path))}; free "
-                                  f"some space and resume")
-    return OSError(exc.errno, f"cannot write {name}: {exc.strerror or _one_line(exc)}")
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether exc is a write that failed for want of space (ENOSPC) or quota (EDQUOT)."""
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
-
-
-def error_line(exc: BaseException) -> str:
-    """The one line a user is told: the message of a user error or a full disk, else "Type: message"."""
-    if isinstance(exc, USER_ERRORS):
-        return _one_line(exc)
-    if is_disk_full(exc):
-        return exc.strerror if exc.strerror and "disk full" in exc.strerror else \
-            f"disk full while writing {exc.filename or 'the run folder'}"
-    return f"{type(exc).__name__}: {_one_line(exc)}"
+class _StopInEvaluation(Exception):
+    """Every rank was asked to stop in the middle of an evaluation."""
 
 
 class Trainer:
@@ -153,14 +106,7 @@ class Trainer:
         if cfg.resume:
             if not self.ckpt_path.exists():
                 raise ConfigError(f"nothing to resume in {self.out_dir}: it has no {CKPT_NAME}")
-            ckpt = read_checkpoint(self.ckpt_path)
-            if not isinstance(ckpt.get("train"), dict):
-                raise CheckpointError(f"{self.ckpt_path} holds a model but no training state to resume from")
-            missing = [k for k in (*REQUIRED_KEYS, "train.optimizer", "train.iter_num", "train.tokens_seen",
-                                   "train.data_generator", "train.rng")
-                       if (ckpt["train"] if k.startswith("train.") else ckpt).get(k.split(".")[-1]) is None]
-            if missing:
-                raise CheckpointError(f"{self.ckpt_path} cannot be resumed: it lacks {', '.join(missing)}")
+            ckpt = read_resumable(self.ckpt_path)
             self.run_id = ckpt["train"].get("run_id", self.run_id)
         elif self.ckpt_path.exists():
             raise ConfigError(f"{self.out_dir} already holds a run; resume it (llm-train --resume {self.out_dir}) "
@@ -177,10 +123,17 @@ class Trainer:
                 raise CheckpointError(f"{self.ckpt_path}: its tokenizer cannot be rebuilt: {_one_line(e)}") from e
         else:
             self.tokenizer = _build_tokenizer(cfg.tokenizer, self.text)
-        self.data = prepare(self.text, self.tokenizer, block_size=cfg.block_size, val_fraction=cfg.val_fraction,
-                            cache_dir=cfg.cache_dir or None, name=f"corpus {cfg.corpus!r}",
-                            # a single process may stop while encoding; ranks must not part ways before the loop
-                            cancel=self.should_stop if self.world_size == 1 else None)
+        cancelled = False
+        try:
+            self.data = prepare(self.text, self.tokenizer, block_size=cfg.block_size,
+                                val_fraction=cfg.val_fraction, cache_dir=cfg.cache_dir or None,
+                                name=f"corpus {cfg.corpus!r}", cancel=self.should_stop)
+        except Cancelled:
+            if self.world_size == 1:
+                raise
+            cancelled = True
+        if self.world_size > 1 and self._any_rank(cancelled):  # ranks must not part ways before the loop
+            raise Cancelled("encoding the corpus was cancelled")
 
         # model, optimizer, scaler, data generator
         self.model_config = GPTConfig(vocab_size=self.tokenizer.n_vocab, **{k: getattr(cfg, k) for k in MODEL_FIELDS})
@@ -225,7 +178,7 @@ class Trainer:
             if not cfg.resume:  # a run that never reached a checkpoint is started over
                 self.folder.metrics_path.unlink(missing_ok=True)
             self.writer = JsonlWriter(self.folder.metrics_path)
-            _write_json_atomic(self.folder.config_path, {**cfg.to_dict(), "resume": False})
+            write_json_atomic(self.folder.config_path, {**cfg.to_dict(), "resume": False})
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         """AdamW, fused (one kernel for all parameters) where this torch has it for the device, else foreach.
@@ -239,31 +192,15 @@ class Trainer:
         except (RuntimeError, ValueError, TypeError):
             return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=True)
 
-    def _load_optimizer(self, state: dict) -> None:
-        """Load the optimizer's state but keep the fused / foreach choice made for this device.
-
-        load_state_dict would bring back the saved run's flags: a checkpoint from a foreach fallback would turn
-        fused AdamW off on CUDA, and a fused one would fail where fused is not available. Fused AdamW keeps its
-        step counts as float32 on the parameters' device, foreach on the CPU.
-        """
-        flags = [{k: group.get(k) for k in ("fused", "foreach")} for group in self.optimizer.param_groups]
-        self.optimizer.load_state_dict(state)
-        for group, own in zip(self.optimizer.param_groups, flags):
-            group.update(own)
-            for p in group["params"]:
-                st = self.optimizer.state.get(p, {})
-                if isinstance(st.get("step"), torch.Tensor) and not group.get("capturable"):
-                    st["step"] = st["step"].to(p.device, torch.float32) if own["fused"] else st["step"].cpu()
-
     def _restore(self, ckpt: dict) -> None:
         state = ckpt["train"]
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         # before any step: a wrong-shaped exp_avg makes the fused AdamW step write out of bounds (heap corruption)
         check_optimizer_state(state.get("optimizer"), params, str(self.ckpt_path))
-        _check_param_groups(state["optimizer"]["param_groups"], str(self.ckpt_path))
+        check_param_groups(state["optimizer"]["param_groups"], str(self.ckpt_path))
         try:
             self.raw.load_state_dict(ckpt["model"])
-            self._load_optimizer(state["optimizer"])
+            load_optimizer(self.optimizer, state["optimizer"])
             if state.get("scaler"):
                 self.scaler.load_state_dict(state["scaler"])
             self.iter_num = int(state["iter_num"])
@@ -280,6 +217,14 @@ class Trainer:
             raise CheckpointError(f"{self.ckpt_path}: cannot restore the training state: {_one_line(e)}") from e
         self.last_saved = self.iter_num
 
+    def _any_rank(self, flag: bool) -> bool:
+        """Whether flag is true on any rank (a collective: every rank must call it at the same point)."""
+        if self.world_size == 1:
+            return flag
+        t = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(t)
+        return bool(t.item() > 0)
+
     # --- messages -----------------------------------------------------------------------------------------------
 
     def emit(self, msg: Message) -> None:
@@ -290,7 +235,7 @@ class Trainer:
             try:
                 self.writer.write(msg)
             except OSError as e:
-                raise _write_error(e, self.folder.metrics_path) from e
+                raise write_error(e, self.folder.metrics_path) from e
         if self.user_emit is not None:
             self.user_emit(msg)
 
@@ -301,26 +246,29 @@ class Trainer:
         cfg = self.config
         self.emit(Started(self.run_id, config=cfg.to_dict(), n_params=self.raw.num_params(),
                           world_size=self.world_size, step=self.iter_num))
-        if self.iter_num == 0 and not cfg.resume:
-            self.evaluate()
         reason = "completed"
-        while self.iter_num < cfg.max_iters:
-            outcome = self.train_step()
-            if outcome == "diverged":
-                saved = (f"the last checkpoint is step {self.last_saved}" if self.last_saved >= 0
-                         else "no checkpoint was saved")
-                reason = (f"diverged: the loss became non-finite at step {self.iter_num + 1} in float32; "
-                          f"lower the learning rate (lr={cfg.lr:g}) or clip gradients harder; {saved}")
-                break
-            if self.iter_num % cfg.eval_interval == 0:
+        try:
+            if self.iter_num == 0 and not cfg.resume:
                 self.evaluate()
-            if cfg.checkpoint_interval and self.iter_num % cfg.checkpoint_interval == 0:
-                self.save()
-            if outcome == "stop":
-                reason = "stopped"
-                break
-        if reason == "completed" and self.iter_num % cfg.eval_interval and self.last_eval != self.iter_num:
-            self.evaluate()
+            while self.iter_num < cfg.max_iters:
+                outcome = self.train_step()
+                if outcome == "diverged":
+                    saved = (f"the last checkpoint is step {self.last_saved}" if self.last_saved >= 0
+                             else "no checkpoint was saved")
+                    reason = (f"diverged: the loss became non-finite at step {self.iter_num + 1} in float32; "
+                              f"lower the learning rate (lr={cfg.lr:g}) or clip gradients harder; {saved}")
+                    break
+                if self.iter_num % cfg.eval_interval == 0:
+                    self.evaluate()
+                if cfg.checkpoint_interval and self.iter_num % cfg.checkpoint_interval == 0:
+                    self.save()
+                if outcome == "stop":
+                    reason = "stopped"
+                    break
+            if reason == "completed" and self.iter_num % cfg.eval_interval and self.last_eval != self.iter_num:
+                self.evaluate()
+        except _StopInEvaluation:  # asked to stop (or orphaned) during an evaluation: it is left unfinished
+            reason = "stopped"
         if not reason.startswith("diverged") and self.last_saved != self.iter_num:  # a diverged state is not kept
             self.save()
         if self.world_size > 1:  # no rank tears the group down (close()) while rank 0 still writes the checkpoint
@@ -401,6 +349,11 @@ class Trainer:
         for i, split in enumerate((self.data.train, self.data.val)):
             g = torch.Generator().manual_seed(cfg.seed + 1 + i)  # independent of the training stream
             for _ in range(cfg.eval_iters):
+                # an evaluation can take minutes: a stop (or the app's death) must not wait for its end; the
+                # ranks agree, so they all leave it at the same batch
+                if self._any_rank(bool(self.should_stop())):
+                    self.raw.train()
+                    raise _StopInEvaluation()
                 x, y = get_batch(split, self.micro_batch, cfg.block_size, g, rank=self.rank,
                                  world_size=self.world_size, device=self.device)
                 with self.autocast:
@@ -428,6 +381,8 @@ class Trainer:
         g = torch.Generator().manual_seed(cfg.seed + self.iter_num)
         ids = [self.start_id]
         for _ in range(n_tokens):
+            if self.should_stop():  # rank 0 alone: cut the sample short, the next step's collective stops the run
+                break
             idx = torch.tensor([ids[-cfg.block_size:]], dtype=torch.long, device=self.device)
             with self.autocast:
                 logits, _ = self.raw(idx, last_only=True)
@@ -489,7 +444,8 @@ def train(config: TrainConfig, emit: Callable[[Message], None] | None = None,
     """Run (or resume, with config.resume) a training run in this process -> Finished.reason.
 
     emit receives every message on rank 0 (and a Failed message on any rank that fails); should_stop is polled
-    once per step, and the ranks stop together when any of them is asked. Exceptions are reported as a Failed
+    once per step, per evaluation batch, per sampled token and per encoded piece of the corpus, and the ranks stop
+    together when any of them is asked. Exceptions are reported as a Failed
     message (no traceback for user errors: ConfigError, DataError, CheckpointError) and raised again.
     """
     trainer = None
