@@ -19,6 +19,7 @@ before it with a larger step (redone after a crash) are superseded by the ones t
 import json
 import math
 import os
+import stat
 from dataclasses import asdict, dataclass, field, fields
 
 VERSION = 1
@@ -150,10 +151,25 @@ def from_dict(d: dict) -> Message:
     names = {f.name for f in fields(cls)}
     if "run_id" not in d:
         raise ValueError(f"{cls.type} message without run_id")
+    values = {k: v for k, v in d.items() if k in names}
+    for f in fields(cls):  # a followed file may hold anything: a field of the wrong type is no message of ours
+        if f.name in values and not _fits(values[f.name], f.type):
+            raise ValueError(f"bad {cls.type} message: {f.name} is {type(values[f.name]).__name__}, "
+                             f"not {getattr(f.type, '__name__', f.type)}")
     try:
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**values)
     except TypeError as e:
         raise ValueError(f"bad {cls.type} message: {e}") from e
+
+
+def _fits(value, kind) -> bool:
+    """Whether a JSON value has a message field's type (an int is a float too; a bool is neither)."""
+    if kind is float:
+        return isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)
+                                            and abs(value) < 2 ** 1023)
+    if kind is int:  # int64, as the app's arrays hold them
+        return isinstance(value, int) and not isinstance(value, bool) and -2 ** 63 <= value < 2 ** 63
+    return isinstance(value, kind) if isinstance(kind, type) else True
 
 
 def from_json(text: str) -> Message:
@@ -208,20 +224,25 @@ class JsonlWriter:
 
 
 def read_jsonl(path, offset: int = 0) -> tuple[list[Message], int]:
-    """Messages in path from byte offset on -> (messages, new offset). A missing file gives ([], offset).
+    """Messages in path from byte offset on -> (messages, new offset). A missing file gives ([], offset), and so
+    does anything at path that is not a regular file (a folder, a FIFO). For following a file as it grows, off the
+    UI thread and in bounded pieces, see engine.metricstail.MetricsTail.
 
     Only complete lines are read; a line still being written is left for the next call. Lines that are not valid
     messages (unknown type, cut short) are skipped. If the file shrank below offset (replaced), it is read from 0.
     """
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            if offset > size:
-                offset = 0
-            f.seek(offset)
-            data = f.read(size - offset)
-    except FileNotFoundError:
+    try:  # O_NONBLOCK: a FIFO at path must not hang the reader; only a regular file is read
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, IsADirectoryError):
         return [], offset
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return [], offset
+        size = f.seek(0, os.SEEK_END)
+        if offset > size:
+            offset = 0
+        f.seek(offset)
+        data = f.read(size - offset)
     end = data.rfind(b"\n") + 1  # only whole lines
     msgs = []
     for line in data[:end].splitlines():
@@ -229,6 +250,6 @@ def read_jsonl(path, offset: int = 0) -> tuple[list[Message], int]:
             continue
         try:
             msgs.append(from_json(line.decode("utf-8")))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: JSON nested thousands deep
             continue
     return msgs, offset + end

@@ -20,7 +20,8 @@ from app.paths import runs_dir
 from app.training.curves import CurvesWidget
 from app.training.form import CHAR_VOCAB_GUESS, TrainingForm, check, estimate_params, tokenizer_vocab
 from app.training.history import History
-from app.training.runner import RunController, RunFollower
+from app.training.follower import RunFollower
+from app.training.runner import RunController
 from engine.runs import RunFolder
 
 REDRAW_MS = 100  # curves and progress are redrawn at most this often, however fast messages arrive
@@ -52,6 +53,7 @@ class TrainingPane(QWidget):
         self._last_step = None  # the latest Step message
         self._samples: list[tuple[int, str]] = []
         self._dirty = False
+        self._samples_dirty = False
         self._next_curves_at = 0.0  # monotonic time before which the curves are not redrawn again
         self._errors: list[str] = []
         self._ckpt_step = None  # step of the latest checkpoint of the run shown
@@ -168,6 +170,7 @@ class TrainingPane(QWidget):
         self.controller.sig_message.connect(self.dispatch)
         self.controller.sig_ended.connect(self._on_run_ended)
         self.follower.sig_message.connect(self.dispatch)
+        self.follower.sig_problem.connect(self._set_status)
         self.curves.sig_export_png.connect(self._on_export_png)
         self.curves.sig_export_csv.connect(self._on_export_csv)
         self.recheck()
@@ -306,8 +309,7 @@ class TrainingPane(QWidget):
         self._last_step = None
         self._run_over = False
         self.state = "running"
-        self.progress.setRange(0, max(1, max_iters))
-        self.progress.setValue(0)
+        _set_progress(self.progress, 0, max_iters)
         self.progress_text.setText(f"step 0 / {max_iters:,}")
         self._redraw_timer.start()
         self._dirty = True
@@ -413,8 +415,8 @@ class TrainingPane(QWidget):
     def _on_started(self, msg) -> None:
         config = msg.config or {}
         if self.state == "following" or not self.max_iters:
-            self.max_iters = int(config.get("max_iters", 0) or 0)
-            self.progress.setRange(0, max(1, self.max_iters))
+            self.max_iters = _max_iters(config)
+            _set_progress(self.progress, 0, self.max_iters)
         if msg.step:
             self.history.rewind(msg.step + 1)  # steps after the checkpoint are redone
             self._samples = [(s, t) for s, t in self._samples if s <= msg.step]
@@ -447,7 +449,7 @@ class TrainingPane(QWidget):
         self._samples = [(s, t) for s, t in self._samples if s < msg.step]
         self._samples.append((msg.step, msg.text))
         del self._samples[:-MAX_SAMPLES]
-        self._render_samples()
+        self._samples_dirty = self._dirty = True  # drawn by _redraw: 3 000 samples read at once render once
 
     def _on_checkpoint(self, msg) -> None:
         path = msg.path
@@ -491,6 +493,9 @@ class TrainingPane(QWidget):
         """
         if not self._dirty:
             return
+        if self._samples_dirty:
+            self._samples_dirty = False
+            self._render_samples()
         now = time.monotonic()
         if not force and (now < self._next_curves_at or not self.curves.isVisible()):
             self._update_progress()
@@ -512,8 +517,7 @@ class TrainingPane(QWidget):
             return
         step = msg.step
         if self.max_iters:
-            self.progress.setMaximum(max(self.max_iters, step))
-            self.progress.setValue(min(step, self.progress.maximum()))
+            _set_progress(self.progress, step, max(self.max_iters, step))
         parts = [f"step {step:,}" + (f" / {self.max_iters:,}" if self.max_iters else "")]
         rate = self.history.recent_tokens_per_s(RATE_STEPS)
         if rate is not None:
@@ -604,6 +608,19 @@ class TrainingPane(QWidget):
         self.follower.stop()
         self.controller.shutdown()
         self.runs.shutdown()
+
+
+def _set_progress(bar, value: int, maximum: int) -> None:
+    """QProgressBar holds C ints: a run of 2^31 steps or more (a followed file may say anything) is shown scaled."""
+    scale = max(1, -(-maximum // (2**31 - 1)))
+    bar.setRange(0, max(1, maximum // scale))
+    bar.setValue(max(0, min(value, maximum)) // scale)
+
+
+def _max_iters(config: dict) -> int:
+    """A followed run's max_iters, or 0 when its config does not hold a usable one."""
+    value = config.get("max_iters") if isinstance(config, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63 else 0
 
 
 def _mono() -> QFont:

@@ -2,21 +2,17 @@
 
 :class:`RunController` starts the training processes with ``engine.train.launch`` (spawn start method: the
 children never inherit the QApplication and import only the engine, never Qt) and polls their message queue
-with a ~50 ms timer, so the UI thread never waits on training. :class:`RunFollower` tails a run folder's
-``metrics.jsonl`` written by any process, e.g. ``torchrun`` on another machine.
+with a ~50 ms timer, so the UI thread never waits on training. (Following a run folder written by any other
+process is :mod:`app.training.follower`.)
 """
 
-import os
 import queue as queue_module
 import time
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from engine.runs import RunFolder
 
 POLL_MS = 50
-FOLLOW_MS = 500
-HEAD_BYTES = 256  # how much of a followed metrics.jsonl's beginning identifies it
 POLL_BUDGET_S = 0.015  # at most this long draining the queue per tick; the rest waits for the next tick
 EXIT_GRACE_S = 2.0  # after one rank ends badly, how long the others get before they are killed
 NICE = 5  # training processes run at a lower priority, so the UI stays responsive on a small machine
@@ -204,64 +200,3 @@ def _exit_reason(code: int) -> str:
             name = f"signal {-code}"
         return f"exit code {code}, {name}"
     return f"exit code {code}"
-
-
-class RunFollower(QObject):
-    """Tails ``DIR/metrics.jsonl`` every ~500 ms and emits the new messages (a run folder written by anyone)."""
-
-    sig_message = Signal(object)
-    """A message read from the file, in file order."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.folder = None
-        self._offset = 0
-        self._head = b""  # the first bytes of the metrics.jsonl read so far (its first line names the run)
-        self._timer = QTimer(self)
-        self._timer.setInterval(FOLLOW_MS)
-        self._timer.timeout.connect(self.poll)
-
-    @property
-    def following(self) -> bool:
-        return self.folder is not None
-
-    def follow(self, folder) -> None:
-        """Start from the beginning of the folder's metrics (the history first, then what gets added)."""
-        folder = os.fspath(folder)
-        if not os.path.isdir(folder):
-            raise ValueError(f"{folder} is not a folder")
-        self.folder = folder
-        self._offset = 0
-        self._head = b""
-        self.poll()
-        self._timer.start()
-
-    def stop(self) -> None:
-        self._timer.stop()
-        self.folder = None
-
-    def poll(self) -> None:
-        if self.folder is None:
-            return
-        from engine.messages import read_jsonl
-
-        path = str(RunFolder(self.folder).metrics_path)
-        if self._offset:
-            # a run started over in the folder replaces the file, and the new one may already be longer than what
-            # was read of the old one: a changed beginning (another run id) means read it from its start
-            try:
-                with open(path, "rb") as f:
-                    head = f.read(len(self._head))
-            except OSError:
-                head = self._head
-            if head != self._head:
-                self._offset = 0
-        msgs, self._offset = read_jsonl(path, self._offset)
-        if len(self._head) < HEAD_BYTES and self._offset > len(self._head):
-            try:
-                with open(path, "rb") as f:
-                    self._head = f.read(min(self._offset, HEAD_BYTES))
-            except OSError:
-                pass
-        for msg in msgs:
-            self.sig_message.emit(msg)
