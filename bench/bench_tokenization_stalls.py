@@ -147,6 +147,7 @@ def main(argv=None) -> int:
         f.write(text_of(24_000_000))
 
     app = QApplication.instance() or QApplication([])
+    import torch  # noqa: F401 - as in the app, whose panes are built once torch has loaded behind the window
     from app.gcguard import collect_on_ui_thread
     collect_on_ui_thread()  # as the app does: no garbage collection in worker threads
     from app.tokenization.pane import TokenizationPane

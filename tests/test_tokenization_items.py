@@ -134,3 +134,74 @@ def test_text_and_hex_bytes_are_shaped_apart():
     runs = shaping_runs(shown)
     assert runs[0] == "\u25cc\u094d" and runs[1].startswith("<E0>")  # drawn as separate runs
     assert "<span style='color:#a0213a'>&lt;E0&gt;" in isolated_html(shown)
+
+
+# ---- long pastes go in a piece at a time --------------------------------------------------------------------------
+def paste(edit, text):
+    from PySide6.QtCore import QMimeData
+
+    mime = QMimeData()
+    mime.setText(text)
+    QGuiApplication.clipboard().setMimeData(mime)
+    edit.setFocus()
+    edit.paste()
+
+
+def test_a_long_paste_goes_in_pieces_as_one_undo_step(pane, qtbot):
+    from app.tokenization.editor import PIECE_CHARS
+
+    type_text(pane, qtbot, "start ")
+    pane.editor.moveCursor(pane.editor.textCursor().MoveOperation.End)
+    text = "line of text, café 日本 🤗\r\n" * (4 * PIECE_CHARS // 20)
+    progress = []
+    pane.editor.sig_insert_progress.connect(lambda done, total: progress.append((done, total)))
+    paste(pane.editor, text)
+    assert pane.editor.inserting and pane.editor.isReadOnly()  # returned before the whole text went in
+    expected = "start " + text.replace("\r\n", "\n")
+    qtbot.waitUntil(lambda: not pane.editor.inserting, timeout=WAIT_MS)
+    assert len(progress) > 3 and progress[-1] == (len(text), len(text))
+    assert pane.text() == expected and not pane.editor.isReadOnly()
+    qtbot.waitUntil(lambda: pane.analysis is not None and pane.analysis.text == expected, timeout=WAIT_MS)
+    pane.editor.undo()  # the whole paste is one step
+    assert pane.text() == "start "
+
+
+def test_pasted_ids_are_broken_into_lines_and_decoded(pane, qtbot):
+    ids = [1000 + (i * 7919) % 900 for i in range(30_000)]  # plain words: the decoded text shows as it is
+    pane.input_tabs.setCurrentIndex(DECODE_TAB)
+    paste(pane.decode.ids_edit, ", ".join(map(str, ids)))
+    qtbot.waitUntil(lambda: pane.analysis is not None and pane.analysis.n_tokens == len(ids), timeout=WAIT_MS)
+    edit = pane.decode.ids_edit
+    assert edit.blockCount() > 100 and max(len(line) for line in edit.toPlainText().split("\n")) < 120
+    assert pane.analysis.ids.tolist() == ids
+    decoded = get_tokenizer("gpt2").decode(ids)
+    from app.tokenization.decode_panel import SHOWN_CHARS
+
+    shown = pane.decode.decoded.document()  # the start: a megabyte in one line would freeze Qt's layout
+    qtbot.waitUntil(lambda: shown.toRawText().replace("\u2029", "\n") == decoded[:SHOWN_CHARS], timeout=WAIT_MS)
+    assert pane.decode.text == decoded and f"first {SHOWN_CHARS:,} of {len(decoded):,}" in pane.decode.note.text()
+    assert pane.decode.decoded.isReadOnly()
+
+
+# ---- BPE training in a process of its own -------------------------------------------------------------------------
+def test_bpe_training_runs_in_its_own_process_and_its_errors_come_back(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from app.tokenization.bpe_training import RemoteTraceback, train_in_process
+    from engine.corpora import CorpusError
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the cat sat on the mat. " * 200)
+    seen = []
+    result = train_in_process(str(corpus), 300, "tiny", lambda d, t: seen.append((d, t)), lambda: False)
+    assert os.path.isfile(result.path) and 257 < result.n_vocab <= result.asked == 300 and seen[-1][0] == seen[-1][1]
+    (tmp_path / "bin.txt").write_bytes(b"\x00\x01")
+    with pytest.raises(CorpusError, match="binary") as err:
+        train_in_process(str(tmp_path / "bin.txt"), 300, "x", lambda d, t: None, lambda: False)
+    assert isinstance(err.value.__cause__, RemoteTraceback) and "decode_text" in str(err.value.__cause__)
+    code = "import sys, app.tokenization.bpe_training; print(any(m.startswith('PySide6') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert out.stdout.strip() == "False"  # the training process imports no Qt

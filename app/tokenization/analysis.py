@@ -146,6 +146,7 @@ class IdsError(ValueError):
 
 
 _ID_SEPARATORS = re.compile(r"[\s,;]+")
+_PIECE = 65_536  # characters of ids parsed per call into C
 
 
 def parse_ids(text: str, tokenizer=None) -> tuple[list[int], str]:
@@ -160,7 +161,9 @@ def parse_ids(text: str, tokenizer=None) -> tuple[list[int], str]:
     ([1], "not integers: 'x', '2.5'; not token ids: -3")
     """
     stripped = text.strip()
-    if stripped.startswith("["):
+    if stripped.startswith("[") and len(stripped) > _PIECE:
+        stripped = stripped.strip("[]")  # a long list: json.loads would hold the GIL for the whole parse
+    elif stripped.startswith("["):
         try:
             values = json.loads(stripped)
         except ValueError:
@@ -170,7 +173,7 @@ def parse_ids(text: str, tokenizer=None) -> tuple[list[int], str]:
         else:
             stripped = stripped.strip("[]")
     ids, not_ints, negative = [], [], []
-    for word in _ID_SEPARATORS.split(stripped):
+    for word in _words(stripped):
         if not word:
             continue
         if not re.fullmatch(r"[+-]?\d+", word):
@@ -196,6 +199,19 @@ def parse_ids(text: str, tokenizer=None) -> tuple[list[int], str]:
                             + _name_some([str(t) for t in ids if t in bad]))
             ids = [t for t in ids if t not in bad]
     return ids, "; ".join(problems)
+
+
+def _words(text: str):
+    """The words between separators, split a piece at a time: one split of 2 MB of ids held the GIL (and so the UI
+    thread) for ~100 ms."""
+    start = 0
+    while start < len(text):
+        end = len(text)
+        if start + _PIECE < end:
+            m = _ID_SEPARATORS.search(text, start + _PIECE)
+            end = m.start() if m else end
+        yield from _ID_SEPARATORS.split(text[start:end])
+        start = end
 
 
 def _name_some(items: list[str], limit: int = 8) -> str:

@@ -1,14 +1,12 @@
 """Train your own byte-level BPE: pick a corpus and a vocabulary size, watch it train, see how well it compresses.
 
-Training runs in a worker thread with a progress bar and Cancel; the tokenizer is saved into
+Training runs in a separate process (see ``bpe_training``) with a progress bar and Cancel; the tokenizer is saved into
 ``app.paths.tokenizers_dir()`` and offered in the pane's encoding selector (and the Training pane).
 """
 
 import math
-import re
 import threading
 import time
-from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
@@ -18,76 +16,8 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from app.jobs import JobFailed, JobRunner
-from app.paths import tokenizers_dir
 from app.theme import style_plots
-from app.tokenization.encodings import TOKENIZER_SUFFIX, load_tokenizer
-
-CURVE_CHARS = 1_000_000  # the compression curve is measured on (at most) this much of the corpus
-CURVE_POINTS = 12
-REFERENCES = ("gpt2", "cl100k_base", "o200k_base")  # drawn beside the curve: what the big vocabularies reach
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
-@dataclass
-class TrainResult:
-    path: str
-    name: str
-    n_vocab: int
-    seconds: float
-    corpus_chars: int
-    curve: list  # (vocab size, bytes per token)
-    references: list  # (encoding, n_vocab, bytes per token)
-    asked: int = 0  # the vocabulary size asked for (n_vocab is less when the corpus ran out of pairs to merge)
-
-
-def curve_sizes(n_merged: int, points: int = CURVE_POINTS) -> list[int]:
-    """Vocabulary sizes for the compression curve, evenly spaced on a log axis from 256 bytes to the full vocabulary.
-
-    >>> curve_sizes(1024, 3)
-    [256, 512, 1024]
-    """
-    if n_merged <= 256:
-        return [n_merged]
-    sizes = {round(256 * (n_merged / 256) ** (k / (points - 1))) for k in range(points)}
-    return sorted(sizes)
-
-
-def unique_path(folder: Path, name: str) -> Path:
-    """folder/name.json, or name-2.json, name-3.json ... so that training never overwrites a saved tokenizer."""
-    path, k = folder / f"{name}{TOKENIZER_SUFFIX}", 2
-    while path.exists():
-        path, k = folder / f"{name}-{k}{TOKENIZER_SUFFIX}", k + 1
-    return path
-
-
-def train_bpe(source: str, vocab_size: int, name: str, progress, cancel) -> TrainResult:
-    """Load the corpus, train, measure the compression curve, save. Runs in a worker thread."""
-    from engine.corpora import load_corpus
-    from engine.tokenizers import BPETokenizer, Cancelled
-
-    if not _NAME.fullmatch(name):
-        raise ValueError(f"name {name!r}: use letters, digits, '.', '_' or '-' (up to 64), starting with a letter "
-                         "or digit")
-    text = load_corpus(source)
-    if cancel():
-        raise Cancelled("training cancelled")
-    path = unique_path(tokenizers_dir(), name)
-    start = time.perf_counter()
-    tokenizer = BPETokenizer.train(text, vocab_size, name=path.stem, progress=progress, cancel=cancel)
-    seconds = time.perf_counter() - start
-    sample = text[:CURVE_CHARS]
-    n_merged = tokenizer.n_vocab - len(tokenizer.special_tokens)
-    curve = tokenizer.compression_curve(sample, curve_sizes(n_merged))
-    n_bytes = len(sample.encode("utf-8"))
-    references = []
-    for encoding in REFERENCES:
-        if cancel():
-            raise Cancelled("training cancelled")
-        ref = load_tokenizer(encoding)
-        references.append((encoding, ref.n_vocab, n_bytes / max(1, len(ref.encode(sample)))))
-    tokenizer.save(path)
-    return TrainResult(str(path), path.stem, tokenizer.n_vocab, seconds, len(text), curve, references, vocab_size)
-
+from app.tokenization.bpe_training import TrainResult, train_in_process
 
 class BPEPanel(QWidget):
     """The train-your-own-BPE tab."""
@@ -213,7 +143,7 @@ class BPEPanel(QWidget):
                     last_emit[0] = now
                     job.progress((done, total))
 
-            return train_bpe(source, vocab, name, progress, self._cancel.is_set)
+            return train_in_process(source, vocab, name, progress, self._cancel.is_set)
 
         self.train_button.setEnabled(False)
         self.cancel_button.setEnabled(True)

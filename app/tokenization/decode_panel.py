@@ -2,7 +2,12 @@
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFontDatabase
-from PySide6.QtWidgets import QLabel, QPlainTextEdit, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from app.tokenization.editor import PieceEdit, break_long_lines
+
+
+SHOWN_CHARS = 50_000  # the decoded text shows at most this much
 
 
 class DecodePanel(QWidget):
@@ -11,7 +16,7 @@ class DecodePanel(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
-        self.ids_edit = QPlainTextEdit()
+        self.ids_edit = PieceEdit(prepare=break_long_lines)  # 300 000 pasted ids go in without a freeze
         self.ids_edit.setFont(mono)
         self.ids_edit.setPlaceholderText("Paste token ids: 15496, 995  or  [15496, 995]  or one per line")
         self.message = QLabel()
@@ -23,9 +28,10 @@ class DecodePanel(QWidget):
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: #5a5a5a;")
         self.note.hide()
-        self.decoded = QPlainTextEdit()
+        self.decoded = PieceEdit()
         self.decoded.setReadOnly(True)
         self.decoded.setPlaceholderText("The decoded text appears here.")
+        self.text = ""  # the whole decoded text (the view shows its start)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.ids_edit, 2)
@@ -37,11 +43,16 @@ class DecodePanel(QWidget):
     def show_result(self, text: str, n_broken: int, problem: str) -> None:
         """text: the decoded text; n_broken: byte sequences in it that are not whole UTF-8 characters (each shown as
         U+FFFD); problem: what was wrong with the ids ("" if nothing)."""
-        self.decoded.setPlainText(text)
+        self.text = text
+        shown = text[:SHOWN_CHARS]  # Qt lays out a line whole: a megabyte of decoded text in one line froze the UI
+        self.decoded.set_text_in_pieces(shown)
         self.message.setText(f"Skipped bad ids — {problem}" if problem else "")
         self.message.setVisible(bool(problem))
         what = "sequence that is" if n_broken == 1 else "sequences that are"
         self.note.setText(f"� marks {n_broken} byte {what} not a whole UTF-8 character (a character split across "
                           "ids with a piece missing, or ids that end inside one): the Tokens view shows the bytes "
                           "in hex." if n_broken else "")
-        self.note.setVisible(bool(n_broken))
+        if len(shown) < len(text):
+            self.note.setText(f"Showing the first {len(shown):,} of {len(text):,} characters (Copy ids copies every "
+                              f"id). " + self.note.text())
+        self.note.setVisible(bool(self.note.text()))

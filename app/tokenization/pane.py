@@ -15,7 +15,7 @@ from html import escape
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QFontDatabase, QGuiApplication, QTextCharFormat, QTextCursor
-from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QPlainTextEdit, QSizePolicy, QSplitter, QTabWidget,
+from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QSizePolicy, QSplitter, QTabWidget,
                                QTextEdit, QToolButton, QVBoxLayout, QWidget)
 
 from app.jobs import JobFailed, JobRunner
@@ -25,6 +25,7 @@ from app.tokenization.analysis import Analysis, follow_token, label, plural, tok
 from app.tokenization.bpe_panel import BPEPanel
 from app.tokenization.compare import DECODE_HEADING, TEXT_HEADING, ComparePanel
 from app.tokenization.decode_panel import DecodePanel
+from app.tokenization.editor import PieceEdit
 from app.tokenization.encoding_picker import EncodingPicker
 from app.tokenization.encodings import Encoding, model_encodings
 from app.tokenization.inspector import Inspector
@@ -106,7 +107,7 @@ class TokenizationPane(QWidget):
         bar.addStretch(1)
         bar.addWidget(self.counts)
 
-        self.editor = QPlainTextEdit()
+        self.editor = PieceEdit()  # a pasted megabyte goes in a piece per event-loop turn
         self.editor.setPlaceholderText("Type or paste text here…")
         self.editor.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.decode = DecodePanel()
@@ -163,6 +164,8 @@ class TokenizationPane(QWidget):
     def _connect(self) -> None:
         self.editor.textChanged.connect(self._on_text_edited)
         self.decode.ids_edit.textChanged.connect(self._on_ids_edited)
+        for edit in (self.editor, self.decode.ids_edit):
+            edit.sig_insert_progress.connect(self._on_insert_progress)
         self.input_tabs.currentChanged.connect(self._on_input_tab)
         self.encoding.sig_picked.connect(lambda _key: self.refresh())
         self.encoding.sig_folder_refused.connect(lambda message: self._set_status(message, error=True))
@@ -224,8 +227,14 @@ class TokenizationPane(QWidget):
         self._edits += 1
         self._text_dirty = True
         self._compare_dirty = True
-        if not self.decode_mode:
+        if not self.decode_mode and not self.editor.inserting:
             self._debounce.start()
+
+    def _on_insert_progress(self, done: int, total: int) -> None:
+        if done < total:
+            self.status.setText(f"<span style='color:{hint_color(self)}'>pasting… {100 * done // total} %</span>")
+        else:
+            self.refresh()  # the last piece is in
 
     def _on_input_tab(self, _index: int) -> None:
         self.compare.heading.setText(DECODE_HEADING if self.decode_mode else TEXT_HEADING)
@@ -239,7 +248,7 @@ class TokenizationPane(QWidget):
 
     def _on_ids_edited(self) -> None:
         self._ids_dirty = True
-        if self.decode_mode:
+        if self.decode_mode and not self.decode.ids_edit.inserting:
             self._debounce.start()
 
     # ---- jobs --------------------------------------------------------------------------------------------------------
