@@ -28,12 +28,14 @@ bench: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) bench/bench_generation_pane.py
 	$(PY) bench/bench_training.py
 	QT_QPA_PLATFORM=offscreen $(PY) bench/bench_training_ui.py
+	QT_QPA_PLATFORM=offscreen $(PY) bench/bench_overlay.py
 
 # The README's screenshots, from the real window under a virtual X server (needs xvfb-run).
 screenshots: $(STAMP)
 	xvfb-run -a $(PY) tools/screenshot_tokenization.py
 	xvfb-run -a $(PY) tools/screenshot_training.py
 	xvfb-run -a $(PY) tools/screenshot_generation.py
+	xvfb-run -a $(PY) tools/screenshot_runs.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -12,8 +12,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QSizePolicy, QSlider, QToolButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QSizePolicy, QSlider, QToolBar, QVBoxLayout, QWidget
 
 from app.theme import hint_color, style_plots
 from engine.experiments.curves import RunCurves, ema, value_at
@@ -85,26 +84,21 @@ class OverlayPlot(QWidget):
         self.slider.valueChanged.connect(lambda v: self.set_smoothing(v / SMOOTHING_STEPS))
         self.smoothing_label = QLabel()
         self.smoothing_label.setMinimumWidth(self.smoothing_label.fontMetrics().horizontalAdvance("0.00") + 4)
-        reset = QToolButton(text="Reset zoom")
-        reset.setToolTip("Show all the data again (drag or wheel to zoom, right-drag to stretch)")
-        reset.clicked.connect(self.reset_zoom)
-        png = QToolButton(text="PNG…")
-        png.setToolTip("Export the comparison as an image")
-        png.clicked.connect(self.sig_export_png)
-        csv_button = QToolButton(text="CSV…")
-        csv_button.setToolTip("Export every run's points (raw and smoothed) as CSV")
-        csv_button.clicked.connect(self.sig_export_csv)
-        bar = QHBoxLayout()
-        bar.setContentsMargins(0, 0, 0, 0)
-        bar.addWidget(QLabel("x:"))
+        bar = QToolBar()  # what does not fit a narrow window goes behind its » menu
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        bar.addWidget(QLabel("x: "))
         bar.addWidget(self.x_choice)
         bar.addWidget(self.log_y)
-        bar.addWidget(QLabel("smoothing"))
-        bar.addWidget(self.slider, 1)
+        bar.addWidget(QLabel(" smoothing "))
+        bar.addWidget(self.slider)
         bar.addWidget(self.smoothing_label)
-        bar.addWidget(reset)
-        bar.addWidget(png)
-        bar.addWidget(csv_button)
+        for text, tip, slot in (("Reset zoom", "Show all the data again (drag or wheel to zoom, right-drag to stretch)",
+                                 self.reset_zoom),
+                                ("PNG…", "Export the comparison as an image", self.sig_export_png),
+                                ("CSV…", "Export every run's points (raw and smoothed) as CSV", self.sig_export_csv)):
+            action = bar.addAction(text)
+            action.setToolTip(tip)
+            action.triggered.connect(slot)
 
         self.hover = QLabel(" ")  # above the plot, so it never covers a curve
         self.hover.setTextFormat(Qt.TextFormat.RichText)
@@ -129,7 +123,7 @@ class OverlayPlot(QWidget):
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(bar)
+        layout.addWidget(bar)
         layout.addWidget(self.hover)
         layout.addWidget(self.graphics, 1)
         style_plots(self.graphics)

@@ -15,10 +15,12 @@ from app.jobs import JobFailed, JobRunner
 from engine.experiments.extrapolation import read_csv, table
 from engine.experiments.library import summarize
 
-KINDS = {"positions": "Positions: learned vs RoPE vs ALiBi", "precision": "Precision: fp32 vs bf16 (fp16 on CUDA)",
-         "processes": "Processes: 1 vs 2 DDP processes"}
+KINDS = {"positions": "positions", "precision": "precision", "processes": "processes"}
+KIND_TIPS = {"positions": "learned vs RoPE vs ALiBi positions, then validation loss at 1x, 2x, 4x the context",
+             "precision": "fp32 vs bf16 autocast (and fp16 with its loss scaler where CUDA exists)",
+             "processes": "1 vs 2 DDP processes at the same global batch"}
 PRESETS = ("tiny", "shakespeare-char-cpu")
-COMPARE_COLUMNS = ("best val", "last loss", "ms/step", "tokens/s", "skipped")
+COMPARE_COLUMNS = ("best val", "ms/step", "tok/s")  # + "skipped" (AMP steps) for precision, + val loss per context
 
 
 class ExperimentPanel(QGroupBox):
@@ -39,8 +41,10 @@ class ExperimentPanel(QGroupBox):
         self._arms_done: list[str] = []
 
         self.kind_choice = QComboBox()
-        for key, label in KINDS.items():
+        for i, (key, label) in enumerate(KINDS.items()):
             self.kind_choice.addItem(label, key)
+            self.kind_choice.setItemData(i, KIND_TIPS[key], Qt.ItemDataRole.ToolTipRole)
+        self.kind_choice.setToolTip("; ".join(f"{k}: {v}" for k, v in KIND_TIPS.items()))
         self.preset_choice = QComboBox()
         self.preset_choice.addItems(PRESETS)
         self.preset_choice.setToolTip("Settings every arm starts from (tiny: seconds per arm on a CPU)")
@@ -57,7 +61,7 @@ class ExperimentPanel(QGroupBox):
         form.addRow("Corpus", self.corpus)
         form.addRow("Steps", self.steps)
 
-        self.start_button = QPushButton("Run experiment")
+        self.start_button = QPushButton("Run")
         self.start_button.setToolTip("Train every arm, one after another, in a background process")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop the arm being trained (it saves a checkpoint) and skip the rest")
@@ -190,14 +194,16 @@ class ExperimentPanel(QGroupBox):
         if problem:
             self._set_status(problem)
         _, contexts, cells = table(rows)
-        headers = ["arm", *COMPARE_COLUMNS] + [f"val @ {c}" for c in contexts]
+        amp = experiment.kind == "precision"
+        headers = ["arm", *COMPARE_COLUMNS] + (["skipped"] if amp else []) + [f"@{c}" for c in contexts]
         self.table.clear()
         self.table.setColumnCount(len(headers))
         self.table.setHorizontalHeaderLabels(headers)
         self.table.setRowCount(len(experiment.arms))
         for i, (arm, s) in enumerate(zip(experiment.arms, summaries)):
-            values = [arm.name, _num(s.best_val, 4), _num(s.last_loss, 4), _num(s.ms_per_step, 1),
-                      _num(s.tokens_per_s, 0), str(s.skipped_steps) if s.steps else ""]
+            values = [arm.name, _num(s.best_val, 4), _num(s.ms_per_step, 1), _num(s.tokens_per_s, 0)]
+            if amp:
+                values.append(str(s.skipped_steps) if s.steps else "")
             for c in contexts:
                 loss = cells.get((arm.name, c), math.nan)
                 values.append("refused" if (arm.name, c) in cells and math.isnan(loss) else _num(loss, 4))
@@ -208,6 +214,8 @@ class ExperimentPanel(QGroupBox):
                 if text == "refused":
                     item.setToolTip("The model refused this length: learned positions stop at their table")
                 self.table.setItem(i, j, item)
+        for j, c in enumerate(contexts, len(headers) - len(contexts)):
+            self.table.horizontalHeaderItem(j).setToolTip(f"validation loss over windows of {c} tokens")
         self.table.resizeColumnsToContents()
 
     def table_text(self) -> list[list[str]]:

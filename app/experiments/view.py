@@ -8,9 +8,9 @@ re-reads them every second (curves) and every few seconds (summaries) as long as
 import os
 
 from PySide6.QtCore import QSortFilterProxyModel, Qt, QTimer, QUrl, Signal, Slot
-from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QInputDialog, QLabel,
-                               QMessageBox, QPushButton, QSplitter, QTableView, QVBoxLayout, QWidget)
+from PySide6.QtGui import QAction, QDesktopServices
+from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHeaderView, QInputDialog, QLabel, QMessageBox,
+                               QSplitter, QTableView, QToolBar, QVBoxLayout, QWidget)
 
 from app.experiments import library
 from app.experiments.library import RunTableModel
@@ -63,21 +63,21 @@ class RunsView(QWidget):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setToolTip("Tick runs to overlay their curves")
 
+        # a tool bar, not a row of buttons: in a narrow window what does not fit goes behind its » menu
         self.buttons = {}
-        bar = QHBoxLayout()
-        bar.setContentsMargins(0, 0, 0, 0)
+        bar = QToolBar()
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         for key, text, tip in (("refresh", "Refresh", "Read the run folders again"),
                                ("add", "Add folder…", "Add a run or experiment folder from elsewhere to the list"),
+                               ("resume", "Resume", "Continue the selected run in the Train tab"),
+                               ("use", "Use in Generation", "Open the run's checkpoint in the Generation pane"),
                                ("rename", "Rename…", "Rename the selected run's folder"),
                                ("delete", "Delete…", "Move the selected run's folder to the trash"),
-                               ("open", "Open folder", "Show the run folder in the file manager"),
-                               ("resume", "Resume", "Continue the selected run in the Train tab"),
-                               ("use", "Use in Generation", "Open the run's checkpoint in the Generation pane")):
-            button = QPushButton(text)
-            button.setToolTip(tip)
-            self.buttons[key] = button
-            bar.addWidget(button)
-        bar.addStretch(1)
+                               ("open", "Open folder", "Show the run folder in the file manager")):
+            action = QAction(text, self)
+            action.setToolTip(tip)
+            self.buttons[key] = action
+            bar.addAction(action)
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -85,7 +85,7 @@ class RunsView(QWidget):
         top = QWidget()
         top_layout = QVBoxLayout(top)
         top_layout.setContentsMargins(0, 0, 0, 0)
-        top_layout.addLayout(bar)
+        top_layout.addWidget(bar)
         top_layout.addWidget(self.table, 1)
         top_layout.addWidget(self.status)
         self.overlay = OverlayPlot()
@@ -94,8 +94,9 @@ class RunsView(QWidget):
         bottom.addWidget(self.overlay)
         bottom.addWidget(self.panel)
         bottom.setStretchFactor(0, 3)
-        bottom.setStretchFactor(1, 1)
+        bottom.setStretchFactor(1, 2)
         bottom.setCollapsible(0, False)
+        bottom.setSizes([600, 400])
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.addWidget(top)
         self.splitter.addWidget(bottom)
@@ -113,13 +114,13 @@ class RunsView(QWidget):
         self._rescan.setInterval(RESCAN_MS)
         self._rescan.timeout.connect(self.refresh)
 
-        self.buttons["refresh"].clicked.connect(self.refresh)
-        self.buttons["add"].clicked.connect(self._on_add_clicked)
-        self.buttons["rename"].clicked.connect(self._on_rename_clicked)
-        self.buttons["delete"].clicked.connect(self._on_delete_clicked)
-        self.buttons["open"].clicked.connect(self.open_selected_folder)
-        self.buttons["resume"].clicked.connect(self.resume_selected)
-        self.buttons["use"].clicked.connect(self.use_selected)
+        self.buttons["refresh"].triggered.connect(self.refresh)
+        self.buttons["add"].triggered.connect(self._on_add_clicked)
+        self.buttons["rename"].triggered.connect(self._on_rename_clicked)
+        self.buttons["delete"].triggered.connect(self._on_delete_clicked)
+        self.buttons["open"].triggered.connect(self.open_selected_folder)
+        self.buttons["resume"].triggered.connect(self.resume_selected)
+        self.buttons["use"].triggered.connect(self.use_selected)
         self.table.selectionModel().selectionChanged.connect(self._update_buttons)
         self.model.dataChanged.connect(self._on_checks_changed)
         self.model.modelReset.connect(self._update_buttons)

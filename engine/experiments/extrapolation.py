@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MULTIPLES = (1, 2, 4)
+MIN_BATCHES = 20  # a tiny preset evaluates 5 batches while training: too few to compare lengths by
 SEED = 4242  # the windows' offsets: the same for every arm
 HEADER = ["arm", "context", "val_loss"]
 
@@ -32,8 +33,8 @@ def measure(run_dir, multiples=MULTIPLES, batches: int = 0, batch_size: int = 0,
             device: str = "cpu", should_stop=None) -> list[Row]:
     """Mean validation loss of run_dir's checkpoint at each multiple of its block_size.
 
-    batches / batch_size: windows evaluated per length (default: the run's eval_iters and batch_size). A
-    validation split too short for a length raises DataError (which names the length needed).
+    batches / batch_size: windows evaluated per length (default: the run's eval_iters, at least MIN_BATCHES, and
+    batch_size). A validation split too short for a length raises DataError (which names the length needed).
     """
     import torch
 
@@ -45,7 +46,7 @@ def measure(run_dir, multiples=MULTIPLES, batches: int = 0, batch_size: int = 0,
     model, tokenizer, _ = load_model(folder.checkpoint_path, device=device)
     config = json.loads(folder.config_path.read_text(encoding="utf-8"))
     block = model.config.block_size
-    batches = batches or int(config.get("eval_iters", 20))
+    batches = batches or max(int(config.get("eval_iters", MIN_BATCHES)), MIN_BATCHES)
     batch_size = batch_size or int(config.get("batch_size", 12))
     longest = block * max(multiples)
     data = prepare(load_text(config["corpus"]), tokenizer, block_size=longest,
