@@ -23,10 +23,10 @@ from app.settings import app_settings, read
 
 AUTOSAVE_MS = 5000  # typed text and settings are also saved periodically, not only at close
 DEFAULT_SIZE = QSize(1280, 820)
-PANE_TITLES = ("Tokenization", "Training", "Generation")  # the tabs shown while the panes are getting ready
+PANE_TITLES = ("Tokenization", "Training", "Generation", "Inside")  # the tabs shown while the panes are getting ready
 
 SHORTCUTS = (
-    ("Ctrl+1 … Ctrl+3", "Show the Tokenization, Training or Generation pane"),
+    ("Ctrl+1 … Ctrl+4", "Show the Tokenization, Training, Generation or Inside pane"),
     ("Ctrl+O", "Open a model in the Generation pane"),
     ("Ctrl+Shift+O", "Follow a training run folder"),
     ("Ctrl+Q", "Quit"),
@@ -34,7 +34,7 @@ SHORTCUTS = (
     ("Generation: Ctrl+Right", "Step: draw one token"),
     ("Generation: Ctrl+Left, Ctrl+Z", "Undo the last token"),
     ("Generation: Ctrl+Return", "Run / pause"),
-    ("Tokens: click", "Inspect a token (Tokenization) or force it (Generation chart)"),
+    ("Tokens: click", "Inspect a token (Tokenization), force it (Generation chart) or choose its position (Inside)"),
 )
 
 GUIDE = (
@@ -47,6 +47,10 @@ GUIDE = (
     "<h3>Generation</h3><p>Step generation one token at a time: the chart shows the model's probabilities for the "
     "next token before and after the decoding controls (temperature, top-k, top-p). Click a bar to force that "
     "token; Undo takes one back exactly.</p>"
+    "<h3>Inside</h3><p>What happens between the tokens and the probabilities, on the Generation pane's model and text "
+    "(or text you type): how likely the model found each token, the attention of every layer and head, the logit "
+    "lens (what each layer would predict), the embeddings and the position scheme, and the head's last step from "
+    "hidden state to probabilities. Click a token to choose the position the views show.</p>"
 )
 
 
@@ -134,6 +138,7 @@ class MainWindow(QMainWindow):
         if self.panes:
             return
         from app.generation.pane import GenerationPane
+        from app.inside.pane import InsidePane
         from app.tokenization.pane import TokenizationPane
         from app.training.pane import TrainingPane
 
@@ -141,7 +146,8 @@ class MainWindow(QMainWindow):
         self.tokenization = TokenizationPane(reporter=self.reporter)
         self.training = TrainingPane(reporter=self.reporter)
         self.generation = GenerationPane(reporter=self.reporter)
-        self.panes = [self.tokenization, self.training, self.generation]
+        self.inside = InsidePane(reporter=self.reporter)
+        self.panes = [self.tokenization, self.training, self.generation, self.inside]
         self.tabs.setUpdatesEnabled(False)
         notes = [self.tabs.widget(i) for i in range(self.tabs.count())]
         self.tabs.clear()
@@ -159,6 +165,10 @@ class MainWindow(QMainWindow):
         self.training.sig_use_checkpoint.connect(self._on_use_checkpoint)
         self.training.sig_checkpoint_saved.connect(self.generation.set_latest_checkpoint)
         self.tokenization.sig_tokenizer_saved.connect(self.training.refresh_tokenizers)
+        self.generation.sig_context_changed.connect(self.inside.set_context)
+        context = self.generation.context()
+        if context is not None:
+            self.inside.set_context(*context)
 
         s = self.settings
         for pane in self.panes:

@@ -143,7 +143,7 @@ def test_main_window_tabs_about_and_geometry(qtbot, reporter):
     win = MainWindow(reporter=reporter)
     qtbot.addWidget(win)
     titles = [win.tabs.tabText(i) for i in range(win.tabs.count())]
-    assert titles == ["Tokenization", "Training", "Generation"]
+    assert titles == ["Tokenization", "Training", "Generation", "Inside"]
     about = win.about_text()
     import torch
 

@@ -1,0 +1,170 @@
+"""What the Inside pane shows, computed in its worker thread from a model, its tokenizer and token ids. No Qt here.
+
+``analyse`` runs the model once and returns an :class:`Analysis` of plain data; it keeps the pass (an
+``engine.interpret.Trace``) so that picking another layer, position or token later costs only that part's work
+(``attention_of``, ``lens_of``, ``head_of``, ``neighbours_of``), never a second forward pass.
+"""
+
+from dataclasses import dataclass, field
+
+import torch
+
+from app.tokentext import visible
+
+TOP_K = 5  # predictions shown when hovering a token
+LENS_COLUMNS = 16  # positions the logit lens shows, ending at the chosen one
+HEAD_K = 12  # rows of the head's table
+NEIGHBOURS = 12
+
+
+@dataclass
+class Analysis:
+    """One text through one model: every position's prediction, and the pass kept for the other views."""
+    ids: list[int]  # the ids the model saw (the last block_size of the text's)
+    skipped: int  # ids before the window (the text was longer than the context)
+    labels: list[str]  # visible text of each id
+    pieces: list[str]  # each id's share of the decoded text (may be "" for part of a character)
+    losses: list[float]  # T-1: position t's loss on id t+1
+    probs: list[float]
+    ranks: list[int]
+    buckets: list[int]
+    top: list[list[tuple[int, float]]]  # T rows of (id, probability), the model's guesses after each position
+    entropy: list[float]
+    mean_loss: float
+    perplexity: float
+    bits_per_char: float
+    n_layer: int
+    n_head: int
+    trace: object = field(repr=False)  # engine.interpret.Trace: only touched in the worker thread
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    def window_note(self) -> str:
+        if not self.skipped:
+            return ""
+        return (f"the text is {self.skipped + self.n} tokens; the model sees at most {self.n}, so these are the last "
+                f"{self.n} (the window slides, as in the Generation pane)")
+
+
+def token_pieces(tokenizer, ids) -> list[str]:
+    """Each id's share of the decoded text: complete characters its bytes finish ("" for the start of an emoji)."""
+    import codecs
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    return [decoder.decode(tokenizer.token_bytes(i)) for i in ids]
+
+
+def analyse(model, tokenizer, ids, k: int = TOP_K) -> Analysis:
+    """Run ``model`` over ``ids`` (sliding to the last ``block_size``) and score every position."""
+    from engine import interpret
+
+    ids = list(ids)
+    start = interpret.context_window(ids, model.config.block_size)
+    seen = ids[start:]
+    t = interpret.trace(model, seen)
+    p = interpret.predictions(t.logits, seen, k=k)
+    labels = [visible(tokenizer.token_bytes(i)) for i in seen]
+    pieces = token_pieces(tokenizer, seen)
+    n_chars = sum(len(s) for s in pieces[1:])
+    return Analysis(
+        ids=seen, skipped=start, labels=labels, pieces=pieces,
+        losses=p.losses.tolist(), probs=p.probs.tolist(), ranks=p.ranks.tolist(), buckets=p.buckets().tolist(),
+        top=[list(zip(i.tolist(), q.tolist())) for i, q in zip(p.top_ids, p.top_probs)],
+        entropy=p.entropy.tolist(), mean_loss=p.mean_loss, perplexity=p.perplexity,
+        bits_per_char=p.bits_per_char(n_chars), n_layer=model.config.n_layer, n_head=model.config.n_head, trace=t)
+
+
+def attention_of(a: Analysis, layer: int):
+    """(n_head, T, T) numpy float32 of one layer."""
+    return a.trace.attention(layer).numpy()
+
+
+@dataclass
+class LensView:
+    positions: list[int]
+    top_ids: list[list[int]]  # [layer][column]
+    top_probs: list[list[float]]
+    final_probs: list[list[float]]
+    final_ids: list[int]  # the last layer's choice per column
+
+
+def lens_of(a: Analysis, position: int, columns: int = LENS_COLUMNS) -> LensView:
+    from engine import interpret
+
+    end = min(max(position, 0), a.n - 1) + 1
+    positions = list(range(max(0, end - columns), end))
+    lens = interpret.lens_at(a.trace, positions)
+    return LensView(positions, lens.top_ids.tolist(), lens.top_probs.tolist(), lens.final_probs.tolist(),
+                    lens.top_ids[-1].tolist())
+
+
+@dataclass
+class HeadRow:
+    id: int
+    logit: float
+    prob: float
+
+
+@dataclass
+class HeadSummary:
+    position: int
+    hidden: list[float]  # the final norm's output at the position
+    hidden_norm: float
+    logsumexp: float
+    rows: list[HeadRow]  # the top HEAD_K by probability
+    vocab: int
+    logit_range: tuple[float, float]
+
+
+def head_of(a: Analysis, position: int, k: int = HEAD_K) -> HeadSummary:
+    from engine import interpret
+
+    v = interpret.head_view(a.trace, min(max(position, 0), a.n - 1), k=k)
+    rows = [HeadRow(int(i), float(v.logits[i]), float(v.probs[i])) for i in v.top_ids]
+    return HeadSummary(v.position, v.hidden.tolist(), float(v.hidden.norm()), v.logsumexp, rows, v.logits.numel(),
+                       (float(v.logits.min()), float(v.logits.max())))
+
+
+@dataclass
+class Embeddings:
+    """The model's embedding table in two dimensions, and its position scheme as a picture."""
+    coords: object  # numpy (N, 2)
+    explained: tuple[float, float]
+    scheme: str  # "learned" | "rope" | "alibi"
+    picture: object  # numpy (rows, cols): the scheme's table (see picture_title)
+    picture_title: str
+    picture_axes: tuple[str, str]  # (x, y) axis titles
+
+
+POSITION_PICTURE_LEN = 128  # positions drawn for RoPE and ALiBi (learned draws its whole table)
+
+
+def embeddings_of(model, n_valid: int) -> Embeddings:
+    from engine import interpret
+
+    coords, explained = interpret.embedding_pca(model, n_valid=n_valid)
+    pos = model.config.pos
+    n = min(POSITION_PICTURE_LEN, model.config.block_size)
+    if pos == "learned":
+        picture = interpret.position_similarity(model)
+        title = "learned positions: cosine similarity of every pair of position embeddings"
+        axes = ("position", "position")
+    elif pos == "rope":
+        picture = interpret.rope_angles(model, n).cos().T  # (pairs, positions)
+        title = ("RoPE: cos of the angle each frequency pair of q and k is turned by at each position "
+                 "(pair 0 turns fastest)")
+        axes = ("position", "frequency pair")
+    else:
+        bias = interpret.alibi_biases(model, n)
+        picture = bias.clamp(min=-1e4)[0]  # the first (steepest) head; -inf above the diagonal drawn as its floor
+        picture = torch.where(torch.isinf(bias[0]), torch.full_like(picture, float("nan")), picture)
+        title = "ALiBi: the bias head 0 adds to a query's score for each earlier key (−slope × distance)"
+        axes = ("key position", "query position")
+    return Embeddings(coords.numpy(), tuple(float(e) for e in explained), pos, picture.numpy(), title, axes)
+
+
+def neighbours_of(model, token_id: int, n_valid: int, k: int = NEIGHBOURS) -> list[tuple[int, float]]:
+    from engine import interpret
+
+    return interpret.nearest_tokens(model, token_id, k=k, n_valid=n_valid)

@@ -1,0 +1,186 @@
+"""The Inside pane driven like a user: type text, hover and click tokens, pick a layer and a head, step in the
+Generation pane and watch the marked row move, switch the model."""
+
+import numpy as np
+import pytest
+import torch
+from PySide6.QtCore import QEvent, QPoint, Qt
+from PySide6.QtGui import QHelpEvent
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication, QToolTip
+
+from app.generation.pane import GenerationPane
+from app.inside.pane import InsidePane
+from engine import interpret
+from engine.checkpoint import load_model, save_model
+from engine.model import GPT, GPTConfig
+from engine.tokenizers.chars import CharTokenizer
+
+CORPUS = "hello world, the quick brown fox jumps over the lazy dog\n"
+BLOCK = 16
+
+
+def checkpoint(folder, pos: str, seed: int) -> str:
+    tok = CharTokenizer.from_text(CORPUS)
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=BLOCK, n_layer=2, n_head=2, n_embd=16, pos=pos))
+    path = folder / f"{pos}.pt"
+    save_model(path, model, tok)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("inside")
+    return {pos: checkpoint(folder, pos, seed) for seed, pos in enumerate(("rope", "learned", "alibi"))}
+
+
+@pytest.fixture
+def pane(qtbot, reporter):
+    p = InsidePane(reporter=reporter)
+    qtbot.addWidget(p)
+    p.resize(900, 600)
+    p.show()
+    yield p
+    p.shutdown()
+
+
+def fill(qtbot, pane, action, timeout=20000):
+    with qtbot.waitSignal(pane.sig_filled, timeout=timeout):
+        action()
+
+
+def idle(qtbot, pane):
+    qtbot.waitUntil(lambda: not pane.runner.busy, timeout=20000)
+
+
+def test_typed_text_scores_every_position(qtbot, pane, checkpoints):
+    model, tok, _ = load_model(checkpoints["rope"])
+    pane.set_model(model, tok, "tiny")
+    fill(qtbot, pane, lambda: pane.set_text("the lazy fox"))
+    a = pane.result
+    assert a.ids == tok.encode("the lazy fox") and pane.tokens.n_tokens == len(a.ids)
+    expected = interpret.token_losses(model, a.ids)
+    assert a.mean_loss == pytest.approx(float(expected.mean()), rel=1e-5)
+    assert "bits per character" in pane.status.text() and f"{a.mean_loss:.3f}" in pane.status.text()
+    assert pane.position == len(a.ids) - 1  # the newest token is chosen
+    assert pane.lens.table.rowCount() == 2 and pane.head_view.summary.position == len(a.ids) - 1
+    # colour by GLTR rank: the legend changes and the tokens take the bucket colours
+    pane.mode.setCurrentIndex(1)
+    assert pane.tokens.mode == "rank" and "top 1000" in [w.text() for w in pane.legend.findChildren(type(
+        pane.status))]
+
+
+def test_hover_shows_loss_and_top_predictions(qtbot, pane, checkpoints):
+    model, tok, _ = load_model(checkpoints["rope"])
+    pane.set_model(model, tok)
+    fill(qtbot, pane, lambda: pane.set_text("hello world"))
+    view = pane.tokens
+    where = view.rect_of(4).center()
+    assert view.position_at(where) == 4
+    QApplication.sendEvent(view.viewport(), QHelpEvent(QEvent.Type.ToolTip, where, view.viewport().mapToGlobal(where)))
+    text = QToolTip.text()
+    a = pane.result
+    assert f"position 4: {a.labels[4]!r}" in text and f"loss {a.losses[3]:.3f}" in text
+    assert f"rank {a.ranks[3]}" in text and "position 3 guessed" in text
+    QToolTip.hideText()
+
+
+def test_click_token_pick_layer_and_head(qtbot, pane, checkpoints):
+    model, tok, _ = load_model(checkpoints["learned"])
+    pane.set_model(model, tok)
+    fill(qtbot, pane, lambda: pane.set_text("quick brown"))
+    view = pane.tokens
+    QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=view.rect_of(3).center())
+    assert pane.position == 3 and pane.attention.marked == 3 and view.selected == 3
+    qtbot.waitUntil(lambda: pane.head_view.summary.position == 3, timeout=10000)
+    assert pane.lens.lens.positions[-1] == 3
+    t = interpret.trace(model, pane.result.ids)
+    assert torch.allclose(interpret.head_view(t, 3).logits[pane.head_view.summary.rows[0].id],
+                          torch.tensor(pane.head_view.summary.rows[0].logit))
+
+    pane.views.setCurrentIndex(1)
+    pane.layer.setValue(2)
+    idle(qtbot, pane)
+    assert np.allclose(pane.attention.maps, t.attention(1).numpy(), atol=1e-6)
+    assert len(pane.attention.thumbs) == 2
+    thumb = pane.attention.thumbs[1]
+    grid = pane.attention.grid
+    centre = grid.mapFromScene(thumb.sceneBoundingRect().center())
+    QTest.mouseClick(grid.viewport(), Qt.MouseButton.LeftButton, pos=centre)
+    assert pane.attention.head == 1 and pane.head.value() == 1
+    assert np.array_equal(pane.attention.image.image, pane.attention.maps[1].T)
+    pane.head.setValue(0)
+    assert pane.attention.head == 0
+    assert "reads key 0" in pane.attention.cell_text(3, 0) and "cannot read" in pane.attention.cell_text(0, 3)
+
+
+def test_stepping_in_generation_moves_the_marked_row_and_slides(qtbot, reporter, pane, checkpoints):
+    gen = GenerationPane(reporter=reporter)
+    qtbot.addWidget(gen)
+    gen.sig_context_changed.connect(pane.set_context)
+    gen.prompt.setPlainText("hello")
+    fill(qtbot, pane, lambda: gen.load_checkpoint(checkpoints["rope"]))
+    qtbot.waitUntil(lambda: not gen.busy, timeout=10000)
+    assert pane.follow.isChecked() and pane.result.ids == gen.snapshot.ids
+    rows = []
+    for _ in range(3):
+        fill(qtbot, pane, gen.step)
+        qtbot.waitUntil(lambda: not gen.busy, timeout=10000)
+        rows.append(pane.attention.marked)
+        assert pane.result.ids == gen.snapshot.ids[-BLOCK:]
+        assert "newest" in pane.row_note.text()
+    assert rows == [5, 6, 7]
+    assert pane.text.toPlainText() == gen.loaded.tokenizer.decode(gen.snapshot.ids)
+    while len(gen.snapshot.ids) <= BLOCK + 2:  # past the context: the window slides and says so
+        fill(qtbot, pane, gen.step)
+        qtbot.waitUntil(lambda: not gen.busy, timeout=10000)
+    assert pane.result.n == BLOCK and pane.result.skipped == len(gen.snapshot.ids) - BLOCK
+    assert pane.attention.marked == BLOCK - 1 and "window slides" in pane.status.text()
+    gen.shutdown()
+
+
+def test_switching_model_redraws_everything(qtbot, pane, checkpoints):
+    first, tok, _ = load_model(checkpoints["rope"])
+    pane.set_model(first, tok, "rope")
+    fill(qtbot, pane, lambda: pane.set_text("the dog"))
+    pane.views.setCurrentIndex(3)
+    qtbot.waitUntil(lambda: pane.embeddings.neighbours.count() > 0, timeout=10000)
+    assert "RoPE" in pane.embeddings.scheme_title.text()
+    second, tok2, _ = load_model(checkpoints["alibi"])
+    fill(qtbot, pane, lambda: pane.set_context(second, tok2, []))
+    assert "alibi positions" in pane.model_info.text()
+    qtbot.waitUntil(lambda: "ALiBi" in pane.embeddings.scheme_title.text(), timeout=10000)
+    expected = interpret.token_losses(second, tok2.encode("the dog"))
+    assert pane.result.mean_loss == pytest.approx(float(expected.mean()), rel=1e-5)
+    near = interpret.nearest_tokens(second, pane.result.ids[-1], k=12, n_valid=tok2.n_vocab)
+    first_row = f"{near[0][1]:+.3f}   {tok2.token_bytes(near[0][0]).decode()!r}"
+    qtbot.waitUntil(lambda: pane.embeddings.neighbours.item(0).text().startswith(first_row), timeout=10000)
+    assert pane.embeddings.neighbours.count() == len(near)
+
+
+def test_text_the_tokenizer_cannot_encode_is_told_once_and_keeps_the_last_result(qtbot, pane, checkpoints):
+    model, tok, _ = load_model(checkpoints["rope"])
+    pane.set_model(model, tok)
+    fill(qtbot, pane, lambda: pane.set_text("the fox"))
+    before = pane.result
+    pane.set_text("the fox 😀")
+    qtbot.waitUntil(lambda: "cannot be encoded" in pane.status.text(), timeout=5000)
+    assert pane.result is before and pane.tokens.n_tokens == len(before.ids)
+
+
+def test_main_window_feeds_the_generation_context_to_the_inside_tab(qtbot, reporter, checkpoints):
+    from app.main_window import MainWindow
+
+    win = MainWindow(reporter=reporter)
+    qtbot.addWidget(win)
+    win.generation.prompt.setPlainText("the")
+    fill(qtbot, win.inside, lambda: win.generation.load_checkpoint(checkpoints["learned"]))
+    assert win.inside.result.ids == win.generation.snapshot.ids
+    view = [a for a in win.menuBar().actions() if a.text() == "&View"][0].menu()
+    inside = [a for a in view.actions() if a.text() == "Inside"][0]
+    assert inside.shortcut().toString() == "Ctrl+4"
+    inside.trigger()
+    assert win.tabs.currentIndex() == 3 and win.tabs.tabText(3) == "Inside"
+    qtbot.waitUntil(lambda: not win.generation.busy, timeout=10000)
+    win.close()
