@@ -234,3 +234,29 @@ def test_trace_restores_training_mode_and_layer_checked():
     with pytest.raises(ValueError, match="does not exist"):
         t.attention(3)
     assert interpret.context_window(list(range(10)), 32) == 0
+
+
+def test_another_threads_forward_passes_do_not_leak_into_a_trace():
+    import threading
+
+    model = ours("rope")
+    ids = some_ids(model, n=12)
+    expected = interpret.trace(model, ids)
+    other = torch.randint(0, 97, (1, 20), generator=torch.Generator().manual_seed(9))
+    stop = threading.Event()
+
+    def busy():
+        with torch.no_grad():
+            while not stop.is_set():
+                model(other)  # fires the same hooks while they are registered
+
+    thread = threading.Thread(target=busy)
+    thread.start()
+    try:
+        for _ in range(20):
+            t = interpret.trace(model, ids)
+            assert all(torch.equal(a, b) for a, b in zip(t.residuals, expected.residuals))
+            assert torch.equal(t.hidden, expected.hidden) and torch.equal(t.attention(1), expected.attention(1))
+    finally:
+        stop.set()
+        thread.join()

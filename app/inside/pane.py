@@ -6,6 +6,8 @@ in the worker fills every view; choosing another layer, head, position or token 
 every position's prediction, attention per layer and head, the logit lens, embeddings and positions, and the head.
 """
 
+import time
+
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPlainTextEdit, QSpinBox, QTabWidget,
                                QVBoxLayout, QWidget)
@@ -40,6 +42,7 @@ class InsidePane(QWidget):
         self.generation_ids: list[int] = []
         self.result: an.Analysis | None = None
         self.position = -1  # the chosen position in result (-1: the newest)
+        self.last_timings: dict = {}  # of the last fill: the worker's compute_s, the UI thread's show_s
         self._embeddings_for = None  # the model whose embeddings the Embeddings view shows
         self._build()
         self._typing = QTimer(self)
@@ -222,10 +225,11 @@ class InsidePane(QWidget):
         wanted = self.position
 
         def job(job):
+            started = time.perf_counter()
             result = an.analyse(model, tokenizer, ids)
             position = result.n - 1 if follow_newest or wanted >= result.n else wanted
             return (model, result, position, an.attention_of(result, layer), an.lens_of(result, position),
-                    an.head_of(result, position))
+                    an.head_of(result, position), time.perf_counter() - started)
 
         self.status.setText(f"<span style='color:{hint_color(self)}'>Reading {len(ids)} tokens…</span>")
         self.runner.cancel("attention")
@@ -235,9 +239,10 @@ class InsidePane(QWidget):
     def _on_analysed(self, result):
         if isinstance(result, JobFailed):
             return self._failed(result)
-        model, a, position, maps, lens, head = result
+        model, a, position, maps, lens, head, compute_s = result
         if model is not self.model:
             return
+        started = time.perf_counter()
         self.result, self.position = a, position
         note = a.window_note()
         self.status.setText(
@@ -249,6 +254,7 @@ class InsidePane(QWidget):
         self.tokens.verticalScrollBar().setValue(self.tokens.verticalScrollBar().maximum())
         self.attention.set_maps(maps, a.labels)
         self._show_position(lens, head)
+        self.last_timings = {"compute_s": compute_s, "show_s": time.perf_counter() - started}
         self.sig_filled.emit()
 
     def _show_position(self, lens, head):
