@@ -72,11 +72,12 @@ def main(argv=None) -> int:
     from PySide6.QtCore import QElapsedTimer, QEventLoop, Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
+    from app.training.curves import CurvesWidget
     from app.training.pane import TrainingPane
     from app.training.runner import RunController
 
     # time the pane's own UI-thread work, apart from what the (shared) machine does to the event loop
-    handler_ms: dict[str, list[float]] = {"queue poll + dispatch": [], "curves/progress redraw": []}
+    handler_ms: dict[str, list[float]] = {"queue poll + dispatch": [], "curves redraw": []}
 
     def timed(fn, key):
         def wrapper(self, *a, **k):
@@ -88,7 +89,7 @@ def main(argv=None) -> int:
         return wrapper
 
     RunController.poll = timed(RunController.poll, "queue poll + dispatch")
-    TrainingPane._redraw = timed(TrainingPane._redraw, "curves/progress redraw")
+    CurvesWidget.refresh = timed(CurvesWidget.refresh, "curves redraw")
 
     app = QApplication.instance() or QApplication([])
     from app.gcguard import collect_on_ui_thread
@@ -130,9 +131,7 @@ def main(argv=None) -> int:
 
     corpus = str(TINY_SHAKESPEARE) if TINY_SHAKESPEARE.is_file() else "shakespeare"
     form = pane.form
-    i = form.preset.findData("shakespeare-char-cpu")
-    form.preset.setCurrentIndex(i)
-    form._on_preset(i)
+    form.choose_preset("shakespeare-char-cpu")
     out_dir = Path(tempfile.mkdtemp(prefix="bench-training-ui-")) / "run"
     if corpus != "shakespeare":
         form.set_values({**form.values(), "corpus": corpus})

@@ -38,9 +38,7 @@ def make_pane(qtbot, reporter, tmp_path, **values):
     pane = TrainingPane(reporter=reporter)
     qtbot.addWidget(pane, before_close_func=lambda w: w.shutdown())  # no process left, even if the test fails
     form = pane.form
-    i = form.preset.findData("tiny")
-    form.preset.setCurrentIndex(i)
-    form._on_preset(i)  # what choosing it in the combo box does
+    form.choose_preset("tiny")
     base = {"corpus": str(corpus_file(tmp_path)), "n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 16,
             "batch_size": 4, "max_iters": 200, "eval_interval": 10, "processes": 1,
             "out_dir": str(tmp_path / "run")}
@@ -77,9 +75,9 @@ def no_process_left(procs):
 # ---- the form --------------------------------------------------------------------------------------------------
 
 def test_the_form_explains_what_is_wrong_before_start(qtbot, reporter, tmp_path, monkeypatch):
-    from app.training import form as form_module
+    from app.training import checks
 
-    monkeypatch.setattr(form_module, "cuda_available", lambda: False)
+    monkeypatch.setattr(checks, "cuda_available", lambda: False)
     pane = make_pane(qtbot, reporter, tmp_path)
     assert pane.start_button.isEnabled(), pane.problems.text()
 
@@ -131,11 +129,11 @@ def test_the_form_opens_text_files_persists_its_values_and_offers_saved_tokenize
     before = form.corpus.currentData()
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: ("", ""))
     form.corpus.setCurrentIndex(form.corpus.findData(OPEN_FILE))
-    form._on_corpus_activated(form.corpus.currentIndex())
+    form.corpus.activated.emit(form.corpus.currentIndex())
     assert form.corpus.currentData() == before  # cancelled: the previous corpus stays
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(other), ""))
     form.corpus.setCurrentIndex(form.corpus.findData(OPEN_FILE))
-    form._on_corpus_activated(form.corpus.currentIndex())
+    form.corpus.activated.emit(form.corpus.currentIndex())
     assert form.corpus.currentData() == str(other) and form.corpus.currentText() == "other.txt"
     pane.curves.set_x_axis("tokens")
     settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
@@ -199,8 +197,8 @@ def test_a_run_draws_curves_stops_with_a_checkpoint_and_resumes(qtbot, reporter,
     assert pane.state == "running" and not pane.start_button.isEnabled() and pane.stop_button.isEnabled()
     assert not pane.form.isEnabled()
     qtbot.waitUntil(while_running(pane, lambda: len(pane.history.train) >= 12 and len(pane.history.evals) >= 1
-                                  and saved and len(pane._samples) >= 2), timeout=RUN_TIMEOUT_MS)
-    pane._redraw(force=True)
+                                  and saved and len(pane.run_state.samples) >= 2), timeout=RUN_TIMEOUT_MS)
+    pane.redraw()
     x, y = pane.curves.raw_curve.getOriginalDataset()
     assert len(x) >= 12 and np.isfinite(y).all()
     assert len(pane.curves.val_curve.getOriginalDataset()[0]) >= 1
@@ -253,8 +251,8 @@ def test_a_killed_worker_is_reported_and_resume_is_offered(qtbot, reporter, tmp_
     reporter.expected = True
     pane = make_pane(qtbot, reporter, tmp_path, max_iters=100_000, eval_interval=5)
     pane.start()
-    qtbot.waitUntil(while_running(pane, lambda: pane._ckpt_step is not None
-                                  and pane.history.last_step > pane._ckpt_step), timeout=RUN_TIMEOUT_MS)
+    qtbot.waitUntil(while_running(pane, lambda: pane.run_state.checkpoint_step is not None
+                                  and pane.history.last_step > pane.run_state.checkpoint_step), timeout=RUN_TIMEOUT_MS)
     procs = pane.controller.processes()
     os.kill(procs[0].pid, signal.SIGKILL)
     wait_ended(qtbot, pane)
@@ -311,7 +309,7 @@ def test_following_a_run_folder_written_by_another_process(qtbot, reporter, tmp_
             proc.kill()
             proc.wait()
     assert steps_of(pane) == list(range(steps_of(pane)[0], 21))
-    pane._redraw(force=True)
+    pane.redraw()
     assert len(pane.curves.smooth_curve.getOriginalDataset()[0]) == len(pane.history.train)
     assert pane.max_iters == 20  # from the run's Started message
     qtbot.waitUntil(lambda: "finished" in pane.status.text(), timeout=5000)
@@ -336,8 +334,7 @@ def test_curves_mark_skipped_and_nonfinite_steps_and_hold_100k_points(qtbot, rep
         if step % 25_000 == 0:
             pane.dispatch(Eval("r", step=step, train_loss=2.0, val_loss=2.1, tokens_seen=step * 64))
             pane.dispatch(Sample("r", step=step, text=f"text <b>{step}</b>"))
-    pane._dirty = True
-    pane._redraw(force=True)
+    pane.redraw()
     curves = pane.curves
     assert len(curves.raw_curve.getOriginalDataset()[0]) == 100_000
     assert curves.skipped_marks.getData()[0].tolist() == [500]
@@ -393,7 +390,7 @@ def test_progress_text_is_not_drawn_over_by_the_bar_and_shows_averaged_tokens_pe
     from engine.messages import Finished, Started, Step
 
     pane = make_pane(qtbot, reporter, tmp_path)
-    pane._begin(str(tmp_path / "run"), 1000)
+    pane.run_state.begin(str(tmp_path / "run"), 1000)
     pane.dispatch(Started("r", config={"max_iters": 1000}, n_params=1000, world_size=1, step=0))
     assert not pane.progress.isTextVisible()
     # 100 steps of 768 tokens, alternately 0.1 s and 0.3 s of compute (3 s per 10 steps of wall time with evals)
@@ -401,7 +398,7 @@ def test_progress_text_is_not_drawn_over_by_the_bar_and_shows_averaged_tokens_pe
         pane.dispatch(Step("r", step=step, loss=2.0, lr=1e-3, grad_norm=1.0,
                            tokens_per_s=768 / (0.1 if step % 2 else 0.3), tokens_seen=768 * step, amp_scale=1.0,
                            skipped_steps=0, time=1000.0 + 0.3 * step))
-    pane._update_progress()
+    pane.redraw()
     text = pane.progress_text.text()
     # 20 steps of 768 tokens in 10 x 0.1 s + 10 x 0.3 s = 4 s -> 3,840 tokens/s (the last step alone says 2,560)
     assert "step 100 / 1,000" in text and "3,840 tok/s" in text, text
@@ -409,7 +406,7 @@ def test_progress_text_is_not_drawn_over_by_the_bar_and_shows_averaged_tokens_pe
     assert "ETA 4:30" in text, text
     assert pane.progress.value() == 100
     pane.dispatch(Finished("r", step=100, reason="stopped"))
-    pane._update_progress()
+    pane.redraw()
     assert "ETA" not in pane.progress_text.text()
     pane.shutdown()
 
@@ -419,14 +416,14 @@ def test_eta_is_gone_once_a_run_ends_even_without_a_new_message(qtbot, reporter,
     from engine.messages import Started, Step
 
     pane = make_pane(qtbot, reporter, tmp_path)
-    pane._begin(str(tmp_path / "run"), 1000)
+    pane.run_state.begin(str(tmp_path / "run"), 1000)
     pane.dispatch(Started("r", config={"max_iters": 1000}, n_params=1000, world_size=1, step=0))
     for step in (1, 2, 3):
         pane.dispatch(Step("r", step=step, loss=2.0, lr=1e-3, grad_norm=1.0, tokens_per_s=1000.0,
                            tokens_seen=64 * step, amp_scale=1.0, skipped_steps=0, time=float(step)))
-    pane._redraw(force=True)
+    pane.redraw()
     assert "ETA" in pane.progress_text.text()
-    pane._on_run_ended("stopped", "stopped", "")
+    pane.controller.sig_ended.emit("stopped", "stopped", "")
     assert "ETA" not in pane.progress_text.text() and "step 3 / 1,000" in pane.progress_text.text()
     pane.shutdown()
 
@@ -448,7 +445,7 @@ def test_a_followed_run_that_went_quiet_long_ago_gets_no_eta(qtbot, reporter, tm
     pane = make_pane(qtbot, reporter, tmp_path)
     pane.follow(str(folder))
     qtbot.waitUntil(lambda: pane.history.last_step == 50, timeout=10_000)  # read in the follower's thread
-    pane._redraw(force=True)
+    pane.redraw()
     text = pane.progress_text.text()
     assert "step 50 / 500" in text and "1,000 tok/s" in text and "ETA" not in text, text
     pane.stop()
@@ -458,7 +455,7 @@ def test_a_followed_run_that_went_quiet_long_ago_gets_no_eta(qtbot, reporter, tm
 def test_the_parameter_estimate_uses_a_trained_tokenizers_vocabulary(qtbot, reporter, tmp_path):
     """A 512-token BPE tokenizer was estimated "with a 65-character vocabulary"; a broken file passed the check."""
     from app.paths import tokenizers_dir
-    from app.training.form import estimate_params
+    from app.training.checks import estimate_params
     from engine.tokenizers import BPETokenizer
 
     pane = make_pane(qtbot, reporter, tmp_path)
@@ -493,3 +490,138 @@ def test_a_launch_that_raises_leaves_the_pane_idle_and_reports_it(qtbot, reporte
     assert pane.form.isEnabled()
     qtbot.waitUntil(lambda: any("cannot spawn here" in summary for summary, _ in reporter.reported), timeout=5000)
     pane.shutdown()
+
+
+# ---- fit and finish (issue 10) -----------------------------------------------------------------------------------
+
+def test_the_run_folder_is_checked_before_start(qtbot, reporter, tmp_path):
+    """Start was enabled for a file, /proc/... or an unwritable folder, and a traceback came 10 s later."""
+    pane = make_pane(qtbot, reporter, tmp_path)
+
+    def problems_for(folder):
+        pane.form.set_values({**pane.form.values(), "out_dir": str(folder)})
+        pane.recheck()
+        return pane.problems.text()
+
+    a_file = tmp_path / "a-file.txt"
+    a_file.write_text("x", encoding="utf-8")
+    assert "is a file, not a folder" in problems_for(a_file) and not pane.start_button.isEnabled()
+    assert "is a file, so" in problems_for(a_file / "run")
+    assert "inside /proc" in problems_for("/proc/self/run") and not pane.start_button.isEnabled()
+    if os.geteuid() != 0:  # root may write anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        assert "cannot write in" in problems_for(locked / "run") and not pane.start_button.isEnabled()
+    problems_for(tmp_path / "fine" / "run")
+    assert pane.start_button.isEnabled(), pane.problems.text()
+    pane.shutdown()
+
+
+def test_resume_is_not_offered_for_a_run_trained_to_its_steps(qtbot, reporter, tmp_path):
+    """Resume on a finished run started processes for 11 s, then said "Done"."""
+    from engine.messages import CheckpointSaved, Started, append_jsonl
+
+    folder = tmp_path / "done"
+    folder.mkdir()
+    append_jsonl(folder / "metrics.jsonl", Started("r", config={"max_iters": 200}))
+    append_jsonl(folder / "metrics.jsonl", CheckpointSaved("r", step=200, path=str(folder / "ckpt.pt")))
+    (folder / "ckpt.pt").write_bytes(b"ckpt")
+    pane = make_pane(qtbot, reporter, tmp_path, out_dir=str(folder), max_iters=200)
+    assert not pane.resume_button.isEnabled() and "raise Steps above it" in pane.resume_button.toolTip()
+    assert "trained to step 200: raise Steps above 200" in pane.problems.text()
+    pane.form.set_values({**pane.form.values(), "max_iters": 300})
+    pane.recheck()
+    assert pane.resume_button.isEnabled() and "already holds a checkpoint" in pane.problems.text()
+    pane.shutdown()
+
+
+def test_old_messages_go(qtbot, reporter, tmp_path):
+    """The form's problems stayed up during a run, an old failure box stayed after New, the preset's name after
+    its values were changed."""
+    pane = make_pane(qtbot, reporter, tmp_path)
+    assert pane.form.preset.currentText() == "tiny (edited)"  # make_pane shrank the model
+    pane.form.choose_preset("tiny")
+    assert pane.form.preset.currentText() == "tiny"
+    pane.form.size.setCurrentIndex(pane.form.size.findData("small"))
+    pane.form.size.activated.emit(pane.form.size.currentIndex())
+    assert pane.form.preset.currentText() == "tiny (edited)"
+    pane.form.set_values({**pane.form.values(), **pane.form.preset_values("tiny")})
+    assert pane.form.preset.currentText() == "tiny"  # back to what the preset sets
+
+    reporter.expected = True
+    pane.run_state.begin(pane.form.values()["out_dir"], 200)
+    assert not pane.problems.isVisibleTo(pane)
+    pane.controller.sig_ended.emit("failed", "the corpus vanished", "Traceback ...")
+    assert pane.failure.isVisibleTo(pane) and pane.state == "idle"
+    pane.form.new_button.click()
+    assert not pane.failure.isVisibleTo(pane) and pane.status.text() == "Ready."
+    pane.shutdown()
+
+
+def test_a_learning_rate_that_will_diverge_is_warned_of(qtbot, reporter, tmp_path):
+    pane = make_pane(qtbot, reporter, tmp_path, lr="1e9")
+    assert "⚠ A learning rate of 1e+09 will almost surely make the loss diverge" in pane.problems.text()
+    assert pane.start_button.isEnabled()  # a warning: the user may want to see it happen
+    pane.form.set_values({**pane.form.values(), "lr": "3e-3"})
+    pane.recheck()
+    assert "diverge" not in pane.problems.text()
+    pane.shutdown()
+
+
+def test_plots_keep_legend_off_the_data_whole_steps_and_sane_ranges(qtbot, reporter, tmp_path):
+    """The legend covered lines; ticks said 2.5 steps; one point gave an axis from -150 to 150; a failed start
+    left the last run's range."""
+    from engine.messages import Eval, Started
+
+    pane = make_pane(qtbot, reporter, tmp_path)
+    pane.resize(900, 600)
+    pane.show()
+    qtbot.waitExposed(pane)
+    curves = pane.curves
+    pane.run_state.begin(str(tmp_path / "run"), 100)
+    pane.dispatch(Started("r", config={"max_iters": 100}, n_params=10))
+    pane.dispatch(Eval("r", step=0, val_loss=4.2, train_loss=4.2))
+    pane.redraw()
+    (x0, x1), (y0, y1) = curves.loss_plot.viewRange()
+    assert -0.5 <= x0 < x1 <= 6 and 3.5 < y0 < 4.2 < y1 < 5, curves.loss_plot.viewRange()
+    for n in range(1, 4):
+        pane.dispatch(Step_(n))
+    pane.redraw()
+    ticks = [v for _, values in curves.loss_plot.getAxis("bottom").tickValues(0, 3, 400) for v in values]
+    assert ticks and all(float(v).is_integer() for v in ticks)
+    legend = curves.legend.sceneBoundingRect()
+    assert not legend.intersects(curves.loss_plot.vb.sceneBoundingRect())
+    assert not legend.intersects(curves.grad_plot.vb.sceneBoundingRect())
+    pane.run_state.launch_failed("cannot spawn")
+    pane.redraw()
+    (x0, x1), (y0, y1) = curves.loss_plot.viewRange()
+    assert -0.5 < x0 < 0 and 10 < x1 < 10.5 and -0.1 < y0 < 0 and 1 < y1 < 1.1
+    pane.shutdown()
+
+
+def Step_(n):
+    from engine.messages import Step
+
+    return Step("r", step=n, loss=4.0 - 0.1 * n, lr=1e-3, grad_norm=1.0, tokens_per_s=1000.0, tokens_seen=64 * n,
+                time=float(n))
+
+
+def test_quitting_during_a_run_hides_the_window_before_waiting_for_the_checkpoint(qtbot, reporter, tmp_path,
+                                                                                 monkeypatch):
+    """After "Yes" the window froze ~2 s while the run saved its checkpoint."""
+    from PySide6.QtWidgets import QMainWindow
+
+    window = QMainWindow()
+    qtbot.addWidget(window)
+    pane = make_pane(qtbot, reporter, tmp_path, max_iters=100_000)
+    window.setCentralWidget(pane)
+    window.show()
+    pane.start()
+    qtbot.waitUntil(while_running(pane, lambda: len(pane.history.train) > 0), timeout=RUN_TIMEOUT_MS)
+    visible_while_waiting = []
+    real = pane.controller.shutdown
+    monkeypatch.setattr(pane.controller, "shutdown",
+                        lambda *a, **k: (visible_while_waiting.append(window.isVisible()), real(*a, **k)))
+    pane.shutdown()
+    assert visible_while_waiting == [False]
+    assert pane.state == "idle" and "Stopped at step" in pane.status.text()

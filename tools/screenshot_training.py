@@ -38,8 +38,7 @@ def main(argv: list[str]) -> int:
     pane = win.training
     win.show_pane(pane)
     form = pane.form
-    form.preset.setCurrentIndex(form.preset.findData("shakespeare-char-cpu"))
-    form._on_preset(form.preset.currentIndex())  # what choosing it in the combo box does
+    form.choose_preset("shakespeare-char-cpu")
     form.set_values({**form.values(), "corpus": "shakespeare"})
     pane.recheck()
     if not pane.start_button.isEnabled():
@@ -59,7 +58,7 @@ def main(argv: list[str]) -> int:
         if not ok or pane.state == "idle":
             print(f"the run did not reach step {SHOT_AT_STEP}: {pane.status.text()}", file=sys.stderr)
             return 1
-        pane._redraw(force=True)
+        pane.redraw()
         wait(lambda: False, 0.5)  # let the plots repaint
         output.parent.mkdir(parents=True, exist_ok=True)
         win.grab().save(str(output))

@@ -5,6 +5,8 @@ columns with ``setData`` (the pane calls it at most ~10 times a second). Peak do
 100 000-point run smooth.
 """
 
+import math
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Signal
@@ -14,6 +16,8 @@ from app.theme import style_plots
 from app.training.history import History
 
 X_AXES = {"steps": ("step", "step"), "tokens": ("tokens", "tokens seen")}  # choice -> (column, axis label)
+LEGEND_COLUMNS = 3
+AXIS_WIDTH = 64  # px for tick labels plus the axis title
 COLORS = {
     "raw": (31, 119, 180, 120),
     "smooth": (31, 119, 180),
@@ -37,6 +41,7 @@ class CurvesWidget(QWidget):
         super().__init__(parent)
         self.history = history
         self.x_axis = "steps"
+        self._pinned = False  # ranges were set by hand for no or one point (see _fit_degenerate)
 
         self.x_choice = QComboBox()
         self.x_choice.addItem("steps", "steps")
@@ -63,36 +68,41 @@ class CurvesWidget(QWidget):
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setBackground("w")
-        self.loss_plot = self.graphics.addPlot(row=0, col=0)
-        self.grad_plot = self.graphics.addPlot(row=1, col=0)
-        self.graphics.ci.layout.setRowStretchFactor(0, 3)
-        self.graphics.ci.layout.setRowStretchFactor(1, 1)
+        # the legend has a row of its own above the plots: inside them it covered lines and markers
+        self.legend = pg.LegendItem(colCount=LEGEND_COLUMNS, labelTextColor=(40, 40, 40), frame=False)
+        self.graphics.addItem(self.legend, row=0, col=0)
+        self.loss_plot = self.graphics.addPlot(row=1, col=0, axisItems=_axes())
+        self.grad_plot = self.graphics.addPlot(row=2, col=0, axisItems=_axes())
+        layout = self.graphics.ci.layout
+        layout.setRowStretchFactor(1, 3)
+        layout.setRowStretchFactor(2, 1)
         self.grad_plot.setXLink(self.loss_plot)
         self.grad_plot.showAxis("right")
         self.grad_plot.getAxis("right").setStyle(showValues=False)
         for plot in (self.loss_plot, self.grad_plot):
             # no grid: pyqtgraph's axis grid costs ~20 ms per repaint, ten times the 100 000-point curves themselves
-            plot.getAxis("left").setWidth(56)  # the same widths line the two plots up
-            plot.getAxis("right").setWidth(64)
+            plot.getAxis("left").setWidth(AXIS_WIDTH)  # the same widths line the two plots up, and leave the
+            plot.getAxis("right").setWidth(AXIS_WIDTH)  # axis titles room beside the tick labels
             for name in ("left", "bottom", "right"):
                 axis = plot.getAxis(name)
                 axis.setPen(pg.mkPen(90, 90, 90))
                 axis.setTextPen(pg.mkPen(40, 40, 40))
         self.loss_plot.setLabel("left", "loss")
         self.grad_plot.setLabel("left", "grad norm")
-        self.legend = self.loss_plot.addLegend(offset=(-10, 10), labelTextColor=(40, 40, 40),
-                                               brush=pg.mkBrush(255, 255, 255, 200))
 
         def line(plot, color, width=1.0, name=None, **kw):
-            item = plot.plot(pen=pg.mkPen(color, width=width, **kw), name=name)
+            item = plot.plot(pen=pg.mkPen(color, width=width, **kw))
             item.setDownsampling(auto=True, method="peak")
             item.setClipToView(True)
+            if name:
+                self.legend.addItem(item, name)
             return item
 
         self.raw_curve = line(self.loss_plot, COLORS["raw"], name="training loss")
         self.smooth_curve = line(self.loss_plot, COLORS["smooth"], 2.0, name="smoothed")
         self.val_curve = self.loss_plot.plot(pen=pg.mkPen(COLORS["val"], width=2), symbol="o", symbolSize=6,
-                                             symbolBrush=COLORS["val"], symbolPen=None, name="validation loss")
+                                             symbolBrush=COLORS["val"], symbolPen=None)
+        self.legend.addItem(self.val_curve, "validation loss")
         # event markers join the legend when the first one appears
         self.skipped_marks = pg.ScatterPlotItem(symbol="t", size=10, brush=pg.mkBrush(COLORS["skipped"]), pen=None)
         self.nonfinite_marks = pg.ScatterPlotItem(symbol="x", size=12, brush=pg.mkBrush(COLORS["nonfinite"]),
@@ -108,6 +118,7 @@ class CurvesWidget(QWidget):
         self.loss_plot.scene().addItem(self.lr_view)
         right = self.loss_plot.getAxis("right")
         right.linkToView(self.lr_view)
+        right.enableAutoSIPrefix(False)  # "learning rate (x0.001)" over ticks 0 … 1 read wrong: ShortAxis writes 3e-4
         right.setLabel("learning rate", color="#2ca02c")
         self.lr_view.setXLink(self.loss_plot)
         self.lr_curve = pg.PlotDataItem(pen=pg.mkPen(COLORS["lr"], width=1.5, style=pg.QtCore.Qt.PenStyle.DashLine))
@@ -136,6 +147,7 @@ class CurvesWidget(QWidget):
         self.graphics.ci.layout.setRowMaximumHeight(1, 1e6 if shown else 0)
 
     def set_x_axis(self, choice: str) -> None:
+        """Steps or tokens seen along the bottom."""
         if choice not in X_AXES:
             raise ValueError(f"x axis must be one of {', '.join(X_AXES)}, got {choice!r}")
         self.x_axis = choice
@@ -145,15 +157,18 @@ class CurvesWidget(QWidget):
         label = X_AXES[choice][1]
         self.loss_plot.setLabel("bottom", label)
         self.grad_plot.setLabel("bottom", label)
-        self.refresh()
+        self._pinned = False
         self.loss_plot.enableAutoRange()
         self.grad_plot.enableAutoRange()
+        self.refresh()
 
     def refresh(self) -> None:
         """Push the history into the plot items."""
         h = self.history
         xcol = X_AXES[self.x_axis][0]
         x = h.train.column(xcol)
+        self._fit_degenerate(np.concatenate([x, h.evals.column(xcol)]),
+                             np.concatenate([h.train.column("loss"), h.evals.column("val_loss")]))
         self.raw_curve.setData(x, _finite(h.train.column("loss")))
         self.smooth_curve.setData(x, h.train.column("smooth"))
         self.lr_curve.setData(x, h.train.column("lr"))
@@ -166,6 +181,29 @@ class CurvesWidget(QWidget):
             name = self._mark_names.pop(id(marks), None) if ok.any() else None
             if name:
                 self.legend.addItem(marks, name)
+
+    def _fit_degenerate(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Ranges where autorange has nothing sensible to do: no points (a run that failed to start leaves the plots
+        empty at 0..10 steps, not at the last run's range) or one x or y value (one point gave an axis from -150 to 150)."""
+        ok = np.isfinite(x) & np.isfinite(y)
+        x, y = x[ok], y[ok]
+        plots = (self.loss_plot, self.grad_plot)
+        if not len(x):
+            for plot in plots:
+                plot.setRange(xRange=(0, 10), yRange=(0, 1), padding=0.02)
+            self._pinned = True
+            return
+        x_lo, x_hi, y_lo, y_hi = x.min(), x.max(), y.min(), y.max()
+        if x_lo == x_hi or y_lo == y_hi:
+            x_pad = max(abs(x_lo) * 0.1, 5.0) if x_lo == x_hi else 0.02 * (x_hi - x_lo)
+            y_pad = max(abs(y_lo) * 0.1, 0.1) if y_lo == y_hi else 0.05 * (y_hi - y_lo)
+            self.loss_plot.setRange(xRange=(max(0.0, x_lo - x_pad), x_hi + x_pad),
+                                    yRange=(y_lo - y_pad, y_hi + y_pad), padding=0.02)
+            self._pinned = True
+        elif self._pinned:  # enough points again: back to following the data
+            self._pinned = False
+            for plot in plots:
+                plot.enableAutoRange()
 
     def export_png(self, path: str, width: int = 1600) -> None:
         from pyqtgraph.exporters import ImageExporter
@@ -184,6 +222,42 @@ class CurvesWidget(QWidget):
         choice = read(s, "curves/x_axis", "steps")
         self.set_x_axis(choice if choice in X_AXES else "steps")
         self.show_grad.setChecked(read(s, "curves/show_grad", True))
+
+
+class CountAxis(pg.AxisItem):
+    """Steps and tokens: whole numbers only (no tick at step 2.5), written short (12k, 1.5M)."""
+
+    def tickValues(self, minVal, maxVal, size):
+        levels = super().tickValues(minVal, maxVal, size)
+        whole = [(spacing, [v for v in values if float(v).is_integer()]) for spacing, values in levels
+                 if spacing >= 1]
+        return whole or [(1.0, [float(v) for v in range(math.ceil(minVal), math.floor(maxVal) + 1)])]
+
+    def tickStrings(self, values, scale, spacing):
+        return [count_label(v * scale) for v in values]
+
+
+class ShortAxis(pg.AxisItem):
+    """Values of very different sizes (a learning rate) in at most five characters: 3e-4, 0.001, 12."""
+
+    def tickStrings(self, values, scale, spacing):
+        return [f"{v * scale:.2g}" if v else "0" for v in values]
+
+
+def _axes() -> dict:
+    return {"bottom": CountAxis("bottom"), "right": ShortAxis("right")}
+
+
+def count_label(v: float) -> str:
+    """A tick label for a count.
+
+    >>> [count_label(v) for v in (0, 250, 12_000, 1_500_000, 2e9)]
+    ['0', '250', '12k', '1.5M', '2G']
+    """
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= size:
+            return f"{v / size:.4g}{suffix}"
+    return f"{v:.0f}"
 
 
 def _finite(y: np.ndarray) -> np.ndarray:

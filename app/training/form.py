@@ -1,10 +1,8 @@
-"""The run form: corpus, tokenizer, model, optimisation and the run folder; explains what is wrong before Start.
+"""The run form: corpus, tokenizer, model, optimisation and the run folder.
 
-The form only collects values; :func:`check`, a plain function, says what is wrong with them, using the engine's
-own config validation so the form and the trainer never disagree.
+The form only collects values; :func:`app.training.checks.check`, a plain function, says what is wrong with them.
 """
 
-import math
 import os
 import time
 from pathlib import Path
@@ -15,17 +13,12 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout,
 
 from app.paths import runs_dir, tokenizers_dir
 from app.settings import read
-from engine.runs import RunFolder
+from app.training.checks import BUILTIN_TOKENIZERS, POSITIONS, PRECISIONS, config_kwargs
 
 OPEN_FILE = "__open__"
 CUSTOM = "__custom__"
 NO_PRESET = ""
-BUILTIN_TOKENIZERS = ("char", "gpt2", "p50k_base", "cl100k_base", "o200k_base")
-# vocabulary sizes of the built-in encodings, for the parameter estimate (the char vocabulary depends on the corpus)
-ENCODING_VOCAB = {"gpt2": 50257, "p50k_base": 50281, "cl100k_base": 100277, "o200k_base": 200019}
-PRECISIONS = ("fp32", "bf16", "fp16")
-POSITIONS = ("learned", "rope", "alibi")
-CHAR_VOCAB_GUESS = 65  # a char tokenizer's vocabulary depends on the corpus: tiny Shakespeare's, for the estimate
+EDITED = " (edited)"  # after a preset's name once the form no longer holds what the preset set
 
 # the form's fields, their settings keys and defaults (a tiny model that learns something in a few hundred steps)
 DEFAULTS = {
@@ -45,12 +38,6 @@ DEFAULTS = {
     "processes": 1,
     "out_dir": "",
 }
-
-
-def cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def new_run_dir() -> str:
@@ -79,167 +66,6 @@ def builtin_corpora():
     from engine.corpora import corpora
 
     return corpora()
-
-
-_saved_vocab_cache: dict[tuple, int] = {}
-
-
-def tokenizer_vocab(tokenizer: str) -> int | None:
-    """Vocabulary size of a tokenizer the form offers: None for "char" (it depends on the corpus), the size of a
-    built-in encoding, or read from a saved tokenizer file (cached while the file is unchanged). ValueError saying
-    why for a file that is not a saved tokenizer."""
-    if tokenizer == "char":
-        return None
-    if tokenizer in ENCODING_VOCAB:
-        return ENCODING_VOCAB[tokenizer]
-    try:
-        st = os.stat(tokenizer)
-    except OSError:
-        raise ValueError(f"The tokenizer file {tokenizer} is gone: choose another tokenizer.") from None
-    key = (tokenizer, st.st_mtime_ns, st.st_size)
-    if key not in _saved_vocab_cache:
-        from engine.tokenizers.base import load_json
-
-        data = load_json(tokenizer)
-        if data.get("kind") == "bpe" and isinstance(data.get("n_vocab"), int):
-            vocab = data["n_vocab"]
-        elif data.get("kind") == "char" and isinstance(data.get("chars"), str):
-            vocab = len(data["chars"])
-        else:
-            raise ValueError(f"{tokenizer} is not a saved character or BPE tokenizer.")
-        _saved_vocab_cache[key] = vocab
-    return _saved_vocab_cache[key]
-
-
-def estimate_params(values: dict, vocab_size: int, bias: bool = False) -> int:
-    """Parameters of the GPT these values build: tied embedding/head, position table, blocks, final LayerNorm."""
-    C, L, T = values["n_embd"], values["n_layer"], values["block_size"]
-    # qkv + proj + 4x MLP weights, two LayerNorm weights (+ the biases of all of them)
-    per_layer = 12 * C * C + 2 * C + (11 * C if bias else 0)
-    pos = T * C if values["pos"] == "learned" else 0
-    return vocab_size * C + pos + L * per_layer + C * (2 if bias else 1)
-
-
-def check(values: dict, extra: dict | None = None, *, cuda: bool | None = None,
-          corpus_bytes: int | None = None) -> tuple[list[str], list[str]]:
-    """(errors, notes) for the form's values (and a preset's other settings). Errors block Start; notes are advice.
-
-    ``corpus_bytes`` is the size of an opened corpus file (None for a built-in corpus): every token holds at least
-    one byte, so a file smaller than a training window plus its validation part cannot train.
-    """
-    errors: list[str] = []
-    notes: list[str] = []
-    from engine.model import GPTConfig
-
-    try:
-        lr = float(values["lr"])
-        if not math.isfinite(lr) or lr <= 0:
-            raise ValueError
-    except (TypeError, ValueError):
-        errors.append(f"Learning rate must be a positive number like 1e-3, not {values['lr']!r}.")
-        lr = None
-    try:
-        GPTConfig(vocab_size=values.get("vocab_size", 256), block_size=values["block_size"],
-                  n_layer=values["n_layer"], n_head=values["n_head"], n_embd=values["n_embd"], pos=values["pos"])
-    except ValueError as err:
-        text = str(err).removeprefix("GPTConfig.")
-        heads, width = values["n_head"], values["n_embd"]
-        if "divisible" in text:
-            text = (f"Width {width} does not split evenly among {heads} heads: choose a width that is a multiple "
-                    f"of the heads (e.g. {heads * max(1, round(width / heads))}).")
-        elif "RoPE" in text:
-            text = (f"RoPE rotates pairs of numbers, so each head needs an even size; width {values['n_embd']} / "
-                    f"{values['n_head']} heads = {values['n_embd'] // values['n_head']}.")
-        errors.append(text)
-    if values["precision"] == "fp16" and not (cuda_available() if cuda is None else cuda):
-        errors.append("fp16 needs a CUDA GPU (it trains with a gradient scaler there); "
-                      "on this machine use bf16 or fp32.")
-    if values["processes"] > (os.cpu_count() or 1):
-        errors.append(f"{values['processes']} processes, but this machine has {os.cpu_count()} CPU cores.")
-    if corpus_bytes is not None:
-        need = _min_corpus_tokens(values["block_size"])
-        if corpus_bytes < need:
-            errors.append(f"The corpus file holds {corpus_bytes:,} bytes: too short for a context of "
-                          f"{values['block_size']} tokens (training and validation each need at least one window "
-                          f"plus a token; that takes at least {need:,} tokens). "
-                          f"Use a longer text or a shorter context.")
-    try:
-        vocab = tokenizer_vocab(values["tokenizer"])
-    except ValueError as err:
-        errors.append(str(err))
-        vocab = None
-    if vocab is not None:
-        embed = vocab * values["n_embd"]
-        body = estimate_params(values, 0)
-        if embed > 4 * body:
-            name = Path(values["tokenizer"]).stem if values["tokenizer"] not in ENCODING_VOCAB else values["tokenizer"]
-            notes.append(f"The {name} vocabulary ({vocab:,} tokens) makes the embedding "
-                         f"{embed / 1e6:.1f} M parameters, {embed / max(body, 1):.0f}x the transformer itself: "
-                         f"'char' or a smaller trained tokenizer learns faster on a small model.")
-    vocab_est = vocab if vocab is not None else 256
-    n_params = estimate_params(values, vocab_est)
-    memory = _memory_bytes()
-    need = n_params * 16 * values["processes"]  # fp32 weights, gradients and AdamW's two moments, per process
-    if memory and need > memory:
-        errors.append(f"The model has about {n_params / 1e6:,.0f} M parameters: training it needs about "
-                      f"{need / 2**30:,.1f} GiB for weights, gradients and optimizer state, more than this machine's "
-                      f"{memory / 2**30:,.1f} GiB. Choose a smaller width, fewer layers or a smaller vocabulary.")
-    if values["precision"] == "bf16" and not (cuda_available() if cuda is None else cuda):
-        notes.append("bf16 on CPU saves memory but is often slower than fp32.")
-    if values["processes"] > 1:
-        notes.append(f"{values['processes']} processes train one model with DistributedDataParallel, each on "
-                     f"{values['batch_size'] // values['processes']} of the batch's {values['batch_size']} rows.")
-    if values["batch_size"] % values["processes"]:
-        errors.append(f"A batch of {values['batch_size']} rows does not split evenly over {values['processes']} "
-                      f"processes: use a multiple of {values['processes']}.")
-    out_dir = values["out_dir"].strip()
-    if not out_dir:
-        errors.append("Choose a run folder.")
-    elif RunFolder(out_dir).checkpoint_path.exists():
-        errors.append("The run folder already holds a checkpoint: press Resume to continue it, or pick a new folder.")
-    elif RunFolder(out_dir).has_metrics():
-        errors.append("The run folder already holds a run's metrics: pick a new folder (“New”).")
-    if not errors:
-        from engine.train import TrainConfig
-
-        try:
-            TrainConfig.from_dict(config_kwargs(values, extra))
-        except ValueError as err:
-            errors.append(str(err))
-    return errors, notes
-
-
-def config_kwargs(values: dict, extra: dict | None = None) -> dict:
-    """``TrainConfig`` keyword arguments for the form's values, over a preset's other settings (``extra``).
-
-    The schedule spans the run: cosine decay ends at the last step, warmup takes at most a tenth of the run, and the
-    final learning rate is a tenth of the peak (nanoGPT's choices). A checkpoint is saved at every evaluation.
-    """
-    extra = dict(extra or {})
-    max_iters = values["max_iters"]
-    lr = float(values["lr"])
-    warmup = int(extra.get("warmup_iters", 100))
-    return {
-        **extra,
-        "corpus": values["corpus"], "tokenizer": values["tokenizer"], "out_dir": values["out_dir"],
-        "n_layer": values["n_layer"], "n_head": values["n_head"], "n_embd": values["n_embd"], "pos": values["pos"],
-        "block_size": values["block_size"], "batch_size": values["batch_size"], "lr": lr, "min_lr": lr / 10,
-        "max_iters": max_iters, "lr_decay_iters": max_iters, "warmup_iters": min(warmup, max_iters // 10),
-        "eval_interval": values["eval_interval"], "checkpoint_interval": values["eval_interval"],
-        "precision": values["precision"],
-    }
-
-
-def _min_corpus_tokens(block_size: int) -> int:
-    """Tokens a corpus needs so that both splits hold a window plus the token it predicts (10% is validation)."""
-    return 10 * (block_size + 1)
-
-
-def _memory_bytes() -> int | None:
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 class TrainingForm(QWidget):
@@ -315,13 +141,13 @@ class TrainingForm(QWidget):
         browse = QToolButton(text="…")
         browse.setToolTip("Choose a run folder")
         browse.clicked.connect(self._browse_out_dir)
-        fresh = QToolButton(text="New")
-        fresh.setToolTip("A new dated folder under the app's runs folder")
-        fresh.clicked.connect(lambda: self.out_dir.setText(new_run_dir()))
+        self.new_button = QToolButton(text="New")
+        self.new_button.setToolTip("A new dated folder under the app's runs folder")
+        self.new_button.clicked.connect(lambda: self.out_dir.setText(new_run_dir()))
         row = QHBoxLayout()
         row.addWidget(self.out_dir, 1)
         row.addWidget(browse)
-        row.addWidget(fresh)
+        row.addWidget(self.new_button)
         layout.addRow("Run folder", row)
 
         self._last_corpus_index = 0  # where the corpus choice returns when "Open text file…" is cancelled
@@ -338,6 +164,7 @@ class TrainingForm(QWidget):
             spin.valueChanged.connect(self.sig_changed)
         for edit in (self.lr, self.out_dir):
             edit.textChanged.connect(self.sig_changed)
+        self.sig_changed.connect(self._mark_preset_edited)
 
     # ---- values ------------------------------------------------------------------------------------------------
     def values(self) -> dict:
@@ -443,22 +270,60 @@ class TrainingForm(QWidget):
         if self.tokenizer.currentData() != current:
             self.sig_changed.emit()
 
-    # ---- slots -------------------------------------------------------------------------------------------------
-    def _on_preset(self, index: int) -> None:
-        name = self.preset.itemData(index)
-        if not name:
-            self._extra = {}
-            return
+    # ---- presets and runs ----------------------------------------------------------------------------------------
+    def choose_preset(self, name: str) -> None:
+        """Fill the form from a training preset of ``llm-train`` (what choosing it in the combo box does);
+        "" clears the preset's other settings. ValueError for an unknown name."""
+        if name and name not in training_presets():
+            raise ValueError(f"no training preset {name!r}; the presets are {', '.join(training_presets())}")
+        _select(self.preset, name)
+        self._on_preset(self.preset.currentIndex())
+
+    def preset_values(self, name: str) -> dict:
+        """The form values a training preset sets (not the corpus or the run folder)."""
         preset = training_presets()[name]
-        self._extra = self._preset_extras(preset)
         values = {key: preset[key] for key in DEFAULTS if key in preset and key not in ("corpus", "out_dir")}
         values["lr"] = repr(float(preset.get("lr", DEFAULTS["lr"])))
         values["size"] = CUSTOM
         for size_name, size in model_size_presets().items():
             if all(preset.get(k) == size[k] for k in ("n_layer", "n_head", "n_embd")):
                 values["size"] = size_name
+        return values
+
+    def show_run_config(self, config: dict, processes: int | None = None) -> None:
+        """Show the settings of a run the form did not start (followed or reopened): a ``TrainConfig`` dict."""
+        own = {key: config[key] for key in DEFAULTS if key in config and key not in ("lr", "size")}
+        if "lr" in config:
+            own["lr"] = repr(float(config["lr"]))
+        if processes:
+            own["processes"] = processes
+        schedule = ("min_lr", "lr_decay_iters", "checkpoint_interval", "resume")  # derived from the form's values
+        self._extra = {k: v for k, v in config.items() if k not in DEFAULTS and k not in schedule}
+        with QSignalBlocker(self.preset):
+            _select(self.preset, NO_PRESET)
+        self.set_values({**self.values(), **own})
+
+    def _on_preset(self, index: int) -> None:
+        name = self.preset.itemData(index)
+        if not name:
+            self._extra = {}
+            self._mark_preset_edited()
+            return
+        self._extra = self._preset_extras(training_presets()[name])
         current = self.values()
-        self.set_values({**current, **values, "out_dir": current["out_dir"]})
+        self.set_values({**current, **self.preset_values(name), "out_dir": current["out_dir"]})
+
+    def _mark_preset_edited(self) -> None:
+        """The preset's name says "(edited)" once a value it set was changed, and loses it when they match again."""
+        for i in range(self.preset.count()):
+            name = self.preset.itemData(i)
+            if name:
+                self.preset.setItemText(i, name)
+        name = self.preset.currentData()
+        if name:
+            current = self.values()
+            if any(not _same(current[k], v) for k, v in self.preset_values(name).items() if k != "size"):
+                self.preset.setItemText(self.preset.currentIndex(), name + EDITED)
 
     @staticmethod
     def _preset_extras(preset: dict) -> dict:
@@ -515,6 +380,14 @@ def _spin(lo: int, hi: int, step: int = 1) -> QSpinBox:
     spin.setSingleStep(step)
     spin.setGroupSeparatorShown(hi >= 10_000)
     return spin
+
+
+def _same(a, b) -> bool:
+    """Equal as form values: "3e-4" and "0.0003" are one learning rate."""
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
 
 
 def _select(combo: QComboBox, data) -> None:

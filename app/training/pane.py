@@ -1,8 +1,10 @@
 """The Training pane: set up a run, start / stop / resume it, watch its curves and samples, or follow a run folder.
 
-Wiring only: the form (:mod:`form`), the plots (:mod:`curves`) over the data (:mod:`history`), and the processes
-(:mod:`runner`). Messages from a run, live or read from ``metrics.jsonl``, go through :meth:`TrainingPane.dispatch`,
-which calls ``_on_<type>``.
+A view over :class:`~app.training.state.RunState` (the phase, the run shown, its curves, samples and what to say,
+all without Qt): the pane turns buttons into calls on the state and the processes (:mod:`runner`), and renders the
+state's events into the form (:mod:`form`, checked by :mod:`checks`), the plots (:mod:`curves`), the samples and the
+status line. Messages from a run, live or read from ``metrics.jsonl``, go through :meth:`TrainingPane.dispatch`.
+The run view is the first of :attr:`TrainingPane.tabs`; the run library (:mod:`app.experiments`) is the second.
 """
 
 import html
@@ -10,25 +12,20 @@ import os
 import time
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QFont, QFontDatabase
-from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QLabel, QMessageBox, QPlainTextEdit,
-                               QProgressBar, QPushButton, QScrollArea, QSplitter, QTabWidget, QTextBrowser, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QApplication, QFileDialog, QHBoxLayout, QLabel, QMessageBox, QScrollArea, QSplitter,
+                               QTabWidget, QTextBrowser, QVBoxLayout, QWidget)
 
-from app.theme import hint_color
 from app.paths import runs_dir
+from app.training.checks import CHAR_VOCAB_GUESS, check, estimate_params, tokenizer_vocab
+from app.training.controls import RunControls
 from app.training.curves import CurvesWidget
-from app.training.form import CHAR_VOCAB_GUESS, TrainingForm, check, estimate_params, tokenizer_vocab
-from app.training.history import History
 from app.training.follower import RunFollower
 from app.training.runner import RunController
+from app.training.state import RunState, last_checkpoint_step
 from engine.runs import RunFolder
 
 REDRAW_MS = 100  # curves and progress are redrawn at most this often, however fast messages arrive
-MAX_SAMPLES = 200  # samples kept in the side panel
 CHECK_DELAY_MS = 150  # the form is re-checked this long after the last edit
-RATE_STEPS = 20  # tokens per second shown: over the last this many logged steps (one step's timing is noisy)
-STALE_STEPS = 20  # a followed run that has logged nothing for this many step times (and a minute) gets no ETA
 
 
 class TrainingPane(QWidget):
@@ -42,89 +39,30 @@ class TrainingPane(QWidget):
     def __init__(self, reporter=None, parent=None):
         super().__init__(parent)
         self.reporter = reporter
-        self.history = History()
+        self.run_state = RunState()
         self.controller = RunController(self)
         self.follower = RunFollower(self)
-        self.state = "idle"  # idle | running | stopping | following
-        self.run_dir: str | None = None  # folder of the run shown (started, resumed or followed)
-        self.latest_checkpoint: str | None = None
-        self.max_iters = 0
-        self._rate_origin = None  # (time, step, tokens) of the first step after a (re)start, for ETA
-        self._last_step = None  # the latest Step message
-        self._samples: list[tuple[int, str]] = []
-        self._dirty = False
+        self._errors: list[str] = []
         self._samples_dirty = False
         self._next_curves_at = 0.0  # monotonic time before which the curves are not redrawn again
-        self._errors: list[str] = []
-        self._ckpt_step = None  # step of the latest checkpoint of the run shown
-        self._run_over = False  # a followed run's folder says it finished or failed
 
-        self.form = TrainingForm()
-        self.problems = QLabel()
-        self.problems.setWordWrap(True)
-        self.problems.setTextFormat(Qt.TextFormat.RichText)
-        self.params = QLabel()
-        self.params.setStyleSheet(f"color: {hint_color(self)};")  # palette(mid) was grey on grey
-        self.start_button = QPushButton("Start")
-        self.start_button.setToolTip("Train a new model in the run folder")
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setToolTip("Save a checkpoint and stop")
-        self.resume_button = QPushButton("Resume")
-        self.resume_button.setToolTip("Continue the run folder's checkpoint (up to the Steps above)")
-        self.follow_button = QPushButton("Follow run folder…")
-        self.follow_button.setToolTip("Show the curves of a run folder and follow them as they grow "
-                                      "(e.g. a torchrun job writing to a shared folder)")
-        self.use_button = QPushButton("Use in Generation")
-        self.use_button.setToolTip("Open the latest checkpoint in the Generation pane")
-        self.progress = QProgressBar()
-        # the figures go in a label below: a bar's own text is split and clipped by its chunk in several styles
-        self.progress.setTextVisible(False)
-        self.progress.setMaximumHeight(12)
-        self.progress_text = QLabel()
-        self.progress_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.status = QLabel("Ready.")
-        self.status.setWordWrap(True)
-        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.failure = QPlainTextEdit()
-        self.failure.setReadOnly(True)
-        self.failure.setFont(_mono())
-        self.failure.setPlaceholderText("")
-        self.failure.setMaximumHeight(160)
-        self.failure.hide()
-
-        form_box = QGroupBox("Run")
-        form_layout = QVBoxLayout(form_box)
-        form_layout.addWidget(self.form)
-        form_layout.addWidget(self.params)
-        form_layout.addWidget(self.problems)
-        buttons = QHBoxLayout()
-        for b in (self.start_button, self.stop_button, self.resume_button):
-            buttons.addWidget(b)
-        more = QHBoxLayout()
-        more.addWidget(self.follow_button)
-        more.addWidget(self.use_button)
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.setContentsMargins(0, 0, 6, 0)
-        left_layout.addWidget(form_box)
-        left_layout.addLayout(buttons)
-        left_layout.addLayout(more)
-        left_layout.addWidget(self.progress)
-        left_layout.addWidget(self.progress_text)
-        left_layout.addWidget(self.status)
-        left_layout.addWidget(self.failure)
-        left_layout.addStretch(1)
+        self.controls = RunControls()
+        c = self.controls
+        self.form, self.params, self.problems = c.form, c.params, c.problems
+        self.start_button, self.stop_button, self.resume_button = c.start_button, c.stop_button, c.resume_button
+        self.follow_button, self.use_button = c.follow_button, c.use_button
+        self.progress, self.progress_text, self.status, self.failure = c.progress, c.progress_text, c.status, c.failure
         scroll = QScrollArea()
-        scroll.setWidget(left)
+        scroll.setWidget(c)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(left.sizeHint().width() + 16)
+        scroll.setMinimumWidth(c.sizeHint().width() + 16)
 
-        self.curves = CurvesWidget(self.history)
+        self.curves = CurvesWidget(self.run_state.history)
         self.samples = QTextBrowser()
         self.samples.setOpenLinks(False)
-        self.samples.setPlaceholderText("Samples of each evaluation appear here, latest on top.")
+        self.samples.setPlaceholderText("Samples appear here.")
         samples_box = QWidget()
         samples_layout = QVBoxLayout(samples_box)
         samples_layout.setContentsMargins(0, 0, 0, 0)
@@ -155,31 +93,67 @@ class TrainingPane(QWidget):
 
         self._redraw_timer = QTimer(self)
         self._redraw_timer.setInterval(REDRAW_MS)
-        self._redraw_timer.timeout.connect(self._redraw)
+        self._redraw_timer.timeout.connect(self._on_redraw_timer)
+        self._redraw_soon = QTimer(self)
+        self._redraw_soon.setSingleShot(True)
+        self._redraw_soon.setInterval(0)
+        self._redraw_soon.timeout.connect(self.redraw)
         self._check_timer = QTimer(self)
         self._check_timer.setSingleShot(True)
         self._check_timer.setInterval(CHECK_DELAY_MS)
         self._check_timer.timeout.connect(self.recheck)
 
+        events = self.run_state.events
+        events.phase.connect(self._on_phase)
+        events.status.connect(self.controls.show_status)
+        events.failure.connect(self.controls.show_failure)
+        events.samples.connect(self._on_samples_changed)
+        events.checkpoint.connect(self._on_checkpoint)
+        events.curves.connect(self._on_curves_changed)
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
         self.resume_button.clicked.connect(self.resume)
         self.follow_button.clicked.connect(self._on_follow_clicked)
         self.use_button.clicked.connect(self.use_in_generation)
-        self.form.sig_changed.connect(self._check_timer.start)
+        self.form.sig_changed.connect(self._on_form_changed)
         self.controller.sig_message.connect(self.dispatch)
         self.controller.sig_ended.connect(self._on_run_ended)
         self.follower.sig_message.connect(self.dispatch)
-        self.follower.sig_problem.connect(self._set_status)
+        self.follower.sig_problem.connect(self.run_state.set_status)
         self.curves.sig_export_png.connect(self._on_export_png)
         self.curves.sig_export_csv.connect(self._on_export_csv)
         self.recheck()
+
+    # ---- what the state holds, for the window and tests -----------------------------------------------------------
+    @property
+    def state(self) -> str:
+        """The phase: idle, running, stopping or following."""
+        return self.run_state.phase
+
+    @property
+    def history(self):
+        return self.run_state.history
+
+    @property
+    def run_dir(self) -> str | None:
+        return self.run_state.run_dir
+
+    @property
+    def max_iters(self) -> int:
+        return self.run_state.max_iters
+
 
     # ---- form ----------------------------------------------------------------------------------------------------
     @Slot()
     def refresh_tokenizers(self) -> None:
         """A tokenizer was saved (Tokenization pane): offer it."""
         self.form.refresh_tokenizers()
+
+    @Slot()
+    def _on_form_changed(self) -> None:
+        if self.state == "idle" and self.form.values()["out_dir"] != self.run_dir:
+            self.run_state.clear_outcome()  # a new folder: the last run's failure and ending are not about it
+        self._check_timer.start()
 
     @Slot()
     def recheck(self) -> None:
@@ -193,40 +167,29 @@ class TrainingPane(QWidget):
             vocab = None
         if values["n_embd"] % values["n_head"] == 0:
             n = estimate_params(values, vocab or CHAR_VOCAB_GUESS, bias=bool(extra.get("bias", False)))
-            self.params.setText(f"≈ {n / 1e6:.2f} M parameters"
+            self.controls.show_params(f"≈ {n / 1e6:.2f} M parameters"
                                 + (f" (vocabulary {vocab:,})" if vocab else
                                    f" (assuming {CHAR_VOCAB_GUESS} distinct characters)"))
         else:
-            self.params.setText("")
-        lines = [f"<span style='color:#c62828'>✖ {html.escape(e)}</span>" for e in self._errors]
-        lines += [f"<span style='color:#8d6e00'>ⓘ {html.escape(n)}</span>" for n in notes]
-        self.problems.setText("<br>".join(lines))
-        self.problems.setVisible(bool(lines))
+            self.controls.show_params("")
+        # the form's problems are about the next run: hidden while one is going
+        self.controls.show_problems(self._errors, notes, visible=self.state == "idle")
         self._update_buttons()
 
     def _update_buttons(self) -> None:
-        idle = self.state == "idle"
-        self.start_button.setEnabled(idle and not self._errors)
-        self.start_button.setToolTip(self._errors[0] if idle and self._errors
-                                     else "Train a new model in the run folder")
-        self.stop_button.setEnabled(self.state in ("running", "stopping", "following"))
-        self.stop_button.setText({"following": "Stop following", "stopping": "Kill"}.get(self.state, "Stop"))
-        self.stop_button.setToolTip("End the processes now, without saving (the last checkpoint stays)"
-                                    if self.state == "stopping" else "Save a checkpoint and stop")
-        self.resume_button.setEnabled(idle and self._resume_folder() is not None)
-        self.follow_button.setEnabled(idle)
-        self.use_button.setEnabled(self._checkpoint_to_use() is not None)
-        self.form.setEnabled(idle)
+        self.controls.show_buttons(self.state, self._errors[0] if self._errors else "", self._resumable()[1],
+                                   can_use=self.run_state.checkpoint_to_use() is not None)
 
-    def _resume_folder(self) -> str | None:
-        folder = self.form.values()["out_dir"]
-        return folder if folder and RunFolder(folder).has_checkpoint() else None
-
-    def _checkpoint_to_use(self) -> str | None:
-        for path in (self.latest_checkpoint, self.run_dir and str(RunFolder(self.run_dir).checkpoint_path)):
-            if path and os.path.isfile(path):
-                return path
-        return None
+    def _resumable(self) -> tuple[str | None, str]:
+        """(the folder Resume continues, or None with why not)."""
+        values = self.form.values()
+        folder = values["out_dir"]
+        if not folder or not RunFolder(folder).has_checkpoint():
+            return None, "The run folder holds no checkpoint to continue"
+        step = last_checkpoint_step(folder)
+        if step is not None and step >= values["max_iters"]:
+            return None, f"The run is trained to step {step:,}: raise Steps above it to train it further"
+        return folder, ""
 
     # ---- run control ---------------------------------------------------------------------------------------------
     @Slot()
@@ -241,32 +204,34 @@ class TrainingPane(QWidget):
         try:
             config = TrainConfig.from_dict(self.form.config_kwargs())
         except ValueError as err:
-            self._set_status(f"Cannot start: {err}")
+            self.run_state.set_status(f"Cannot start: {err}")
             return
         self._begin(values["out_dir"], values["max_iters"])
-        if not self._launch(config, values["processes"]):
-            return
-        self._set_status(f"Starting {values['processes']} training process{'es' if values['processes'] > 1 else ''}…")
+        if self._launch(config, values["processes"]):
+            n = values["processes"]
+            self.run_state.set_status(f"Starting {n} training process{'es' if n > 1 else ''}…")
 
     @Slot()
     def resume(self) -> None:
         """Continue the run folder's checkpoint, training up to the form's Steps."""
-        folder = self._resume_folder()
+        folder, _ = self._resumable()
         if folder is None or self.state != "idle":
             return
+        from engine.messages import read_jsonl
         from engine.train import load_run_config
 
         values = self.form.values()
         try:
             config = load_run_config(folder).with_overrides({"max_iters": values["max_iters"]})
         except ValueError as err:
-            self._set_status(f"Cannot resume {folder}: {err}")
+            self.run_state.set_status(f"Cannot resume {folder}: {err}")
             return
         self._begin(folder, values["max_iters"])
-        self._load_history(folder)
-        if not self._launch(config, values["processes"]):
-            return
-        self._set_status(f"Resuming {folder}…")
+        # the curves so far (the messages past the checkpoint get superseded as the run redoes those steps)
+        msgs, _ = read_jsonl(RunFolder(folder).metrics_path, 0)
+        self.run_state.replay(m for m in msgs if m.type not in ("finished", "failed"))
+        if self._launch(config, values["processes"]):
+            self.run_state.set_status(f"Resuming {folder}…")
 
     @Slot(str)
     def resume_folder(self, folder: str) -> None:
@@ -277,14 +242,16 @@ class TrainingPane(QWidget):
         self.tabs.setCurrentWidget(self.splitter)
         self.resume()
 
+    def _begin(self, folder: str, max_iters: int, following: bool = False) -> None:
+        self.follower.stop()
+        self.runs.remember(folder)
+        self.run_state.begin(folder, max_iters, following=following)
+
     def _launch(self, config, processes: int) -> bool:
         try:
             self.controller.start(config, processes)
         except Exception as err:  # whatever it is, the pane must not stay "running" with nothing running
-            self.state = "idle"
-            self._redraw_timer.stop()
-            self._set_status(f"Cannot start the training processes: {err}")
-            self._update_buttons()
+            self.run_state.launch_failed(str(err))
             if self.reporter is not None and not isinstance(err, (ValueError, OSError)):
                 import traceback
 
@@ -293,37 +260,6 @@ class TrainingPane(QWidget):
             return False
         return True
 
-    def _begin(self, folder: str, max_iters: int) -> None:
-        self.follower.stop()
-        self.runs.remember(folder)
-        self.history.clear()
-        self._samples.clear()
-        self.samples.clear()
-        self.failure.hide()
-        self.failure.clear()
-        self.run_dir = folder
-        self.latest_checkpoint = None
-        self._ckpt_step = None
-        self.max_iters = max_iters
-        self._rate_origin = None
-        self._last_step = None
-        self._run_over = False
-        self.state = "running"
-        _set_progress(self.progress, 0, max_iters)
-        self.progress_text.setText(f"step 0 / {max_iters:,}")
-        self._redraw_timer.start()
-        self._dirty = True
-        self._update_buttons()
-
-    def _load_history(self, folder: str) -> None:
-        """The curves so far of a run being resumed (its messages past the checkpoint get superseded)."""
-        from engine.messages import read_jsonl
-
-        msgs, _ = read_jsonl(RunFolder(folder).metrics_path, 0)
-        for msg in msgs:
-            if msg.type not in ("finished", "failed"):
-                self.dispatch(msg)
-
     @Slot()
     def stop(self) -> None:
         """Stop the run (it saves a checkpoint first); pressed again while stopping, end the processes now."""
@@ -331,17 +267,10 @@ class TrainingPane(QWidget):
             self.controller.kill()
         elif self.state == "running":
             self.controller.stop()
-            self.state = "stopping"
-            self._set_status("Stopping: saving a checkpoint…")
-            self._update_buttons()
+            self.run_state.stopping()
         elif self.state == "following":
             self.follower.stop()
-            self.state = "idle"
-            self._redraw_timer.stop()
-            self._redraw(force=True)
-            self._update_progress()
-            self._set_status(f"Stopped following {self.run_dir}.")
-            self._update_buttons()
+            self.run_state.stop_following()
 
     @Slot()
     def _on_follow_clicked(self) -> None:
@@ -353,196 +282,120 @@ class TrainingPane(QWidget):
         """Show a run folder's curves and keep reading its metrics.jsonl as it grows."""
         if self.state != "idle":
             return
-        self._begin(folder, 0)
-        self.state = "following"
-        self.progress_text.setText("")
-        try:
-            self.follower.follow(folder)
-        except ValueError as err:
-            self.state = "idle"
-            self._set_status(str(err))
-            self._update_buttons()
+        if not os.path.isdir(folder):
+            self.run_state.set_status(f"{folder} is not a folder")
             return
+        self._begin(folder, 0, following=True)
+        self.form.set_values({**self.form.values(), "out_dir": folder})
+        self.follower.follow(folder)
         if not RunFolder(folder).has_metrics():
-            self._set_status(f"Following {folder}: no metrics.jsonl yet, waiting for it…")
-        self._update_buttons()
+            self.run_state.set_status(f"Following {folder}: no metrics.jsonl yet, waiting for it…")
+
+    def reopen(self, folder: str) -> bool:
+        """Show a run that is not going (the last one of a previous session): its curves, samples and checkpoint
+        read back from the folder, its settings in the form. False (and nothing changed) when it holds no run."""
+        from engine.messages import read_jsonl
+
+        if self.state != "idle" or not RunFolder(folder).has_metrics():
+            return False
+        msgs, _ = read_jsonl(RunFolder(folder).metrics_path, 0)
+        if not msgs:
+            return False
+        self.run_state.reopen(folder, msgs)
+        started = [m for m in msgs if m.type == "started"]
+        if started:
+            self.form.show_run_config({**(started[-1].config or {}), "out_dir": folder}, started[-1].world_size)
+        self.redraw()
+        self.recheck()
+        return True
 
     @Slot()
     def use_in_generation(self) -> None:
-        path = self._checkpoint_to_use()
+        path = self.run_state.checkpoint_to_use()
         if path:
             self.sig_use_checkpoint.emit(path)
 
     @Slot(str, str, str)
     def _on_run_ended(self, outcome: str, summary: str, details: str) -> None:
-        self.state = "idle"
-        self._redraw_timer.stop()
-        self._redraw(force=True)
-        self._update_progress()  # no ETA any more, even when no message came since the last redraw
-        step = self.history.last_step
-        can_resume = self._checkpoint_to_use() is not None
-        if outcome == "completed":
-            hint = " “Use in Generation” opens the model." if can_resume else ""
-            self._set_status(f"Done: {step} steps.{hint}")
-        elif outcome == "stopped":
-            self._set_status(f"Stopped at step {step}; the checkpoint is saved. Resume continues from it.")
-        elif outcome == "killed":
-            self._set_status(f"Ended at step {step} without saving. "
-                             + (f"Resume continues from step {self._ckpt_step}." if can_resume and self._ckpt_step
-                                is not None else ""))
-        elif outcome == "diverged":
-            self._set_status(f"The run diverged at step {step}: {summary.split(':', 1)[-1].strip()}")
-        else:
-            where = (f" Resume continues from the last checkpoint (step {self._ckpt_step})."
-                     if can_resume and self._ckpt_step is not None else " No checkpoint was saved yet.")
-            self._set_status(f"<b>Training failed:</b> {html.escape(summary)}.{where}", rich=True)
-            self.failure.setPlainText(f"{summary}\n\n{details}" if details else summary)
-            self.failure.show()
-            if self.reporter is not None:
-                self.reporter.report_message(f"Training failed: {summary}", details or summary)
+        failed = self.run_state.end(outcome, summary, details)
+        if failed and self.reporter is not None:
+            self.reporter.report_message(f"Training failed: {summary}", details or summary)
         if self.run_dir and self.form.values()["out_dir"] != self.run_dir and os.path.isdir(self.run_dir):
             self.form.out_dir.setText(self.run_dir)
         self.recheck()
 
-    # ---- messages ------------------------------------------------------------------------------------------------
+    # ---- messages and state events -------------------------------------------------------------------------------
     @Slot(object)
     def dispatch(self, msg) -> None:
-        """Route a run message to ``_on_<type>``; unknown types are ignored (a newer engine may add some)."""
-        handler = getattr(self, f"_on_{getattr(msg, 'type', '')}", None)
-        if handler is not None:
-            handler(msg)
+        """Hand a run message to the state (which ignores types it does not know)."""
+        self.run_state.dispatch(msg)
+        if getattr(msg, "type", "") == "started" and self.state == "following":
+            # a run the form did not start: show its settings, not the form's previous values
+            self.form.show_run_config({**(msg.config or {}), "out_dir": self.run_dir}, msg.world_size)
 
-    def _on_started(self, msg) -> None:
-        config = msg.config or {}
-        if self.state == "following" or not self.max_iters:
-            self.max_iters = _max_iters(config)
-            _set_progress(self.progress, 0, self.max_iters)
-        if msg.step:
-            self.history.rewind(msg.step + 1)  # steps after the checkpoint are redone
-            self._samples = [(s, t) for s, t in self._samples if s <= msg.step]
-            self._render_samples()
-        self._rate_origin = None
-        self._run_over = False
-        procs = f" on {msg.world_size} processes" if msg.world_size > 1 else ""
-        where = f" from step {msg.step}" if msg.step else ""
-        self._set_status(f"Training {msg.n_params / 1e6:.2f} M parameters{procs}{where}.")
-        self._dirty = True
+    def _on_phase(self, phase: str) -> None:
+        if phase == "idle":
+            self._redraw_timer.stop()
+            self.redraw()  # the last points, and no ETA any more
+        else:
+            self._redraw_timer.start()
+            self._update_progress()
+        self.recheck()
 
-    def _on_step(self, msg) -> None:
-        self.history.add_step(msg.step, msg.tokens_seen, msg.loss, msg.lr, msg.grad_norm, msg.tokens_per_s,
-                              msg.skipped_steps)
-        if self._rate_origin is None or msg.step <= self._rate_origin[1]:
-            self._rate_origin = (msg.time, msg.step)
-        self._last_step = msg
-        self._dirty = True
-
-    def _on_eval(self, msg) -> None:
-        self.history.add_eval(msg.step, msg.tokens_seen, msg.val_loss, msg.train_loss)
-        self._dirty = True
-
-    def _on_nonfinite(self, msg) -> None:
-        self.history.add_nonfinite(msg.step)
-        self._set_status(f"Step {msg.step}: {msg.what}")
-        self._dirty = True
-
-    def _on_sample(self, msg) -> None:
-        self._samples = [(s, t) for s, t in self._samples if s < msg.step]
-        self._samples.append((msg.step, msg.text))
-        del self._samples[:-MAX_SAMPLES]
-        self._samples_dirty = self._dirty = True  # drawn by _redraw: 3 000 samples read at once render once
-
-    def _on_checkpoint(self, msg) -> None:
-        path = msg.path
-        if not os.path.isfile(path) and self.run_dir:  # followed from another machine: its paths are not ours
-            path = os.path.join(self.run_dir, os.path.basename(path))
-        self._ckpt_step = msg.step
-        if os.path.isfile(path):
-            self.latest_checkpoint = path
-            self.sig_checkpoint_saved.emit(path)
+    def _on_checkpoint(self, path: str) -> None:
+        self.sig_checkpoint_saved.emit(path)
         self._update_buttons()
 
-    def _on_finished(self, msg) -> None:
-        self._run_over = True
-        self._dirty = True
-        if self.state == "following":
-            self._set_status(f"The run finished at step {msg.step} ({msg.reason}); still following the folder.")
+    def _on_samples_changed(self) -> None:
+        self._samples_dirty = True  # drawn at the redraw: 3 000 samples read at once render once
+        self._on_curves_changed()
 
-    def _on_failed(self, msg) -> None:
-        self._run_over = True
-        self._dirty = True
-        if self.state == "following":
-            self._set_status(f"<b>The run failed</b> at step {msg.step}: {html.escape(msg.error)}", rich=True)
-            self.failure.setPlainText(f"{msg.error}\n\n{msg.traceback}")
-            self.failure.show()
+    def _on_curves_changed(self) -> None:
+        if not self._redraw_timer.isActive() and not self._redraw_soon.isActive():
+            self._redraw_soon.start()  # not running (a reset, a replay): once, when the messages at hand are in
 
     # ---- drawing -------------------------------------------------------------------------------------------------
     def _render_samples(self) -> None:
         parts = []
-        for step, text in reversed(self._samples):
+        for step, text in reversed(self.run_state.samples):
             parts.append(f"<p style='margin:0'><b>step {step:,}</b></p>"
                          f"<pre style='margin-top:2px; margin-bottom:10px; white-space:pre-wrap'>"
                          f"{html.escape(text)}</pre>")
         self.samples.setHtml("".join(parts))
 
-    @Slot()
-    def _redraw(self, force: bool = False) -> None:
-        """Push new points to the curves and update the progress bar (at most every REDRAW_MS).
+    def redraw(self) -> None:
+        """Push the history to the curves and update the progress line now."""
+        self._redraw(force=True)
 
-        With very long runs an update costs more: the curves then wait at least 5x their last cost, so they never
-        take more than a fifth of the UI thread. A hidden pane leaves its curves alone until shown.
-        """
-        if not self._dirty:
-            return
+    @Slot()
+    def _on_redraw_timer(self) -> None:
+        self._redraw(force=False)
+
+    def _redraw(self, force: bool) -> None:
+        """Curves at most every REDRAW_MS; with very long runs an update costs more, so the curves then wait at
+        least 5x their last cost and never take more than a fifth of the UI thread. A hidden pane leaves its curves
+        alone until shown."""
+        self._update_progress()
         if self._samples_dirty:
             self._samples_dirty = False
             self._render_samples()
+        if not self.run_state.curves_dirty:
+            return
         now = time.monotonic()
         if not force and (now < self._next_curves_at or not self.curves.isVisible()):
-            self._update_progress()
             return
-        self._dirty = False
+        self.run_state.curves_dirty = False
         t = time.perf_counter()
         self.curves.refresh()
         self._next_curves_at = now + 5 * (time.perf_counter() - t)
-        self._update_progress()
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
-        if self._dirty:
-            QTimer.singleShot(0, self, lambda: self._redraw(force=True))
+        if self.run_state.curves_dirty:
+            QTimer.singleShot(0, self, self.redraw)
 
     def _update_progress(self) -> None:
-        msg = self._last_step
-        if msg is None:
-            return
-        step = msg.step
-        if self.max_iters:
-            _set_progress(self.progress, step, max(self.max_iters, step))
-        parts = [f"step {step:,}" + (f" / {self.max_iters:,}" if self.max_iters else "")]
-        rate = self.history.recent_tokens_per_s(RATE_STEPS)
-        if rate is not None:
-            parts.append(f"{rate:,.0f} tok/s")
-        eta = self._eta(msg)
-        if eta is not None:
-            parts.append(f"ETA {_duration(eta)}")
-        self.progress_text.setText(" · ".join(parts))
-
-    def _eta(self, msg) -> float | None:
-        """Seconds left at the run's average pace since it (re)started: evaluations and checkpoints included."""
-        if (not self.max_iters or self._rate_origin is None or self._run_over
-                or self.state not in ("running", "following")):
-            return None
-        t0, s0 = self._rate_origin
-        if msg.step <= s0 or msg.time <= t0:
-            return None
-        seconds_per_step = (msg.time - t0) / (msg.step - s0)
-        if self.state == "following" and time.time() - msg.time > max(60.0, STALE_STEPS * seconds_per_step):
-            return None  # nothing new for a long while: the run is not going (killed, or its machine is gone)
-        return max(0.0, (self.max_iters - msg.step) * seconds_per_step)
-
-    def _set_status(self, text: str, rich: bool = False) -> None:
-        self.status.setTextFormat(Qt.TextFormat.RichText if rich else Qt.TextFormat.PlainText)
-        self.status.setText(text)
+        self.controls.show_progress(self.run_state.progress())
 
     # ---- export --------------------------------------------------------------------------------------------------
     def _export_dir(self) -> str:
@@ -563,33 +416,41 @@ class TrainingPane(QWidget):
             self.export_csv(path)
 
     def export_png(self, path: str) -> None:
-        self._dirty = True
-        self._redraw(force=True)
+        self.run_state.curves_dirty = True
+        self.redraw()
         try:
             self.curves.export_png(path)
         except OSError as err:
-            self._set_status(f"Could not write {path}: {err}")
+            self.run_state.set_status(f"Could not write {path}: {err}")
 
     def export_csv(self, path: str) -> None:
         try:
             self.history.write_csv(path)
         except OSError as err:
-            self._set_status(f"Could not write {path}: {err}")
+            self.run_state.set_status(f"Could not write {path}: {err}")
         else:
-            self._set_status(f"Wrote {len(self.history.train):,} steps to {path}.")
+            self.run_state.set_status(f"Wrote {len(self.history.train):,} steps to {path}.")
 
     # ---- pane contract -------------------------------------------------------------------------------------------
     def save_settings(self, s) -> None:
         self.form.save_settings(s)
         self.curves.save_settings(s)
         s.setValue("splitter", self.splitter.saveState())
+        s.setValue("run/last", self.run_dir or "")
 
     def restore_settings(self, s) -> None:
+        from app.settings import read
+
         self.form.restore_settings(s)
         self.curves.restore_settings(s)
         state = s.value("splitter")
         if state is not None:
             self.splitter.restoreState(state)
+        last = read(s, "run/last", "")
+        if last:
+            moved_on = self.form.values()["out_dir"] != last
+            if self.reopen(last) and moved_on:  # the run of last time, with its curves, checkpoint and settings
+                self.form.restore_settings(s)  # ... but the user had moved on to the next run's settings: keep them
         self.recheck()
 
     def confirm_close(self) -> bool:
@@ -603,32 +464,13 @@ class TrainingPane(QWidget):
 
     def shutdown(self) -> None:
         """Stop the run (checkpoint first, then terminate what is left), the follower and the timers."""
-        self._check_timer.stop()
-        self._redraw_timer.stop()
+        for timer in (self._check_timer, self._redraw_timer, self._redraw_soon):
+            timer.stop()
         self.follower.stop()
+        top = self.window()
+        if self.controller.running and top is not self and top.isVisible():
+            # the run needs a moment to save its checkpoint: the window goes at once instead of freezing meanwhile
+            top.hide()
+            QApplication.processEvents()
         self.controller.shutdown()
         self.runs.shutdown()
-
-
-def _set_progress(bar, value: int, maximum: int) -> None:
-    """QProgressBar holds C ints: a run of 2^31 steps or more (a followed file may say anything) is shown scaled."""
-    scale = max(1, -(-maximum // (2**31 - 1)))
-    bar.setRange(0, max(1, maximum // scale))
-    bar.setValue(max(0, min(value, maximum)) // scale)
-
-
-def _max_iters(config: dict) -> int:
-    """A followed run's max_iters, or 0 when its config does not hold a usable one."""
-    value = config.get("max_iters") if isinstance(config, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63 else 0
-
-
-def _mono() -> QFont:
-    return QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
