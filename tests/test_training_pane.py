@@ -625,3 +625,54 @@ def test_quitting_during_a_run_hides_the_window_before_waiting_for_the_checkpoin
     pane.shutdown()
     assert visible_while_waiting == [False]
     assert pane.state == "idle" and "Stopped at step" in pane.status.text()
+
+
+def test_the_last_run_comes_back_at_start_with_its_curves_settings_and_checkpoint(qtbot, reporter, tmp_path):
+    """After a restart the chart was empty and the form stale, though the run folder had everything (issue 9)."""
+    from app.training.pane import TrainingPane
+    from engine.messages import CheckpointSaved, Eval, Sample, Started, Step, append_jsonl
+
+    folder = tmp_path / "last-run"
+    folder.mkdir()
+    metrics = folder / "metrics.jsonl"
+    config = {"corpus": "shakespeare", "tokenizer": "char", "n_layer": 3, "n_head": 2, "n_embd": 48,
+              "block_size": 24, "batch_size": 6, "lr": 2e-3, "max_iters": 40, "eval_interval": 10, "pos": "rope",
+              "precision": "fp32", "out_dir": str(folder), "dropout": 0.05}
+    append_jsonl(metrics, Started("r", config=config, n_params=1000, world_size=1))
+    for n in range(1, 21):
+        append_jsonl(metrics, Step("r", step=n, loss=3 - n / 10, lr=1e-3, grad_norm=1.0, tokens_per_s=500.0,
+                                   tokens_seen=144 * n, time=float(n)))
+        if n % 10 == 0:
+            append_jsonl(metrics, Eval("r", step=n, val_loss=3 - n / 12, train_loss=3 - n / 11))
+            append_jsonl(metrics, Sample("r", step=n, text=f"sample at {n}"))
+            append_jsonl(metrics, CheckpointSaved("r", step=n, path=str(folder / "ckpt.pt")))
+    (folder / "ckpt.pt").write_bytes(b"a checkpoint")
+
+    pane = make_pane(qtbot, reporter, tmp_path)
+    assert pane.reopen(str(folder))
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    pane.save_settings(settings)
+    settings.sync()
+    pane.shutdown()
+
+    again = TrainingPane(reporter=reporter)
+    qtbot.addWidget(again)
+    saved = []
+    again.sig_checkpoint_saved.connect(saved.append)
+    again.restore_settings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    assert again.state == "idle" and again.run_dir == str(folder)
+    assert steps_of(again) == list(range(1, 21)) and len(again.history.evals) == 2
+    x, _ = again.curves.raw_curve.getOriginalDataset()
+    assert len(x) == 20
+    assert "sample at 20" in again.samples.toPlainText()
+    values = again.form.values()
+    assert (values["n_layer"], values["n_embd"], values["pos"], values["out_dir"]) == (3, 48, "rope", str(folder))
+    assert again.form.extra.get("dropout") == 0.05
+    assert "step 20 of 40" in again.status.text()
+    assert again.resume_button.isEnabled() and again.use_button.isEnabled()
+    assert not again.start_button.isEnabled()  # the folder holds this run
+    with qtbot.waitSignal(again.sig_use_checkpoint, timeout=1000) as used:
+        again.use_button.click()
+    assert used.args == [str(folder / "ckpt.pt")]
+    assert saved == [str(folder / "ckpt.pt")]  # the Generation pane hears of it once
+    again.shutdown()
