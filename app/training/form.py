@@ -202,9 +202,9 @@ class TrainingForm(QWidget):
         for name in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "max_iters", "eval_interval",
                      "processes"):
             spin = getattr(self, name)
-            try:
-                spin.setValue(int(v[name]))
-            except (TypeError, ValueError):
+            try:  # clamped: a followed run's config may say anything
+                spin.setValue(min(max(int(v[name]), spin.minimum()), spin.maximum()))
+            except (TypeError, ValueError, OverflowError):
                 spin.setValue(int(DEFAULTS[name]))
         _select_text(self.pos, str(v["pos"]))
         _select_text(self.precision, str(v["precision"]))
@@ -293,8 +293,10 @@ class TrainingForm(QWidget):
     def show_run_config(self, config: dict, processes: int | None = None) -> None:
         """Show the settings of a run the form did not start (followed or reopened): a ``TrainConfig`` dict."""
         own = {key: config[key] for key in DEFAULTS if key in config and key not in ("lr", "size")}
-        if "lr" in config:
+        try:
             own["lr"] = repr(float(config["lr"]))
+        except (KeyError, TypeError, ValueError, OverflowError):
+            pass
         if processes:
             own["processes"] = processes
         schedule = ("min_lr", "lr_decay_iters", "checkpoint_interval", "resume")  # derived from the form's values
