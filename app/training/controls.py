@@ -1,5 +1,6 @@
-"""The Training pane's left column: the form with its parameter estimate and problems, the run buttons, the progress
-bar and line, the status and the failure details. Widgets and their rendering only; the pane decides what they say.
+"""The Training pane's left column: the form (scrolling) with its parameter estimate and problems, then always in
+sight the run buttons, the progress bar and line, the status and the failure details. Widgets and their rendering
+only; the pane decides what they say.
 """
 
 import html
@@ -7,7 +8,7 @@ import html
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (QGroupBox, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QPushButton,
-                               QVBoxLayout, QWidget)
+                               QScrollArea, QVBoxLayout, QWidget)
 
 from app.theme import hint_color, is_dark
 from app.training.form import TrainingForm
@@ -58,16 +59,28 @@ class RunControls(QWidget):
         more = QHBoxLayout()
         more.addWidget(self.follow_button)
         more.addWidget(self.use_button)
+        # the form scrolls; the buttons, the progress and the status stay in sight below it, however low the window
+        inner = QWidget()
+        inner_layout = QVBoxLayout(inner)
+        inner_layout.setContentsMargins(0, 0, 6, 0)
+        inner_layout.addWidget(form_box)
+        inner_layout.addStretch(1)
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(inner)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setMinimumWidth(inner.sizeHint().width() + self.scroll.verticalScrollBar().sizeHint().width())
+        self.scroll.setMinimumHeight(120)
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 6, 0)
-        layout.addWidget(form_box)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.scroll, 1)
         layout.addLayout(buttons)
         layout.addLayout(more)
         layout.addWidget(self.progress)
         layout.addWidget(self.progress_text)
         layout.addWidget(self.status)
         layout.addWidget(self.failure)
-        layout.addStretch(1)
 
     def show_problems(self, errors: list[str], notes: list[str], visible: bool) -> None:
         """Errors in red, advice in amber (a note starting with ⚠ is a warning), in colours that read on the

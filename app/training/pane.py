@@ -12,7 +12,7 @@ import os
 import time
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtWidgets import (QApplication, QFileDialog, QHBoxLayout, QLabel, QMessageBox, QScrollArea, QSplitter,
+from PySide6.QtWidgets import (QApplication, QFileDialog, QHBoxLayout, QLabel, QMessageBox, QSplitter,
                                QTabWidget, QTextBrowser, QVBoxLayout, QWidget)
 
 from app.paths import runs_dir
@@ -26,6 +26,7 @@ from engine.runs import RunFolder
 
 REDRAW_MS = 100  # curves and progress are redrawn at most this often, however fast messages arrive
 CHECK_DELAY_MS = 150  # the form is re-checked this long after the last edit
+NARROW_PX = 1150  # below this pane width the samples go under the curves, not beside them
 
 
 class TrainingPane(QWidget):
@@ -52,13 +53,6 @@ class TrainingPane(QWidget):
         self.start_button, self.stop_button, self.resume_button = c.start_button, c.stop_button, c.resume_button
         self.follow_button, self.use_button = c.follow_button, c.use_button
         self.progress, self.progress_text, self.status, self.failure = c.progress, c.progress_text, c.status, c.failure
-        scroll = QScrollArea()
-        scroll.setWidget(c)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(c.sizeHint().width() + 16)
-
         self.curves = CurvesWidget(self.run_state.history)
         self.samples = QTextBrowser()
         self.samples.setOpenLinks(False)
@@ -69,15 +63,20 @@ class TrainingPane(QWidget):
         samples_layout.addWidget(QLabel("<b>Samples</b> (latest first)"))
         samples_layout.addWidget(self.samples, 1)
 
+        # the samples sit beside the curves in a wide pane and under them in a narrow one (see resizeEvent)
+        self.plots = QSplitter(Qt.Orientation.Horizontal)
+        self.plots.addWidget(self.curves)
+        self.plots.addWidget(samples_box)
+        self.plots.setStretchFactor(0, 3)
+        self.plots.setStretchFactor(1, 1)
+        self.plots.setCollapsible(0, False)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(scroll)
-        self.splitter.addWidget(self.curves)
-        self.splitter.addWidget(samples_box)
+        self.splitter.addWidget(c)
+        self.splitter.addWidget(self.plots)
         self.splitter.setStretchFactor(0, 0)
-        self.splitter.setStretchFactor(1, 3)
-        self.splitter.setStretchFactor(2, 1)
+        self.splitter.setStretchFactor(1, 1)
         self.splitter.setCollapsible(1, False)
-        self.splitter.setSizes([scroll.minimumWidth(), 640, 300])
+        self.splitter.setSizes([c.minimumSizeHint().width(), 940])
         from app.experiments.view import RunsView
 
         self.runs = RunsView(reporter)  # the run library, overlays and experiments: a tab beside this one
@@ -389,6 +388,14 @@ class TrainingPane(QWidget):
         self.curves.refresh()
         self._next_curves_at = now + 5 * (time.perf_counter() - t)
 
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        wide = event.size().width() >= NARROW_PX
+        orientation = Qt.Orientation.Horizontal if wide else Qt.Orientation.Vertical
+        if self.plots.orientation() != orientation:
+            self.plots.setOrientation(orientation)
+            self.plots.setSizes([3000, 1000])
+
     def showEvent(self, event) -> None:
         super().showEvent(event)
         if self.run_state.curves_dirty:
@@ -435,7 +442,7 @@ class TrainingPane(QWidget):
     def save_settings(self, s) -> None:
         self.form.save_settings(s)
         self.curves.save_settings(s)
-        s.setValue("splitter", self.splitter.saveState())
+        s.setValue("columns", self.splitter.saveState())  # the form | the plots (and samples)
         s.setValue("run/last", self.run_dir or "")
 
     def restore_settings(self, s) -> None:
@@ -443,7 +450,7 @@ class TrainingPane(QWidget):
 
         self.form.restore_settings(s)
         self.curves.restore_settings(s)
-        state = s.value("splitter")
+        state = s.value("columns")
         if state is not None:
             self.splitter.restoreState(state)
         last = read(s, "run/last", "")
