@@ -184,3 +184,18 @@ def test_main_window_feeds_the_generation_context_to_the_inside_tab(qtbot, repor
     assert win.tabs.currentIndex() == 3 and win.tabs.tabText(3) == "Inside"
     qtbot.waitUntil(lambda: not win.generation.busy, timeout=10000)
     win.close()
+
+
+def test_thumbnails_keep_each_blocks_largest_weight():
+    from app.inside.analysis import colour_top, max_pool
+
+    maps = np.zeros((2, 5, 5), dtype=np.float32)
+    maps[0, 4, 0] = 0.9
+    maps[1, 1, 1] = 0.5
+    pooled = max_pool(maps, size=3)  # blocks of 2: 5 -> 3 cells
+    assert pooled.shape == (2, 3, 3) and pooled[0, 2, 0] == np.float32(0.9) and pooled[1, 0, 0] == np.float32(0.5)
+    assert pooled.sum() == np.float32(1.4)
+    assert max_pool(maps, size=8) is maps
+    tri = np.tril(np.full((10, 10), 0.1, dtype=np.float32))
+    tri[0, 0] = 1.0
+    assert colour_top(tri) < 1.0  # one weight of 1 among 55 does not set the scale for the rest

@@ -7,6 +7,7 @@
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from app.tokentext import visible
@@ -75,9 +76,41 @@ def analyse(model, tokenizer, ids, k: int = TOP_K) -> Analysis:
         bits_per_char=p.bits_per_char(n_chars), n_layer=model.config.n_layer, n_head=model.config.n_head, trace=t)
 
 
-def attention_of(a: Analysis, layer: int):
-    """(n_head, T, T) numpy float32 of one layer."""
-    return a.trace.attention(layer).numpy()
+THUMB = 96  # thumbnails are at most this many cells across
+
+
+@dataclass
+class LayerAttention:
+    """One layer's attention weights, with what drawing them needs computed here rather than on the UI thread."""
+    layer: int
+    maps: np.ndarray  # (n_head, T, T) float32: query rows, key columns
+    tops: list[float]  # per head: the weight drawn brightest (see colour_top)
+    thumbs: np.ndarray  # (n_head, t, t) with t <= THUMB: each cell the largest weight of the block it covers
+
+
+def colour_top(m: np.ndarray) -> float:
+    """The weight drawn brightest: the 99th percentile of the causal triangle (the first rows, which attend to a
+    handful of keys only, would otherwise set the scale and leave the rest dark)."""
+    rows, cols = np.tril_indices(m.shape[0])
+    values = m[rows, cols]
+    return max(1e-6, float(np.quantile(values, 0.99))) if values.size else 1.0
+
+
+def max_pool(maps: np.ndarray, size: int = THUMB) -> np.ndarray:
+    """(n, T, T) -> (n, t, t), t = ceil(T / b) <= size, each cell the maximum of a b x b block."""
+    n, T, _ = maps.shape
+    b = -(-T // size)
+    if b == 1:
+        return maps
+    t = -(-T // b)
+    padded = np.zeros((n, t * b, t * b), dtype=maps.dtype)
+    padded[:, :T, :T] = maps
+    return padded.reshape(n, t, b, t, b).max(axis=(2, 4))
+
+
+def attention_of(a: Analysis, layer: int) -> LayerAttention:
+    maps = a.trace.attention(layer).numpy()
+    return LayerAttention(layer, maps, [colour_top(m) for m in maps], max_pool(maps))
 
 
 @dataclass

@@ -21,14 +21,6 @@ SELECTED_BORDER = QColor(255, 90, 40)
 AXIS_LABEL = 8  # characters of a token label on an axis
 
 
-def colour_top(m: np.ndarray) -> float:
-    """The weight drawn brightest: the 99th percentile of the causal triangle (rows after the first few, which
-    attend to a handful of keys only, would otherwise set the scale and leave the rest dark)."""
-    rows, cols = np.tril_indices(m.shape[0])
-    values = m[rows, cols]
-    return max(1e-6, float(np.quantile(values, 0.99))) if values.size else 1.0
-
-
 def _short(label: str, n: int = AXIS_LABEL) -> str:
     return label if len(label) <= n else label[:n - 1] + "…"
 
@@ -56,6 +48,7 @@ class AttentionView(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.maps: np.ndarray | None = None
+        self.tops: list[float] = []
         self.labels: list[str] = []
         self.head = 0
         self.marked = -1
@@ -106,17 +99,20 @@ class AttentionView(QWidget):
         layout.addLayout(right, 2)
 
     # ---- data ----------------------------------------------------------------------------------------------------
-    def set_maps(self, maps: np.ndarray, labels: list[str]):
+    def set_maps(self, layer, labels: list[str]):
+        """layer: an ``app.inside.analysis.LayerAttention``; labels: the tokens' visible text."""
+        maps = layer.maps
         n_head = maps.shape[0]
         rebuild = self.maps is None or self.maps.shape[0] != n_head
-        self.maps, self.labels = maps, list(labels)
+        self.maps, self.tops, self.labels = maps, layer.tops, list(labels)
         self.head = min(self.head, n_head - 1)
         if rebuild:
             self._build_thumbs(n_head)
+        t = layer.thumbs.shape[1]
         for thumb in self.thumbs:
             item = thumb.addedItems[0]
-            item.setImage(maps[thumb.head].T, levels=(0.0, colour_top(maps[thumb.head])))
-            thumb.autoRange(padding=0)
+            item.setImage(layer.thumbs[thumb.head].T, levels=(0.0, self.tops[thumb.head]))
+            thumb.setRange(xRange=(0, t), yRange=(0, t), padding=0)
         self._show_head()
 
     def _build_thumbs(self, n_head: int):
@@ -148,7 +144,7 @@ class AttentionView(QWidget):
         if self.maps is None:
             return
         m = self.maps[self.head]
-        top = colour_top(m)
+        top = self.tops[self.head]
         self.image.setImage(m.T, levels=(0.0, top))  # ImageItem's first axis is x: keys across
         self.plot.setTitle(f"head {self.head}")
         T = m.shape[0]

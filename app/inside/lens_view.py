@@ -7,7 +7,7 @@ answer form layer by layer.
 """
 
 from PySide6.QtGui import QBrush, QColor
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, \
+from PySide6.QtWidgets import QAbstractItemView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, \
     QWidget
 
 MAX_CELL = 10  # characters of a token in a cell
@@ -31,8 +31,6 @@ class LensView(QWidget):
         self.table = QTableWidget(self)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.note = QLabel("Each cell: the top token if the model stopped after that layer (through the final norm "
                            "and the head). Shade: that layer's probability of the token finally chosen (last row).")
         self.note.setWordWrap(True)
@@ -46,6 +44,7 @@ class LensView(QWidget):
         """labels: the input tokens' visible text; vocab_label(id) -> text; next_ids[t]: the id after position t."""
         self.lens = lens
         n_layer, cols = len(lens.top_ids), len(lens.positions)
+        self.table.setUpdatesEnabled(False)
         self.table.clear()
         self.table.setRowCount(n_layer)
         self.table.setColumnCount(cols)
@@ -65,6 +64,9 @@ class LensView(QWidget):
                                 f"top token {vocab_label(top)!r}, p = {lens.top_probs[layer][c]:.3f}\n"
                                 f"final choice {vocab_label(final)!r}: p = {lens.final_probs[layer][c]:.3f} here")
                 self.table.setItem(layer, c, item)
+        self.table.resizeColumnsToContents()  # once, after filling (resize-to-contents mode relayouts per cell)
+        self.table.resizeRowsToContents()
+        self.table.setUpdatesEnabled(True)
         self.table.scrollToItem(self.table.item(n_layer - 1, cols - 1))
 
     def cell_text(self, layer: int, column: int) -> str:

@@ -239,7 +239,7 @@ class InsidePane(QWidget):
     def _on_analysed(self, result):
         if isinstance(result, JobFailed):
             return self._failed(result)
-        model, a, position, maps, lens, head, compute_s = result
+        model, a, position, layer_attention, lens, head, compute_s = result
         if model is not self.model:
             return
         started = time.perf_counter()
@@ -252,7 +252,7 @@ class InsidePane(QWidget):
             if a.n > 1 else "One token: nothing to score yet (a position predicts the token after it).")
         self.tokens.set_tokens(a.pieces, a.probs, a.buckets, selected=position)
         self.tokens.verticalScrollBar().setValue(self.tokens.verticalScrollBar().maximum())
-        self.attention.set_maps(maps, a.labels)
+        self.attention.set_maps(layer_attention, a.labels)
         self._show_position(lens, head)
         self.last_timings = {"compute_s": compute_s, "show_s": time.perf_counter() - started}
         self.sig_filled.emit()
@@ -301,9 +301,9 @@ class InsidePane(QWidget):
     def _on_attention(self, result):
         if isinstance(result, JobFailed):
             return self._failed(result)
-        a, maps = result
+        a, layer = result
         if a is self.result:
-            self.attention.set_maps(maps, a.labels)
+            self.attention.set_maps(layer, a.labels)
 
     def _on_head(self, value: int):
         self.attention.choose_head(value)

@@ -38,7 +38,8 @@ def prob_color(p: float) -> QColor:
 
 
 def _utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
+    """Length in the UTF-16 units QTextDocument counts positions in (an emoji is 2)."""
+    return len(text) + sum(1 for c in text if ord(c) > 0xFFFF)
 
 
 class TokensView(QTextEdit):
@@ -73,11 +74,16 @@ class TokensView(QTextEdit):
         self.clear()
         self._spans = []
         cursor = QTextCursor(self.document())
+        cursor.beginEditBlock()  # one layout for the whole text, not one per token
+        start = 0
         for t, piece in enumerate(pieces):
-            start = cursor.position()
             # an empty piece (the first bytes of a character) still needs a spot to hover: a thin marker
-            cursor.insertText(piece if piece else "·", self._format(t))
-            self._spans.append((start, _utf16_len(piece) if piece else 1))
+            shown = piece if piece else "·"
+            cursor.insertText(shown, self._format(t))
+            length = _utf16_len(shown)
+            self._spans.append((start, length))
+            start += length
+        cursor.endEditBlock()
 
     def color_of(self, t: int) -> QColor:
         if t == 0 or t - 1 >= len(self._probs):
