@@ -592,6 +592,11 @@ def test_plots_keep_legend_off_the_data_whole_steps_and_sane_ranges(qtbot, repor
     legend = curves.legend.sceneBoundingRect()
     assert not legend.intersects(curves.loss_plot.vb.sceneBoundingRect())
     assert not legend.intersects(curves.grad_plot.vb.sceneBoundingRect())
+    # the export is the plots as on screen, every part scaled alike (the legend stayed at screen size before)
+    pane.export_png(str(tmp_path / "curves.png"))
+    image = QImage(str(tmp_path / "curves.png"))
+    view = curves.graphics.viewport()
+    assert image.width() == 1600 and abs(image.height() - 1600 * view.height() / view.width()) <= 1
     pane.run_state.launch_failed("cannot spawn")
     pane.redraw()
     (x0, x1), (y0, y1) = curves.loss_plot.viewRange()

@@ -206,11 +206,25 @@ class CurvesWidget(QWidget):
                 plot.enableAutoRange()
 
     def export_png(self, path: str, width: int = 1600) -> None:
-        from pyqtgraph.exporters import ImageExporter
+        """The plots as they are on screen, drawn at ``width`` pixels: text, lines and legend scale together (the
+        scene exporter enlarged the axis labels and left the legend at its screen size, unreadably small)."""
+        from PySide6.QtCore import QRectF
+        from PySide6.QtGui import QImage, QPainter
 
-        exporter = ImageExporter(self.graphics.scene())
-        exporter.parameters()["width"] = width
-        exporter.export(str(path))
+        view = self.graphics
+        w, h = max(1, view.viewport().width()), max(1, view.viewport().height())
+        scale = max(1.0, width / w)
+        image = QImage(round(w * scale), round(h * scale), QImage.Format.Format_ARGB32)
+        image.setDevicePixelRatio(scale)  # drawn as on screen, with `scale` pixels per screen pixel
+        image.fill(view.backgroundBrush().color())
+        painter = QPainter(image)
+        try:
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+            view.scene().render(painter, QRectF(0, 0, w, h), view.mapToScene(view.viewport().rect()).boundingRect())
+        finally:
+            painter.end()
+        if not image.save(str(path), "PNG"):
+            raise OSError(f"cannot write a PNG image to {path}")
 
     def save_settings(self, s) -> None:
         s.setValue("curves/x_axis", self.x_axis)
