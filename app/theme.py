@@ -24,6 +24,11 @@ def hint_color(widget: QWidget | None = None) -> str:
     return mixed.name()
 
 
+def error_color(widget: QWidget | None = None) -> str:
+    """A red for error text that stays readable on the window background, light or dark."""
+    return "#ff7b8a" if palette(widget).color(QPalette.ColorRole.Window).lightness() < 128 else "#b00020"
+
+
 def selection_colors(widget: QWidget | None = None) -> tuple[QColor, QColor]:
     """(background, text) for marking a selected token: the palette's highlight pair, readable in any theme."""
     p = palette(widget)

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from app.jobs import JobFailed, JobRunner
-from app.theme import style_plots
+from app.theme import error_color, style_plots
 from app.tokenization.bpe_training import TrainResult, train_in_process
 
 class BPEPanel(QWidget):
@@ -194,7 +194,7 @@ class BPEPanel(QWidget):
         self.sig_trained.emit(result.path)
 
     def _show_error(self, message: str) -> None:
-        self.status.setStyleSheet("color: #b00020;")
+        self.status.setStyleSheet(f"color: {error_color(self)};")
         self.status.setText(escape(message))
 
     def _show_curve(self, result: TrainResult) -> None:

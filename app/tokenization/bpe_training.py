@@ -129,6 +129,8 @@ def train_in_process(source: str, vocab_size: int, name: str, progress, cancel, 
         if child.is_alive():
             child.kill()
             child.join()
+        messages.close()  # its pipe and semaphores go now, not at exit (the resource tracker warned of leaks)
+        messages.join_thread()
 
 
 def _child(source: str, vocab_size: int, name: str, folder: str, messages, stop) -> None:

@@ -4,6 +4,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from app.theme import error_color, hint_color
 from app.tokenization.editor import PieceEdit, break_long_lines
 
 
@@ -22,11 +23,11 @@ class DecodePanel(QWidget):
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.message.setTextFormat(Qt.TextFormat.PlainText)  # bad ids are shown as typed, '<abc>' included
-        self.message.setStyleSheet("color: #b00020;")
+        self.message.setStyleSheet(f"color: {error_color(self)};")
         self.message.hide()
         self.note = QLabel()
         self.note.setWordWrap(True)
-        self.note.setStyleSheet("color: #5a5a5a;")
+        self.note.setStyleSheet(f"color: {hint_color(self)};")  # a fixed grey vanished on a dark window
         self.note.hide()
         self.decoded = PieceEdit()
         self.decoded.setReadOnly(True)

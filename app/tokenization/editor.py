@@ -69,9 +69,7 @@ class PieceEdit(QPlainTextEdit):
         if len(text) <= PIECE_CHARS or self.inserting:
             super().insertFromMimeData(source)
             return
-        if self._prepare is not None:
-            text = self._prepare(text)
-        self._start(self.textCursor(), text, undo=True)
+        self._start(self.textCursor(), text, undo=True, prepare=self._prepare)
 
     def set_text_in_pieces(self, text: str) -> None:
         """Replace the whole text (not undoable, as setPlainText), a piece per event-loop turn when it is long."""
@@ -83,14 +81,16 @@ class PieceEdit(QPlainTextEdit):
         self.document().setUndoRedoEnabled(False)
         self._start(QTextCursor(self.document()), text, undo=False)
 
-    def _start(self, cursor: QTextCursor, text: str, *, undo: bool) -> None:
+    def _start(self, cursor: QTextCursor, text: str, *, undo: bool, prepare=None) -> None:
+        # prepare goes piece by piece too (on 2 MB of ids it took 60 ms at once); pieces join seamlessly
+        self._prepare_piece = prepare or (lambda piece: piece)
         self._queue = pieces(text)[::-1]  # popped from the end
         self._done, self._total, self._undo = 0, len(text), undo
         self._was_read_only = self.isReadOnly()
         self.setReadOnly(True)  # typing between the pieces would land in the middle of the paste
         cursor.beginEditBlock()  # the first piece opens the undo step the others join
         cursor.removeSelectedText()
-        cursor.insertText(self._queue.pop())
+        cursor.insertText(self._prepare_piece(self._queue.pop()))
         cursor.endEditBlock()
         self._cursor = cursor
         self._done = self._total - sum(map(len, self._queue))
@@ -104,7 +104,7 @@ class PieceEdit(QPlainTextEdit):
         if self._queue:
             piece = self._queue.pop()
             cursor.joinPreviousEditBlock()
-            cursor.insertText(piece)
+            cursor.insertText(self._prepare_piece(piece))
             cursor.endEditBlock()
             self._done += len(piece)
             self.sig_insert_progress.emit(self._done, self._total)

@@ -11,13 +11,16 @@ from app.tokenization.compare import STRIP_TOKENS
 from app.tokenization.encodings import load_tokenizer
 
 
-def encode_job(key: str, text: str, allowed, is_stale):
+def encode_job(key: str, text: str, allowed, is_stale, show_whitespace: bool = True):
     tokenizer = load_tokenizer(key)
     analysis = analyse(tokenizer, text, allowed_special=allowed, is_stale=is_stale)
-    return None if analysis is None else (tokenizer, analysis, None)
+    if analysis is None:
+        return None
+    analysis.labels_for(show_whitespace)  # here, not on the UI thread
+    return tokenizer, analysis, None
 
 
-def decode_job(key: str, ids_text: str, is_stale):
+def decode_job(key: str, ids_text: str, is_stale, show_whitespace: bool = True):
     tokenizer = load_tokenizer(key)
     ids, problem = parse_ids(ids_text, tokenizer)
     if is_stale():
@@ -33,6 +36,7 @@ def decode_job(key: str, ids_text: str, is_stale):
     text, spans = spans_from_ids(tokenizer, shown)
     analysis = Analysis(tokenizer.name, text, len(ids), len(decoded), len(data), spans, bad_ids=problem,
                         ids=np.asarray(ids, dtype=np.int64))
+    analysis.labels_for(show_whitespace)
     n_broken = decoded.count("\ufffd") - data.count("\ufffd".encode())  # U+FFFD that stand for broken bytes
     return tokenizer, analysis, (decoded, n_broken)
 

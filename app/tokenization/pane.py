@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QSizePolicy, QSpl
 from app.jobs import JobFailed, JobRunner
 from app.paths import read_state, write_state
 from app.settings import read
-from app.tokenization.analysis import Analysis, follow_token, label, plural, token_tooltip, write_token_table
+from app.tokenization.analysis import Analysis, follow_token, plural, token_tooltip, write_token_table
 from app.tokenization.bpe_panel import BPEPanel
 from app.tokenization.compare import DECODE_HEADING, TEXT_HEADING, ComparePanel
 from app.tokenization.decode_panel import DecodePanel
@@ -31,7 +31,7 @@ from app.tokenization.encodings import Encoding, model_encodings
 from app.tokenization.inspector import Inspector
 from app.tokenization.jobs import compare_job, decode_job, encode_job
 from app.tokenization.token_view import TokenView, titled
-from app.theme import hint_color, selection_colors
+from app.theme import error_color, hint_color, selection_colors
 
 DEBOUNCE_MS = 150
 BUSY_NOTE_MS = 300  # "tokenizing…" appears only if a job takes longer than this
@@ -259,12 +259,13 @@ class TokenizationPane(QWidget):
         if key is None:
             return
         allowed = "all" if self.allow_special.isChecked() else ()
+        show_ws = self.show_whitespace.isChecked()
         if self.decode_mode:
             ids_text = self.decode.ids_edit.toPlainText()
-            self._runner.submit("main", lambda job: (-1, decode_job(key, ids_text, job.is_stale)))
+            self._runner.submit("main", lambda job: (-1, decode_job(key, ids_text, job.is_stale, show_ws)))
         else:
             text, edits = self.text(), self._edits
-            self._runner.submit("main", lambda job: (edits, encode_job(key, text, allowed, job.is_stale)))
+            self._runner.submit("main", lambda job: (edits, encode_job(key, text, allowed, job.is_stale, show_ws)))
             self._compare_dirty = True
             if self.side_tabs.currentIndex() == COMPARE_TAB:
                 self.refresh_compare(text)
@@ -336,7 +337,7 @@ class TokenizationPane(QWidget):
         show_ws = self.show_whitespace.isChecked()
         special = set(self.tokenizer.special_tokens.values())
         styles = [2 if s.id in special else 1 if s.partial else 0 for s in a.spans]
-        self.token_view.set_tokens([label(s.bytes, show_ws) for s in a.spans], styles)
+        self.token_view.set_tokens(a.labels_for(show_ws), styles)
         self.ids_view.set_tokens([str(s.id) for s in a.spans], styles)
         self.counts.setText(a.counts_html())
         self._set_status(a.notes(self.decode_mode))
@@ -387,7 +388,7 @@ class TokenizationPane(QWidget):
 
     def _set_status(self, text: str, error: bool = False) -> None:
         """Show plain ``text`` (escaped here) in the status line, in red for an error."""
-        self.status.setStyleSheet("color: #b00020;" if error else "color: palette(window-text);")
+        self.status.setStyleSheet(f"color: {error_color(self)};" if error else "color: palette(window-text);")
         self.status.setText(escape(text))
 
     def _on_whitespace_toggled(self, _on: bool) -> None:
