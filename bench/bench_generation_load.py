@@ -5,8 +5,8 @@
 Writes two models with random weights by transformers' save_pretrained (bf16 safetensors, as these models are
 published) into a temporary folder: a SmolLM-135M shape and a Qwen2.5-0.5B shape (151 936-token vocabulary, tied
 head). Each is then loaded by engine.load_model in a fresh process, in fp32 and in bf16, alternating, twice each;
-the child reports the load time and how far its peak resident memory rose above what it held before the load
-(torch imported). Weights are memory-mapped, so the file's pages count while they are read.
+the child reports the load time and how far its peak resident memory rose above the resident memory it held just
+before the load (torch and the engine imported). Weights are memory-mapped, so the file's pages count while they are read.
 The machine this runs on may be shared: the load average is printed.
 """
 
@@ -34,13 +34,18 @@ SHAPES = {
                      "rope_theta": 1000000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": True},
 }
 
+SHORT = {"float32": "fp32", "bfloat16": "bf16"}
+
 CHILD = r"""
 import json, os, resource, sys, time
 sys.path.insert(0, {root!r})
 import torch
 import engine
 torch.set_num_threads(1)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def rss():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+before = rss()
 t0 = time.perf_counter()
 model, tok, info = engine.load_model({path!r}, dtype={dtype!r})
 seconds = time.perf_counter() - t0
@@ -93,7 +98,7 @@ def main(argv=None):
             for dtype, runs in results.items():
                 best = min(runs, key=lambda r: r["seconds"])
                 memory = best["params"] * (4 if dtype == "float32" else 2)
-                print(f"{name:<14}{disk / 1e6:>7.0f} MB{dtype.replace('float', 'fp').replace('bfloat', 'bf'):>7}"
+                print(f"{name:<14}{disk / 1e6:>7.0f} MB{SHORT[dtype]:>7}"
                       f"{best['seconds']:>8.2f}{best['peak_rise'] / 1e6:>8.0f} MB{best['peak_rise'] / disk:>11.2f}"
                       f"{memory / 1e6:>16.0f} MB")
             print(f"  ({name}: written in {written:.0f} s)")

@@ -97,3 +97,22 @@ def make_qwen2(folder, seed=0):
             if n.endswith("bias"):
                 p.normal_(0, 0.5)
     return _save(model, gpt2_tokenizer(), folder), model
+
+
+def put_in_hub_cache(root, name, folder):
+    """Move a saved model folder into a Hugging Face cache at ``root`` as repository ``name`` ("org/model"), laid
+    out as huggingface_hub lays it out: blobs/, snapshots/HASH/* linking to ../../blobs/..., refs/main."""
+    import shutil
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = os.path.join(root, "models--" + name.replace("/", "--"))
+    snap = os.path.join(repo, "snapshots", commit)
+    os.makedirs(os.path.join(repo, "blobs"))
+    os.makedirs(os.path.join(repo, "refs"))
+    os.makedirs(snap)
+    for i, f in enumerate(sorted(os.listdir(folder))):
+        blob = f"blob{i:04d}"
+        shutil.move(os.path.join(folder, f), os.path.join(repo, "blobs", blob))
+        os.symlink(os.path.join("..", "..", "blobs", blob), os.path.join(snap, f))
+    with open(os.path.join(repo, "refs", "main"), "w") as f:
+        f.write(commit)
+    return repo

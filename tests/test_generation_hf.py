@@ -18,13 +18,8 @@ def hub(tmp_path_factory):
     hf_tiny.make_llama(str(made / "llama"), tokenizer="sentencepiece")
     hf_tiny.make_gpt2(str(made / "gpt2"))
     for name, folder in (("tiny/llama-chat", "llama"), ("tiny/gpt2", "gpt2"), ("tiny/partial", "gpt2")):
-        repo = root / ("models--" + name.replace("/", "--"))
-        commit = "0" * 40
-        snap = repo / "snapshots" / commit
-        shutil.copytree(made / folder, snap)
-        (repo / "refs").mkdir()
-        (repo / "refs" / "main").write_text(commit)
-        (repo / "blobs").mkdir()
+        shutil.copytree(made / folder, made / name)
+        hf_tiny.put_in_hub_cache(str(root), name, str(made / name))
     (root / "models--tiny--partial" / "blobs" / "abc.incomplete").write_bytes(b"")
     return str(root)
 
@@ -53,7 +48,7 @@ def pick(qtbot, pane, name):
 def test_the_picker_lists_the_hub_cache_with_sizes_and_reasons(pane):
     texts = [text for text, _ in pane.source_box.entries]
     llama = next(t for t in texts if "tiny/llama-chat" in t)
-    assert "MB" in llama and " k parameters" in llama  # ~60 k parameters at width 32
+    assert " MB · " in llama and " k parameters" in llama and "0.0 MB" not in llama  # 36.8 k at width 32
     partial_row = next(i for i, t in enumerate(texts) if "tiny/partial" in t)
     assert "cannot open" in texts[partial_row] and "incomplete" in texts[partial_row]
     assert not pane.source_box.model().item(partial_row).isEnabled()
@@ -112,7 +107,8 @@ def test_bf16_is_offered_and_used(qtbot, pane):
 
 
 def test_opening_a_model_folder(qtbot, pane, hub):
-    folder = os.path.join(hub, "models--tiny--gpt2", "snapshots", "0" * 40)
+    snapshots = os.path.join(hub, "models--tiny--gpt2", "snapshots")
+    folder = os.path.join(snapshots, os.listdir(snapshots)[0])
     pane.load_checkpoint(folder)
     wait_idle(qtbot, pane)
     assert pane.loaded.source.kind == "hf" and pane.banner.isHidden(), pane.banner.text()

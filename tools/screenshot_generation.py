@@ -71,13 +71,9 @@ def main(argv=None) -> Path:
         import hf_tiny
 
         hub = os.path.join(home, "hub")
-        commit = "0" * 40
-        repo = os.path.join(hub, "models--tiny-random--llama-chat")
-        hf_tiny.make_llama(os.path.join(repo, "snapshots", commit))
-        os.makedirs(os.path.join(repo, "refs"))
-        os.makedirs(os.path.join(repo, "blobs"))
-        with open(os.path.join(repo, "refs", "main"), "w") as f:
-            f.write(commit)
+        made = os.path.join(home, "made")
+        hf_tiny.make_llama(made)
+        hf_tiny.put_in_hub_cache(hub, "tiny-random/llama-chat", made)
         os.environ["HF_HUB_CACHE"] = hub
 
     from PySide6.QtWidgets import QApplication

@@ -29,10 +29,19 @@ class ProbabilityAxis(pg.AxisItem):
     label): 1 for probabilities, 0 for log-probabilities."""
 
     limit = 1.0
+    log = False
+    fmt = None  # the chart's number format for its bar labels, so the ticks read the same way
 
     def tickValues(self, minVal, maxVal, size):  # noqa: N802, N803 - pyqtgraph override
         return [(spacing, [v for v in values if v <= self.limit + 1e-9])
                 for spacing, values in super().tickValues(minVal, maxVal, size)]
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph override
+        """Probabilities in the labels' own format (percent, or scientific for tiny ones); ln p as plain numbers."""
+        if self.log:
+            return [f"{v:g}" for v in values]
+        fmt = self.fmt or number_format([v for v in values if v > 0])
+        return [fmt(v) if v > 0 else "0" for v in values]
 
 
 def _short(label: str) -> str:
@@ -197,6 +206,7 @@ class ProbabilityChart(QWidget):
         self.after_bars.setOpts(x0=np.full(n, origin), y=y, width=x["final"])
 
         span = top_end - origin
+        texts: list[str] = []
         while len(self._texts) < n:
             item = pg.TextItem("", anchor=(0, 0.5))
             self.plot.addItem(item)
@@ -212,6 +222,7 @@ class ProbabilityChart(QWidget):
             else:
                 text, color = f"{fmt(r.final)}  (raw {fmt(r.raw)})", self._text_color
             item.setText(text, color=color)
+            texts.append(text)
             item.setPos(origin + max(x["raw"][i], x["final"][i], x["pre"][i]) + span * 0.01, i)
             item.setVisible(True)
 
@@ -219,8 +230,10 @@ class ProbabilityChart(QWidget):
         self.plot.getAxis("left").setTicks([ticks])
         axis = self.plot.getAxis("bottom")
         axis.limit = top_end
+        axis.log = self.log_scale
+        axis.fmt = None if self.log_scale else fmt
         axis.setLabel("ln p" if self.log_scale else "")  # the scale box above says what the bars are
-        self.plot.setXRange(origin, origin + span * 1.7, padding=0)
+        self.plot.setXRange(origin, origin + span * self._room_for_labels(texts), padding=0)
         self.plot.setYRange(-0.6, n - 0.4, padding=0)
 
         if data.top_p_row is not None:
@@ -236,6 +249,14 @@ class ProbabilityChart(QWidget):
         self.extra_line.setVisible(n_extra > 0)
         self.extra_line.setPos(n - n_extra - 0.5)
         self.header.setText(header)
+
+    def _room_for_labels(self, texts: list[str]) -> float:
+        """How far past the longest bar the x range must reach (a multiple of it) for its value label to fit."""
+        width = self.plot.vb.width()
+        if width <= 0 or not texts:
+            return 1.7
+        label = max(QFontMetrics(self.font()).horizontalAdvance(t) for t in texts) + 16
+        return min(6.0, max(1.3, width / max(width - label, width / 6)))
 
     def set_draw(self, strip):
         """Show the last draw: ``strip`` from distribution.draw_strip, or None before the first step."""

@@ -117,14 +117,16 @@ def number_format(values, log: bool = False) -> Callable[[float], str]:
     >>> [number_format([0.5, 0.02])(v) for v in (0.5, 0.02)]
     ['50.0%', '2.0%']
     >>> [number_format([0.5, 3e-5])(v) for v in (0.5, 3e-5)]
-    ['5.0e-01', '3.0e-05']
+    ['50.000%', '0.003%']
+    >>> [number_format([0.5, 3e-7])(v) for v in (0.5, 3e-7)]
+    ['5.0e-01', '3.0e-07']
     """
     if log:
         return lambda p: f"{math.log(p):.2f}" if p > 0 else "−∞"
     smallest = min((v for v in values if v > 0), default=1.0)
-    if smallest >= 0.001:
+    if smallest >= 0.000999:  # a hair below the bound: 0.001 computed as 0.000999... keeps its percent
         return lambda p: f"{p:.1%}" if p > 0 else "0"
-    if smallest >= 0.00001:
+    if smallest >= 0.00000999:
         return lambda p: f"{p:.3%}" if p > 0 else "0"
     return lambda p: f"{p:.1e}" if p > 0 else "0"
 
@@ -181,13 +183,14 @@ def draw_strip(probs: torch.Tensor, token_id: int, u: float | None, label: Calla
         segments.append(Segment(i, x0, float(p[i]) / total, drawn=i == token_id))
     chosen = _escape(label(token_id))
     prob = float(p[token_id]) / total
+    shown = number_format([prob])(prob)  # as the chart would show it
     if u is None:
         title = (f"<b>◀ Previous step</b> (token {step + 1}) was forced: <b><tt>{chosen}</tt></b> "
-                 f"({percent(prob)}); no draw")
+                 f"({shown}); no draw")
         detail = "A token chosen by hand: nothing was drawn."
     else:
         title = (f"<b>◀ Previous step's draw</b> (token {step + 1}): u = {u:.3f} → <b><tt>{chosen}</tt></b> "
-                 f"({percent(prob)})")
+                 f"({shown})")
         detail = ("This strip is the distribution token {n} was drawn from, not the chart above: a uniform number "
                   "u in [0, 1) picks the token whose slice contains it. Slices are laid out in token-id order, the "
                   "order the sampler walks.").format(n=step + 1)

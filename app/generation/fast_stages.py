@@ -47,7 +47,9 @@ def top_p(logits: torch.Tensor, p: float):
         if m * 4 >= n:
             break
         threshold = torch.topk(probs, m).values[-1]
-        ids = torch.nonzero(probs >= threshold).flatten()  # every token the full sort puts before the m-th
+        # every token the full sort puts before the m-th; when an earlier stage left fewer than m, the ones it left
+        # (the zeros it removed come after them in the full sort)
+        ids = torch.nonzero(probs >= threshold if threshold > 0 else probs > 0).flatten()
         order = _stable_desc(probs[ids], ids)
         sorted_probs = probs[order]
         cumulative = torch.cumsum(sorted_probs, dim=0)
