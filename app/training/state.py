@@ -88,6 +88,7 @@ class RunState:
         self._started = False  # the workers said Started
         self._config: dict = {}
         self._replaying = False
+        self._handlers = self._handler_table()
 
     # ---- phases --------------------------------------------------------------------------------------------------
     def begin(self, folder: str, max_iters: int, *, following: bool = False, now: float | None = None) -> None:
@@ -163,7 +164,7 @@ class RunState:
     # ---- messages ------------------------------------------------------------------------------------------------
     def dispatch(self, msg) -> None:
         """Take one run message; unknown types are ignored (a newer engine may add some)."""
-        handler = self._handlers().get(getattr(msg, "type", ""))
+        handler = self._handlers.get(getattr(msg, "type", ""))
         if handler is not None:
             handler(msg)
 
@@ -180,7 +181,7 @@ class RunState:
         if self.latest_checkpoint:
             self.events.checkpoint.emit(self.latest_checkpoint)
 
-    def _handlers(self) -> dict:
+    def _handler_table(self) -> dict:
         return {"started": self._on_started, "step": self._on_step, "eval": self._on_eval, "sample": self._on_sample,
                 "checkpoint": self._on_checkpoint, "nonfinite": self._on_nonfinite, "finished": self._on_finished,
                 "failed": self._on_failed}
