@@ -35,6 +35,7 @@ screenshots: $(STAMP)
 	xvfb-run -a $(PY) tools/screenshot_tokenization.py
 	xvfb-run -a $(PY) tools/screenshot_training.py
 	xvfb-run -a $(PY) tools/screenshot_generation.py
+	xvfb-run -a $(PY) tools/screenshot_inside.py
 	xvfb-run -a $(PY) tools/screenshot_runs.py
 
 clean:

@@ -70,6 +70,10 @@ def some_ids(model, n=24, seed=3):
     return torch.randint(0, vocab, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
 
 
+def test_both_bundled_models_are_checked():
+    assert {p.stem for p in BUNDLED} >= {"shakespeare-char", "shakespeare-words"}
+
+
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_mean_token_loss_is_the_training_loss(models, name):
     model = models[name]
