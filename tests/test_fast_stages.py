@@ -12,6 +12,7 @@ def same(a, b):
     for x, y in zip(a, b):
         assert torch.equal(x.kept, y.kept), x.name
         assert torch.equal(x.probs, y.probs), x.name
+        assert torch.equal(x.logits, y.logits), x.name
         assert x.info == y.info, x.name
 
 

@@ -39,9 +39,10 @@ def top_k(logits: torch.Tensor, k: int):
     return out, {"k": k, "n_kept": k_eff, "threshold": float(threshold)}
 
 
-def top_p(logits: torch.Tensor, p: float):
-    """engine.decoding.apply_top_p, sorting only the most likely tokens while their cumulative probability reaches p."""
-    probs = softmax(logits)
+def top_p(logits: torch.Tensor, p: float, probs: torch.Tensor | None = None):
+    """engine.decoding.apply_top_p, sorting only the most likely tokens while their cumulative probability reaches p.
+    ``probs``: softmax(logits) in float64 if the caller has it already."""
+    probs = softmax(logits) if probs is None else probs
     n = probs.numel()
     for m in CANDIDATES:
         if m * 4 >= n:
@@ -65,17 +66,38 @@ def top_p(logits: torch.Tensor, p: float):
     return apply_top_p(logits, p)
 
 
-def _stage(name: str, logits64: torch.Tensor, info: dict) -> Stage:
-    kept = torch.isfinite(logits64)
-    logits32 = logits64.clamp(min=-_F32_MAX, max=_F32_MAX).masked_fill(~kept, float("-inf")).float()
-    return Stage(name, logits32, softmax(logits64).float(), kept, info)
+class LazyStage:
+    """An engine.decoding.Stage whose probabilities and float32 logits are computed when first read: the chart reads
+    the probabilities of few stages (the last, and those just before a stage that cut a shown token)."""
+
+    def __init__(self, name: str, logits64: torch.Tensor, info: dict):
+        self.name, self.info, self.logits64 = name, info, logits64
+        self.kept = torch.isfinite(logits64)
+        self._probs64 = self._probs = None
+
+    @property
+    def probs64(self) -> torch.Tensor:
+        if self._probs64 is None:
+            self._probs64 = softmax(self.logits64)
+        return self._probs64
+
+    @property
+    def probs(self) -> torch.Tensor:
+        if self._probs is None:
+            self._probs = self.probs64.float()
+        return self._probs
+
+    @property
+    def logits(self) -> torch.Tensor:
+        return self.logits64.clamp(min=-_F32_MAX, max=_F32_MAX).masked_fill(~self.kept, float("-inf")).float()
 
 
 def stages(logits: torch.Tensor, settings: DecodeSettings, previous_ids=()) -> list[Stage]:
-    """What engine.decoding.stages returns for finite (V,) logits, the first Stage being "input"."""
+    """What engine.decoding.stages returns for finite (V,) logits, the first Stage being "input" (as LazyStage
+    objects with the same fields)."""
     settings.validate()
     current = logits.detach().to("cpu", torch.float64)
-    result = [_stage("input", current, {})]
+    result = [LazyStage("input", current, {})]
     for name in settings.active_stages():
         if name == "repetition_penalty":
             current, info = apply_repetition_penalty(current, previous_ids, settings.repetition_penalty)
@@ -84,8 +106,8 @@ def stages(logits: torch.Tensor, settings: DecodeSettings, previous_ids=()) -> l
         elif name == "top_k":
             current, info = top_k(current, settings.top_k)
         elif name == "top_p":
-            current, info = top_p(current, settings.top_p)
+            current, info = top_p(current, settings.top_p, result[-1].probs64)
         else:
             current, info = apply_min_p(current, settings.min_p)
-        result.append(_stage(name, current, info))
+        result.append(LazyStage(name, current, info))
     return result
