@@ -20,6 +20,7 @@ def main() -> int:
     home = tempfile.mkdtemp(prefix="llm-playground-shot-")
     os.environ["XDG_CONFIG_HOME"] = os.path.join(home, "config")  # never read or touch the user's settings
     os.environ["XDG_DATA_HOME"] = os.path.join(home, "data")
+    os.environ["HF_HUB_CACHE"] = os.path.join(home, "hf-hub")  # the picture never shows the models of this machine
     sys.path.insert(0, str(ROOT))
     from PySide6.QtWidgets import QApplication
 

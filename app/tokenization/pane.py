@@ -14,9 +14,9 @@ older job stale, so its result is dropped and the views only ever show the lates
 from html import escape
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
-from PySide6.QtGui import QFontDatabase, QGuiApplication, QTextCharFormat, QTextCursor
-from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QSizePolicy, QSplitter, QTabWidget,
-                               QTextEdit, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtGui import QFontDatabase, QGuiApplication
+from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QSizePolicy, QSplitter, QTabWidget, QToolButton,
+                               QVBoxLayout, QWidget)
 
 from app.jobs import JobFailed, JobRunner
 from app.paths import read_state, write_state
@@ -30,8 +30,8 @@ from app.tokenization.encoding_picker import EncodingPicker
 from app.tokenization.encodings import Encoding, model_encodings
 from app.tokenization.inspector import Inspector
 from app.tokenization.jobs import compare_job, decode_job, encode_job
-from app.tokenization.token_view import TokenView, titled
-from app.theme import error_color, hint_color, selection_colors
+from app.tokenization.token_view import TokenView, marked_characters, titled
+from app.theme import error_color, hint_color
 
 DEBOUNCE_MS = 150
 BUSY_NOTE_MS = 300  # "tokenizing…" appears only if a job takes longer than this
@@ -418,19 +418,7 @@ class TokenizationPane(QWidget):
     def _mark_characters(self, span) -> None:
         if self._shown_edits != self._edits:
             return  # the editor changed since; the next result will re-select
-        text = self.analysis.text
-        start = len(text[: span.char_start].encode("utf-16-le")) // 2  # Qt positions count UTF-16 units
-        end = start + len(text[span.char_start : span.char_end].encode("utf-16-le")) // 2
-        selection = QTextEdit.ExtraSelection()
-        fmt = QTextCharFormat()
-        background, foreground = selection_colors(self.editor)  # a fixed light yellow was unreadable in dark themes
-        fmt.setBackground(background)
-        fmt.setForeground(foreground)
-        selection.format = fmt
-        cursor = QTextCursor(self.editor.document())
-        cursor.setPosition(start)
-        cursor.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
-        selection.cursor = cursor
+        selection = marked_characters(self.editor, self.analysis.text, span)
         self.editor.setExtraSelections([selection])
 
     # ---- comparison, training ------------------------------------------------------------------------------------
@@ -440,8 +428,7 @@ class TokenizationPane(QWidget):
 
     def _on_compare_selection(self) -> None:
         self._compare_dirty = True
-        if self.side_tabs.currentIndex() == COMPARE_TAB:
-            self.refresh_compare()
+        self._on_side_tab(self.side_tabs.currentIndex())
 
     def _on_tokenizer_trained(self, path: str) -> None:
         self.refresh_encodings()

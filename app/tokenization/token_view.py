@@ -14,10 +14,12 @@ from bisect import bisect_right
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFontDatabase, QFontMetricsF, QPainter, QPalette, QPen
-from PySide6.QtWidgets import QAbstractScrollArea, QHBoxLayout, QLabel, QToolTip, QVBoxLayout, QWidget
+from PySide6.QtGui import (QColor, QFontDatabase, QFontMetricsF, QPainter, QPalette, QPen, QTextCharFormat,
+                           QTextCursor)
+from PySide6.QtWidgets import (QAbstractScrollArea, QHBoxLayout, QLabel, QTextEdit, QToolTip, QVBoxLayout,
+                               QWidget)
 
-from app.theme import hint_color
+from app.theme import hint_color, selection_colors
 from app.tokentext import shaping_runs
 
 # Pastel backgrounds, cycled by token index (neighbours always differ); saturated enough to tell apart on white.
@@ -154,11 +156,11 @@ class TokenView(QAbstractScrollArea):
             cache.clear()
         widths = list(map(cache.get, texts))
         if None in widths:
-            measure, ascii_advance = self._fm.horizontalAdvance, self._ascii_advance
-            for text in set(t for t, w in zip(texts, widths) if w is None):
+            measure, ascii_advance, fixed = self._fm.horizontalAdvance, self._ascii_advance, self._unmeasured.fullmatch
+            for text in {t for t, w in zip(texts, widths) if w is None}:
                 if not text:
                     cache[text] = EMPTY_W
-                elif ascii_advance is not None and self._unmeasured.fullmatch(text):
+                elif ascii_advance is not None and (text.isascii() and text.isprintable() or fixed(text)):
                     cache[text] = ascii_advance * len(text)
                 else:
                     cache[text] = sum(map(measure, shaping_runs(text)))  # as paintEvent draws it
@@ -397,3 +399,21 @@ def titled(title: str, widget: QWidget, hint: str = "", button: QWidget | None =
         layout.addLayout(row)
     layout.addWidget(widget, 1)
     return box
+
+
+def marked_characters(editor, text: str, span) -> QTextEdit.ExtraSelection:
+    """An extra selection of ``editor`` (showing ``text``) over the characters of ``span``, in the palette's
+    highlight colours (a fixed light yellow was unreadable in dark themes)."""
+    start = len(text[: span.char_start].encode("utf-16-le")) // 2  # Qt positions count UTF-16 units
+    end = start + len(text[span.char_start : span.char_end].encode("utf-16-le")) // 2
+    selection = QTextEdit.ExtraSelection()
+    fmt = QTextCharFormat()
+    background, foreground = selection_colors(editor)
+    fmt.setBackground(background)
+    fmt.setForeground(foreground)
+    selection.format = fmt
+    cursor = QTextCursor(editor.document())
+    cursor.setPosition(start)
+    cursor.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
+    selection.cursor = cursor
+    return selection
