@@ -26,6 +26,8 @@ bench: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) bench/bench_tokenization_pane.py
 	$(PY) bench/bench_generation.py
 	QT_QPA_PLATFORM=offscreen $(PY) bench/bench_generation_pane.py
+	$(PY) bench/bench_generation_models.py
+	$(PY) bench/bench_generation_load.py
 	$(PY) bench/bench_training.py
 	QT_QPA_PLATFORM=offscreen $(PY) bench/bench_training_ui.py
 	QT_QPA_PLATFORM=offscreen $(PY) bench/bench_overlay.py
@@ -35,6 +37,7 @@ screenshots: $(STAMP)
 	xvfb-run -a $(PY) tools/screenshot_tokenization.py
 	xvfb-run -a $(PY) tools/screenshot_training.py
 	xvfb-run -a $(PY) tools/screenshot_generation.py
+	xvfb-run -a $(PY) tools/screenshot_generation.py --hf
 	xvfb-run -a $(PY) tools/screenshot_inside.py
 	xvfb-run -a $(PY) tools/screenshot_runs.py
 
