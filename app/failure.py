@@ -3,19 +3,13 @@
 import traceback
 
 
-def _user_error_types() -> tuple[type, ...]:
-    """The exceptions that are the user's mistake: engine.errors.UserError where the engine has it, else ValueError
-    (the engine's checks raise ValueError subclasses: CheckpointError, HFModelError, ChatTemplateError...)."""
-    try:
-        from engine.errors import UserError
-    except ImportError:
-        return (ValueError,)
-    return (UserError, ValueError)
-
-
 def is_user_error(exc: BaseException) -> bool:
-    """Whether ``exc`` is the user's mistake (bad input, a file that cannot be read), to be shown, not reported."""
-    return isinstance(exc, _user_error_types())
+    """Whether ``exc`` is the user's mistake (bad input, a file that cannot be read), to be shown, not reported:
+    an engine.errors.UserError (CheckpointError, HFModelError, TokenizerError, ChatTemplateError, ...). Any other
+    exception, a ValueError raised inside torch or numpy included, is a bug."""
+    from engine.errors import UserError
+
+    return isinstance(exc, UserError)
 
 
 class JobFailed:

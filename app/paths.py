@@ -57,11 +57,10 @@ def read_state(name: str, default: str = "") -> str:
 
 def write_state(name: str, text: str) -> None:
     """Atomic write, so a crash mid-save keeps the previous text."""
-    path = state_dir() / name
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8", errors="surrogatepass", newline="") as f:
+    from engine.fileio import atomic_write
+
+    with atomic_write(state_dir() / name, "w", encoding="utf-8", errors="surrogatepass", newline="") as f:
         f.write(text)
-    os.replace(tmp, path)
 
 
 def assets_dir() -> Path:

@@ -11,8 +11,10 @@ change lists or dicts they are given)::
 
 import json
 
+from engine.errors import UserError
 
-class ChatTemplateError(ValueError):
+
+class ChatTemplateError(UserError):
     """A chat template that cannot be rendered (bad syntax, a raise_exception in the template, a sandbox refusal)."""
 
 

@@ -18,12 +18,12 @@ import hashlib
 import math
 import os
 import pickle
-import re
 import warnings
 import zipfile
 
 import torch
 
+from engine.errors import UserError, one_line, size_text, unpickler_reason
 from engine.fileio import atomic_write
 
 FORMAT = "llm-playground-checkpoint"
@@ -32,29 +32,8 @@ REQUIRED_KEYS = ("model_config", "tokenizer", "model")
 CHECKSUM_KEY = "weights_sha256"  # sha256 of the weights (names, dtypes, shapes, bytes); absent in older files
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint file cannot be read or does not describe a valid model."""
-
-
-def _one_line(exc: BaseException, limit: int = 200) -> str:
-    """First non-empty line of an exception message, shortened: torch's messages run for pages."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = lines[0] if lines else type(exc).__name__
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _unpickler_reason(exc: BaseException) -> str:
-    """What torch's long weights-only refusal refused: "asks for posix.mkdir", "Unsupported operand 149", ..."""
-    text = str(exc)
-    found = re.search(r"GLOBAL ([\w.]+)", text)
-    if found:
-        return f"it asks for {found.group(1)}"
-    marker = "WeightsUnpickler error:"
-    if marker in text:
-        rest = [line.strip() for line in text.split(marker, 1)[1].splitlines() if line.strip()]
-        if rest:
-            return rest[0][:120]
-    return "not plain data"
 
 
 def save_checkpoint(path, payload: dict):
@@ -93,13 +72,9 @@ def _disk_error(path, exc: BaseException) -> OSError:
     full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "unexpected pos" in str(exc) \
         or (free is not None and free < 1 << 20)
     if full:
-        return OSError(errno.ENOSPC, f"disk full while saving {name} ({_gb(free or 0)} free in its folder); "
+        return OSError(errno.ENOSPC, f"disk full while saving {name} ({size_text(free or 0)} free in its folder); "
                                      f"the previous file, if any, is unchanged")
-    return OSError(getattr(exc, "errno", None) or errno.EIO, f"cannot write {name}: {_one_line(exc)}")
-
-
-def _gb(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+    return OSError(getattr(exc, "errno", None) or errno.EIO, f"cannot write {name}: {one_line(exc)}")
 
 
 def _is_state_dict(state) -> bool:
@@ -138,7 +113,7 @@ def read_checkpoint(path) -> dict:
             with zipfile.ZipFile(path) as z:
                 names = z.namelist()
         except Exception as e:  # noqa: BLE001 - BadZipFile, EOFError, UnicodeDecodeError, NotImplementedError, ...
-            raise CheckpointError(f"{name} is truncated or corrupt ({type(e).__name__}: {_one_line(e)})") from e
+            raise CheckpointError(f"{name} is truncated or corrupt ({type(e).__name__}: {one_line(e)})") from e
         if not any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
             raise CheckpointError(f"{name} is a zip file but not a PyTorch checkpoint")
     elif not head.startswith(b"\x80"):  # nor a pickle (torch's legacy format)
@@ -149,11 +124,11 @@ def read_checkpoint(path) -> dict:
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"{name} was refused: it contains objects other than plain data and tensors, which "
-                              f"are never loaded ({_unpickler_reason(e)})") from e
+                              f"are never loaded ({unpickler_reason(e)})") from e
     except MemoryError as e:
         raise CheckpointError(f"{name} is too large to load into memory") from e
     except Exception as e:  # noqa: BLE001 - whatever else a damaged file makes torch raise
-        raise CheckpointError(f"{name} is truncated or corrupt ({type(e).__name__}: {_one_line(e)})") from e
+        raise CheckpointError(f"{name} is truncated or corrupt ({type(e).__name__}: {one_line(e)})") from e
 
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{name} is a PyTorch file but not an LLM Playground checkpoint "
@@ -183,8 +158,8 @@ def _check_weights(payload: dict, name: str) -> None:
             held = -1
         claimed = t.numel() * t.element_size()
         if held < claimed or (t.numel() and not t.is_contiguous()):
-            raise CheckpointError(f"{name}: the tensor {key} claims shape {tuple(t.shape)} ({_gb(claimed)}) but "
-                                  f"the file holds {_gb(max(held, 0))} for it: the file is damaged or forged")
+            raise CheckpointError(f"{name}: the tensor {key} claims shape {tuple(t.shape)} ({size_text(claimed)}) but "
+                                  f"the file holds {size_text(max(held, 0))} for it: the file is damaged or forged")
     recorded = payload.get(CHECKSUM_KEY)
     if recorded is None:
         return  # written before checksums were recorded
@@ -295,11 +270,11 @@ def load_model(path, device="cpu", **hf_options):
     try:
         config = GPTConfig.from_dict(payload["model_config"])
     except Exception as e:  # noqa: BLE001 - ValueError, TypeError, OverflowError from foreign values
-        raise CheckpointError(f"{name} has an invalid model config: {_one_line(e)}") from e
+        raise CheckpointError(f"{name} has an invalid model config: {one_line(e)}") from e
     try:
         tokenizer = tokenizer_from_dict(payload["tokenizer"])
     except Exception as e:  # noqa: BLE001 - a foreign dict can fail in many ways; all mean "bad tokenizer"
-        raise CheckpointError(f"{name} has a tokenizer that cannot be rebuilt: {_one_line(e)}") from e
+        raise CheckpointError(f"{name} has a tokenizer that cannot be rebuilt: {one_line(e)}") from e
     if tokenizer.n_vocab > config.vocab_size:
         raise CheckpointError(f"{name}: its tokenizer has {tokenizer.n_vocab} tokens but the model only "
                               f"{config.vocab_size}")
@@ -320,7 +295,7 @@ def load_model(path, device="cpu", **hf_options):
         with torch.device("meta"):
             expected = {k: tuple(v.shape) for k, v in GPT(config).state_dict().items()}
     except Exception as e:  # noqa: BLE001 - sizes torch cannot even describe (~1e18)
-        raise CheckpointError(f"{name} has an invalid model config: {type(e).__name__}: {_one_line(e)}") from e
+        raise CheckpointError(f"{name} has an invalid model config: {type(e).__name__}: {one_line(e)}") from e
     for key in sorted(set(expected) | set(state)):
         if key not in state or key not in expected or tuple(state[key].shape) != expected[key]:
             what = ("missing" if key not in state else "unexpected" if key not in expected else
@@ -329,17 +304,17 @@ def load_model(path, device="cpu", **hf_options):
     need = sum(4 * math.prod(shape) for shape in expected.values())  # float32 parameters, built before loading
     avail = available_memory()
     if avail is not None and need > avail:
-        raise CheckpointError(f"{name}: building its model needs {_gb(need)} of memory, only {_gb(avail)} is "
-                              f"available")
+        raise CheckpointError(f"{name}: building its model needs {size_text(need)} of memory, only "
+                              f"{size_text(avail)} is available")
     try:
         model = GPT(config)
     except (MemoryError, RuntimeError) as e:
-        raise CheckpointError(f"{name}: its model ({_gb(need)}) cannot be built: {_one_line(e)}") from e
+        raise CheckpointError(f"{name}: its model ({size_text(need)}) cannot be built: {one_line(e)}") from e
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         details = [line.strip() for line in str(e).splitlines()[1:] if line.strip()]
-        reason = details[0] if details else _one_line(e)
+        reason = details[0] if details else one_line(e)
         raise CheckpointError(f"{name}: the weights do not fit the model config: {reason[:200]}") from e
     model.to(device).eval()
     return model, tokenizer, payload

@@ -22,13 +22,15 @@ import os
 import stat
 import re
 import sqlite3
-import tempfile
 from dataclasses import dataclass
+
+from engine.errors import UserError
+from engine.fileio import atomic_write
 
 CONVERTER_VERSION = 1  # bump when a conversion changes, so cached texts are rebuilt
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError):
     """A corpus cannot be read: not found, empty, binary, or not UTF-8."""
 
 
@@ -171,16 +173,8 @@ def _cache_path(name: str) -> str:
 
 
 def _write_atomic(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    with atomic_write(path, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
 
 
 def _builtin(name: str) -> str:

@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from engine.errors import Cancelled, UserError
 from engine.fileio import atomic_write
 
 FORMAT = 2  # part of the cache key: bump when the way files are encoded changes
@@ -38,12 +39,8 @@ _CHUNK_BOUNDARY = re.compile(r"\n(?=\S)")
 _WORD_BOUNDARY = re.compile(r"(?<=[^\W_])(?= )")
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A corpus cannot be used for training; the message names the problem."""
-
-
-class Cancelled(Exception):
-    """Encoding was cancelled by the cancel callback."""
 
 
 def default_cache_dir() -> Path:

@@ -1,7 +1,15 @@
 """Atomic file writes: the final path holds either the old file or the complete new one, never a partial file.
 
-    >>> with atomic_write("ckpt.pt") as f:
-    ...     torch.save(payload, f)
+The one way the engine and the app replace a file (checkpoints, tokenizers, the corpus cache, run configs, the
+app's saved text)::
+
+    with atomic_write("ckpt.pt") as f:
+        torch.save(payload, f)
+    with atomic_write("config.json", "w", encoding="utf-8") as f:
+        f.write(text)
+
+The temporary file is ``.NAME.<random>.tmp`` beside NAME: a unique name (two writers never share one), hidden, and
+recognisable as a leftover by its ``.tmp`` suffix.
 """
 
 import os
@@ -10,8 +18,10 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def atomic_write(path, mode: str = "wb"):
+def atomic_write(path, mode: str = "wb", **open_args):
     """Write to a temporary file beside ``path``, fsync it, then rename it over ``path``.
+
+    ``mode`` and ``open_args`` (encoding, errors, newline) are those of :func:`open`; the mode must write.
 
     If the body raises (or the process dies), the temporary file is removed (or left as a hidden ``.tmp``) and
     ``path`` is untouched.
@@ -22,7 +32,7 @@ def atomic_write(path, mode: str = "wb"):
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it 0600; the file gets the mode open() would give it
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, mode, **open_args) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

@@ -23,7 +23,9 @@ import warnings
 
 import torch
 
-from engine.checkpoint import CheckpointError, _gb, _one_line, _unpickler_reason, available_memory
+from engine.checkpoint import CheckpointError, available_memory
+from engine.choices import estimate_params
+from engine.errors import Cancelled, one_line, size_text, unpickler_reason
 from engine.model import GPT, GPTConfig
 
 ARCHITECTURES = {"GPT2LMHeadModel": "gpt2", "LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}
@@ -35,8 +37,8 @@ class HFModelError(CheckpointError):
     """A Hugging Face model folder cannot be opened."""
 
 
-class LoadCancelled(Exception):
-    """The caller's cancel check said stop while weights were loading."""
+class LoadCancelled(Cancelled):
+    """The caller's cancel check said stop while weights were loading (an engine.errors.Cancelled)."""
 
 
 # -- finding the folder
@@ -163,7 +165,7 @@ def config_from_hf(cfg: dict, source: str = "config.json") -> tuple[GPTConfig, s
     except (ValueError, TypeError) as e:
         if isinstance(e, HFModelError):
             raise
-        raise HFModelError(f"{source}: {arch} config is not valid: {_one_line(e)}") from None
+        raise HFModelError(f"{source}: {arch} config is not valid: {one_line(e)}") from None
     return config, arch
 
 
@@ -175,7 +177,7 @@ def read_config(folder: str) -> dict:
     except FileNotFoundError:
         raise HFModelError(f"{os.path.basename(folder)} has no config.json") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise HFModelError(f"config.json cannot be read: {_one_line(e)}") from None
+        raise HFModelError(f"config.json cannot be read: {one_line(e)}") from None
     if not isinstance(cfg, dict):
         raise HFModelError("config.json is not a JSON object")
     return cfg
@@ -200,7 +202,7 @@ class _Weights:
                 with open(index, "rb") as f:
                     weight_map = json.loads(f.read().decode("utf-8"))["weight_map"]
             except (OSError, ValueError, KeyError, TypeError) as e:
-                raise HFModelError(f"model.safetensors.index.json cannot be read: {_one_line(e)}") from None
+                raise HFModelError(f"model.safetensors.index.json cannot be read: {one_line(e)}") from None
             for shard in sorted(set(weight_map.values())):
                 if not os.path.isfile(os.path.join(folder, shard)):
                     raise HFModelError(f"a weight shard is missing: {shard} (named by model.safetensors.index.json; "
@@ -229,7 +231,7 @@ class _Weights:
                 self._open[path] = safe_open(path, framework="pt", device="cpu")
             except Exception as e:  # noqa: BLE001 - a truncated or foreign file
                 raise HFModelError(f"{os.path.basename(path)} is not a readable safetensors file "
-                                   f"({_one_line(e)})") from None
+                                   f"({one_line(e)})") from None
         return self._open[path]
 
     def get(self, name: str) -> torch.Tensor:
@@ -241,7 +243,7 @@ class _Weights:
             raise
         except Exception as e:  # noqa: BLE001
             raise HFModelError(f"{os.path.basename(self.where[name])}: tensor {name} cannot be read "
-                               f"({_one_line(e)})") from None
+                               f"({one_line(e)})") from None
 
 
 def _read_bin(path: str) -> dict:
@@ -251,9 +253,9 @@ def _read_bin(path: str) -> dict:
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as e:
         raise HFModelError(f"pytorch_model.bin was refused: it contains objects other than tensors, which are never "
-                           f"loaded ({_unpickler_reason(e)})") from None
+                           f"loaded ({unpickler_reason(e)})") from None
     except Exception as e:  # noqa: BLE001
-        raise HFModelError(f"pytorch_model.bin is truncated or corrupt ({_one_line(e)})") from None
+        raise HFModelError(f"pytorch_model.bin is truncated or corrupt ({one_line(e)})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise HFModelError("pytorch_model.bin does not hold a dict of tensors")
     return state
@@ -304,11 +306,6 @@ def _plan(family: str, config: GPTConfig, names: set[str]) -> dict[str, tuple[li
 # -- the model
 
 
-def _estimate_params(config: GPTConfig) -> int:
-    with torch.device("meta"):
-        return GPT(config).num_params()
-
-
 def load_hf_tokenizer(path):
     """Only the tokenizer of a Hugging Face model folder or hub repository (no weights read) -> HFTokenizer.
 
@@ -325,9 +322,9 @@ def _folder_tokenizer(folder: str, name: str):
     if not os.path.isfile(tok_path):
         raise HFModelError(f"{name} has no tokenizer.json (this app needs the model's own tokenizer)")
     try:
-        return HFTokenizer.from_file(tok_path, name=name)
+        return HFTokenizer.from_file(tok_path, name=name, bos_token=_tokenizer_extras(folder)["bos_token"])
     except ValueError as e:
-        raise HFModelError(f"{name}: tokenizer.json is corrupt or unsupported: {_one_line(e)}") from None
+        raise HFModelError(f"{name}: tokenizer.json is corrupt or unsupported: {one_line(e)}") from None
 
 
 def load_hf_model(path, *, dtype: str | None = None, device="cpu", progress=None, cancel=None):
@@ -344,12 +341,13 @@ def load_hf_model(path, *, dtype: str | None = None, device="cpu", progress=None
     cfg = read_config(folder)
     config, arch = config_from_hf(cfg, f"{name}/config.json")
     family = ARCHITECTURES[arch]
+    extras = _tokenizer_extras(folder)
     tokenizer = _folder_tokenizer(folder, name)
     if tokenizer.n_vocab > config.vocab_size:
         raise HFModelError(f"{name}: its tokenizer has {tokenizer.n_vocab} tokens but the model only "
                            f"{config.vocab_size}")
 
-    n_params = _estimate_params(config)
+    n_params = estimate_params(config, config.vocab_size)
     if dtype is None:
         dtype = "bfloat16" if n_params > BF16_ABOVE else "float32"
     if dtype not in DTYPES:
@@ -358,8 +356,8 @@ def load_hf_model(path, *, dtype: str | None = None, device="cpu", progress=None
     need = n_params * torch_dtype.itemsize
     avail = available_memory()
     if avail is not None and need > avail:
-        raise HFModelError(f"{name}: its {n_params / 1e6:,.0f} M parameters need {_gb(need)} of memory in {dtype}, "
-                           f"only {_gb(avail)} is available")
+        raise HFModelError(f"{name}: its {n_params / 1e6:,.0f} M parameters need {size_text(need)} of memory in "
+                           f"{dtype}, only {size_text(avail)} is available")
 
     weights = _Weights(folder)
     plan = _plan(family, config, set(weights.where))
@@ -397,7 +395,7 @@ def load_hf_model(path, *, dtype: str | None = None, device="cpu", progress=None
     model.to(device).eval()
     info = {"format": "huggingface", "name": name, "path": folder, "architecture": arch, "dtype": dtype,
             "n_params": model.num_params(), "weights": weights.kind, "hf_config": cfg}
-    info.update(_tokenizer_extras(folder))
+    info.update(extras)
     return model, tokenizer, info
 
 

@@ -13,8 +13,9 @@ import math
 import os
 from dataclasses import dataclass
 
-from engine.checkpoint import _one_line
-from engine.hf import (HFModelError, _estimate_params, config_from_hf, hub_cache_dir, read_config, repo_name,
+from engine.choices import estimate_params
+from engine.errors import one_line
+from engine.hf import (HFModelError, config_from_hf, hub_cache_dir, read_config, repo_name,
                        resolve_snapshot)
 
 @dataclass
@@ -80,7 +81,7 @@ def inspect_repo(repo: str) -> HubModel:
         if shards:
             n_params = _safetensors_params(shards)
         elif os.path.isfile(os.path.join(snap, "pytorch_model.bin")):
-            n_params = _estimate_params(config)
+            n_params = estimate_params(config, config.vocab_size)
         else:
             raise HFModelError("no weights (model.safetensors or pytorch_model.bin)")
         if not os.path.isfile(os.path.join(snap, "tokenizer.json")):
@@ -88,7 +89,7 @@ def inspect_repo(repo: str) -> HubModel:
         return HubModel(name, repo, arch, n_params, size, True, "")
     except Exception as e:  # noqa: BLE001 - a listing reports, it does not crash
         reason = str(e).split(": ", 1)[1] if isinstance(e, HFModelError) and ": " in str(e) \
-            and str(e).startswith(name) else _one_line(e)
+            and str(e).startswith(name) else one_line(e)
         return HubModel(name, repo, arch, n_params, size, False, reason)
 
 

@@ -21,6 +21,7 @@ import math
 import os
 import stat
 from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
 
 VERSION = 1
 
@@ -39,10 +40,6 @@ class Message:
     def to_json(self) -> str:
         """One line of JSON. Non-finite floats are written as NaN / Infinity (Python's json reads them back)."""
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
-
-    @staticmethod
-    def from_json(text: str) -> "Message":
-        return from_json(text)
 
 
 @dataclass(frozen=True)
@@ -114,14 +111,44 @@ class NonFinite(Message):
     type = "nonfinite"
 
 
+class Outcome(str, Enum):
+    """How a run that ended on its own terms ended (a crash is a Failed message instead)."""
+
+    COMPLETED = "completed"  # reached max_iters
+    STOPPED = "stopped"  # asked to stop; a checkpoint of the last step was saved
+    DIVERGED = "diverged"  # the loss became non-finite in float32; the diverged state was not saved
+
+
 @dataclass(frozen=True)
 class Finished(Message):
-    """The run ended on its own terms. reason: "completed", "stopped", or "diverged: <explanation>"."""
+    """The run ended on its own terms: ``outcome`` says how, ``detail`` explains (why it diverged, what to do).
+
+    >>> msg = Finished("a1b2", step=7, outcome=Outcome.DIVERGED, detail="the loss became non-finite at step 7")
+    >>> msg.outcome is Outcome.DIVERGED, msg.reason
+    (True, 'diverged: the loss became non-finite at step 7')
+    """
 
     step: int = 0
-    reason: str = "completed"
+    outcome: Outcome = Outcome.COMPLETED
+    detail: str = ""
 
     type = "finished"
+
+    def __post_init__(self):
+        try:  # from JSON the outcome arrives as its text
+            object.__setattr__(self, "outcome", Outcome(self.outcome))
+        except ValueError:
+            raise ValueError(f"unknown run outcome {self.outcome!r}") from None
+        if not isinstance(self.detail, str):
+            raise ValueError(f"a finished message's detail must be text, got {self.detail!r}")
+
+    @property
+    def reason(self) -> str:
+        """One line for people: the outcome, then the detail if there is one."""
+        return f"{self.outcome.value}: {self.detail}" if self.detail else self.outcome.value
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "outcome": self.outcome.value}
 
 
 @dataclass(frozen=True)
@@ -149,6 +176,9 @@ def from_dict(d: dict) -> Message:
     if cls is None:
         raise ValueError(f"unknown message type {d.get('type')!r}")
     names = {f.name for f in fields(cls)}
+    if cls is Finished and "outcome" not in d and isinstance(d.get("reason"), str):  # written before Outcome existed
+        outcome, _, detail = d["reason"].partition(":")
+        d = {**d, "outcome": outcome.strip(), "detail": detail.strip()}
     if "run_id" not in d:
         raise ValueError(f"{cls.type} message without run_id")
     values = {k: v for k, v in d.items() if k in names}
@@ -209,9 +239,6 @@ class JsonlWriter:
         # a lone surrogate (a non-UTF-8 file name decoded by Python) becomes its JSON escape \udcXX, read back as is
         self._f.write((msg.to_json() + "\n").encode("utf-8", "backslashreplace"))
         self._f.flush()
-
-    def offset(self) -> int:
-        return self._f.tell()
 
     def close(self) -> None:
         self._f.close()

@@ -44,6 +44,15 @@ TRAIN_PRESETS = {
         "weight_decay": 0.1, "grad_clip": 1.0, "warmup_iters": 100, "max_iters": 5000, "lr_decay_iters": 5000,
         "eval_interval": 250, "eval_iters": 200, "checkpoint_interval": 500, "sample_len": 300,
     },
+    # The CPU run above as a Llama-style model: RMSNorm, a SwiGLU MLP, rotary positions, grouped-query attention
+    # (2 key/value heads for 4 query heads), no biases.
+    "llama-char-cpu": {
+        "corpus": "shakespeare", "tokenizer": "char", **MODEL_SIZES["small"], "block_size": 64, "dropout": 0.0,
+        "bias": False, "norm": "rmsnorm", "mlp": "swiglu", "pos": "rope", "n_kv_head": 2, "rope_theta": 10000.0,
+        "batch_size": 12, "grad_accum": 1, "lr": 1e-3, "min_lr": 1e-4, "beta2": 0.99,
+        "weight_decay": 0.1, "grad_clip": 1.0, "warmup_iters": 100, "max_iters": 2000, "lr_decay_iters": 2000,
+        "eval_interval": 250, "eval_iters": 20, "checkpoint_interval": 250, "sample_len": 200,
+    },
     # A small model over the GPT-2 byte-level BPE vocabulary (50257 tokens): words instead of characters.
     "bpe-small": {
         "corpus": "shakespeare", "tokenizer": "gpt2", **MODEL_SIZES["small"], "block_size": 128, "dropout": 0.1,

@@ -21,13 +21,15 @@ import socket
 import time
 from dataclasses import dataclass
 
+from engine.errors import UserError
+
 LOCK_NAME = ".lock"
 # temporary files of our own atomic writes: ".ckpt.pt.k2j3h4.tmp" (engine.fileio), ".config.json.tmp" (the trainer)
 _STALE_TMP = re.compile(r"^\.(ckpt\.pt|config\.json|metrics\.jsonl)(\..+)?\.tmp$")
 _HOLDER_BYTES = 4096
 
 
-class RunFolderError(ValueError):
+class RunFolderError(UserError):
     """The run folder cannot be used: it is a file, cannot be created or written; the message says which."""
 
 

@@ -13,8 +13,9 @@ Vocabulary: ``session.logits`` has ``tokenizer.n_vocab`` entries. A model's voca
 tokenizer's (GPT-2's 50257 -> 50304); those padded ids cannot be decoded to text, so they are left out and never drawn.
 
 Empty prompt: the model needs at least one token to predict from, so an empty prompt becomes the tokenizer's
-``<|endoftext|>`` token when it has one (what GPT-2 saw between documents), otherwise id 0 (for a character
-tokenizer the smallest character, often "\\n", or ``<unk>``). That token counts as the prompt (``prompt_len`` 1).
+``start_id`` (the one start-token rule, shared with the trainer's samples): the model's beginning-of-sequence token
+(a Llama's ``<s>``), else ``<|endoftext|>`` (what GPT-2 saw between documents), else a newline, else id 0. That token
+counts as the prompt (``prompt_len`` 1).
 
 Context window: the model sees at most ``block_size`` tokens. Once the text is longer, each step feeds the model the
 last ``block_size`` tokens from scratch (a fresh cache), which is exact for every position scheme; ``context_note``
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 import torch
 
 from engine.decoding import DecodeSettings, probabilities, sample, top_tokens
+from engine.errors import UserError
 
 LOGITS_BUDGET = 256 * 2**20  # bytes of past logits kept for undo and re-showing old steps (older ones recomputed)
 
@@ -63,9 +65,7 @@ class GenerationSession:
         self.n_alternatives = n_alternatives
         self.block_size = model.config.block_size
         self.n_vocab = tokenizer.n_vocab
-        special = getattr(tokenizer, "special_tokens", {}) or {}
-        eot = special.get("<|endoftext|>")
-        self.bos_id = eot if eot is not None and 0 <= eot < self.n_vocab else 0  # used for an empty prompt
+        self.bos_id = tokenizer.start_id  # an empty prompt starts from it (Tokenizer.start_id: the one rule)
         self.device = next(model.parameters()).device
 
         self.prompt_text = ""
@@ -129,7 +129,7 @@ class GenerationSession:
         """Append a token chosen by hand. Its prob is under settings' final distribution (plain softmax if None)."""
         self._check_started()
         if isinstance(token_id, bool) or not isinstance(token_id, int) or not 0 <= token_id < self.n_vocab:
-            raise ValueError(f"token id {token_id!r} is not in the vocabulary (0..{self.n_vocab - 1})")
+            raise UserError(f"token id {token_id!r} is not in the vocabulary (0..{self.n_vocab - 1})")
         probs = probabilities(self.logits, settings or DecodeSettings(), self.ids)
         record = StepRecord(token_id, float(probs[token_id]), None, self.logits, settings,
                             top_tokens(probs, self.n_alternatives), index=len(self.ids), forced=True,

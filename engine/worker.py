@@ -96,7 +96,7 @@ def run_worker(parent: int, rank: int, world_size: int, port: int, config: dict,
         torch.set_num_threads(threads)
     try:
         train(TrainConfig.from_dict(config), emit_queue.put if emit_queue is not None else None, should_stop)
-    except Exception:  # already reported as a Failed message
+    except Exception:  # noqa: BLE001 - already reported as a Failed message
         sys.exit(1)
     finally:
         watch.stop()

@@ -66,15 +66,38 @@ def fail_on_uncaught_exceptions():
 
 @pytest.fixture
 def reporter(qapp):
-    """An ErrorReporter that records instead of showing dialogs; a test fails if anything was reported to it."""
+    """An ErrorReporter that records instead of showing dialogs; a test fails if anything was reported to it that
+    it did not expect with :func:`expect_reported`."""
     from app.errors import ErrorReporter
 
     rep = ErrorReporter(show_dialogs=False)
+    rep.expected_reports = []  # substrings of the summaries a test expects (expect_reported)
     yield rep
     from PySide6.QtCore import QCoreApplication
 
     QCoreApplication.processEvents()
-    unexpected = [r for r in rep.reported if not getattr(rep, "expected", False)]
+    unexpected = [(s, d) for s, d in rep.reported if not any(text in s for text in rep.expected_reports)]
     if unexpected:
         pytest.fail("errors reported to the user during the test:\n" + "\n".join(s + "\n" + d for s, d in unexpected),
                     pytrace=False)
+
+
+@pytest.fixture
+def expect_reported(reporter, qtbot):
+    """A context manager: the block must make ``reporter`` report an error whose summary contains ``text``.
+
+        with expect_reported("worker died (exit code -9)"):
+            os.kill(pid, signal.SIGKILL)
+
+    Only that error is allowed: any other report still fails the test. On leaving the block it waits up to
+    ``timeout_ms`` for the report (reports arrive through the event loop) and fails if none came.
+    """
+    from contextlib import contextmanager
+
+    @contextmanager
+    def expect(text: str, timeout_ms: int = 5000):
+        reporter.expected_reports.append(text)
+        yield
+        qtbot.waitUntil(lambda: any(text in summary for summary, _ in reporter.reported), timeout=timeout_ms)
+
+    return expect

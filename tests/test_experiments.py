@@ -12,7 +12,7 @@ from engine.experiments import CurvesReader, ema, find_runs, summarize
 from engine.experiments.curves import value_at
 from engine.experiments.extrapolation import Row, read_csv, table, write_csv
 from engine.experiments.plan import arms, read_experiment
-from engine.messages import Eval, Failed, Finished, JsonlWriter, Started, Step
+from engine.messages import Eval, Failed, Finished, JsonlWriter, Outcome, Started, Step
 from engine.runs import RunFolder
 from engine.train.config import ConfigError
 
@@ -83,11 +83,11 @@ def test_summaries_of_finished_stopped_crashed_and_running_runs(tmp_path):
     assert finished.model == "2 layers × 64, 0.10 M params"
     assert finished.date == 1_700_000_001.0
 
-    stopped = summarize(write_run(tmp_path / "stopped", end=Finished("r1", step=10, reason="stopped")))
+    stopped = summarize(write_run(tmp_path / "stopped", end=Finished("r1", step=10, outcome=Outcome.STOPPED)))
     assert stopped.state == "stopped"
     failed = summarize(write_run(tmp_path / "failed", end=Failed("r1", step=3, error="RuntimeError: boom")))
     assert (failed.state, failed.detail) == ("crashed", "RuntimeError: boom")
-    diverged = summarize(write_run(tmp_path / "div", end=Finished("r1", step=10, reason="diverged: nan")))
+    diverged = summarize(write_run(tmp_path / "div", end=Finished("r1", step=10, outcome=Outcome.DIVERGED, detail="nan")))
     assert diverged.state == "crashed"
 
     killed = write_run(tmp_path / "killed")  # no end message, quiet for an hour: killed without a word
@@ -108,7 +108,7 @@ def test_the_run_lock_tells_running_from_killed_at_once(tmp_path):
 
 
 def test_a_resumed_run_is_running_again_and_then_finished(tmp_path):
-    folder = write_run(tmp_path / "r", end=Finished("r1", step=10, reason="stopped"))
+    folder = write_run(tmp_path / "r", end=Finished("r1", step=10, outcome=Outcome.STOPPED))
     write_run(folder, n_steps=5, start_step=10, mode="a")
     assert summarize(folder).state == "running"
     with JsonlWriter(folder / "metrics.jsonl") as w:

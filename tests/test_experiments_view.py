@@ -13,7 +13,7 @@ import pytest
 from app.experiments.view import RunsView
 from app.paths import runs_dir
 from engine.experiments.curves import RunCurves
-from engine.messages import Eval, Failed, Finished, JsonlWriter, Started, Step
+from engine.messages import Eval, Failed, Finished, JsonlWriter, Outcome, Started, Step
 
 CONFIG = {"n_layer": 2, "n_embd": 64, "pos": "rope", "tokenizer": "char", "corpus": "shakespeare", "max_iters": 10,
           "batch_size": 8, "grad_accum": 1, "block_size": 32}
@@ -68,7 +68,7 @@ def test_library_lists_renames_deletes_and_reopens_runs(qtbot, view, tmp_path):
     write_run(root / "crashed", end=Failed("r", step=2, error="RuntimeError: out of memory"))
     write_run(root / "half", half_line=True)
     os.utime(root / "half" / "metrics.jsonl", (time.time() - 7200,) * 2)  # killed mid-line two hours ago
-    elsewhere = write_run(tmp_path / "elsewhere" / "followed", end=Finished("r", step=4, reason="stopped"))
+    elsewhere = write_run(tmp_path / "elsewhere" / "followed", end=Finished("r", step=4, outcome=Outcome.STOPPED))
     view.remember(str(elsewhere))
 
     runs = scanned(qtbot, view)

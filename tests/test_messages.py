@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 
-from engine.messages import (MESSAGE_TYPES, CheckpointSaved, Eval, Failed, Finished, JsonlWriter, NonFinite, Sample,
+from engine.messages import (MESSAGE_TYPES, CheckpointSaved, Eval, Failed, Finished, JsonlWriter, NonFinite, Outcome, Sample,
                              Started, Step, append_jsonl, from_dict, from_json, read_jsonl)
 
 EXAMPLES = [
@@ -16,7 +16,7 @@ EXAMPLES = [
     Sample("r1", step=50, text="ROMEO:\nO, ünïcödé — 🎭\x00\n"),
     CheckpointSaved("r1", step=50, path="/runs/a/ckpt.pt"),
     NonFinite("r1", step=51, what="gradient norm is inf: step skipped"),
-    Finished("r1", step=60, reason="stopped"),
+    Finished("r1", step=60, outcome=Outcome.STOPPED),
     Failed("r1", step=12, error="RuntimeError: boom", traceback="Traceback (most recent call last):\n  ...\n"),
 ]
 
@@ -54,7 +54,7 @@ def test_unknown_or_broken_messages_are_rejected():
         from_json("{nope")
     # a newer writer's extra field is ignored
     assert from_dict({"type": "finished", "run_id": "r", "step": 2, "reason": "completed", "new": 1}) == \
-        Finished("r", step=2, reason="completed")
+        Finished("r", step=2, outcome=Outcome.COMPLETED)
 
 
 def test_follow_a_growing_file(tmp_path):

@@ -10,7 +10,7 @@ import torch
 import engine.train as train_mod
 import engine.train.trainer as trainer_mod
 from engine.checkpoint import load_model, read_checkpoint
-from engine.messages import (CheckpointSaved, Eval, Failed, Finished, NonFinite, Sample, Started, Step,
+from engine.messages import (CheckpointSaved, Eval, Failed, Finished, NonFinite, Outcome, Sample, Started, Step,
                              read_jsonl)
 from engine.model import GPT
 from engine.presets import MODEL_SIZES, TRAIN_PRESETS, model_size, preset
@@ -32,11 +32,13 @@ def tiny(tmp_path, name="run", **overrides) -> TrainConfig:
 
 
 def run(config, stop_after=None):
-    """train() -> (messages, reason); stop_after=k asks to stop once step k was reported."""
+    """train() -> (messages, its Finished message's reason text); stop_after=k asks to stop once step k was
+    reported."""
     msgs = []
     stop = lambda: stop_after is not None and any(isinstance(m, Step) and m.step >= stop_after for m in msgs)  # noqa: E731
-    reason = train(config, msgs.append, stop)
-    return msgs, reason
+    finished = train(config, msgs.append, stop)
+    assert finished is msgs[-1] and isinstance(finished.outcome, Outcome)
+    return msgs, finished.reason
 
 
 def steps(msgs):
@@ -67,7 +69,7 @@ def test_config_coerces_command_line_strings():
     ({"compile": "maybe"}, "compile must be true or false"),
     ({"precision": "fp8"}, "precision must be one of fp32, bf16, fp16"),
     ({"precision": "fp16", "device": "cpu"}, "fp16 needs a CUDA GPU"),
-    ({"n_embd": 30, "n_head": 4}, r"n_embd \(30\) must be divisible by n_head \(4\)"),
+    ({"n_embd": 30, "n_head": 4}, r"width n_embd=30 does not split evenly among n_head=4 heads"),
     ({"pos": "sinusoidal"}, "pos must be one of"),
     ({"val_fraction": 0}, "val_fraction"),
     ({"warmup_iters": 50, "lr_decay_iters": 10}, "lr_decay_iters"),
@@ -175,8 +177,8 @@ def test_resume_rejects_a_different_model(tmp_path):
 def test_stop_while_encoding_the_corpus(tmp_path):
     (tmp_path / "corpus.txt").write_text(TEXT + "a text no other test encodes\n", encoding="utf-8")
     msgs = []
-    assert train(tiny(tmp_path), msgs.append, lambda: True) == "stopped"
-    assert msgs == [Finished("", step=0, reason="stopped")]
+    assert train(tiny(tmp_path), msgs.append, lambda: True).outcome is Outcome.STOPPED
+    assert msgs == [Finished("", step=0, outcome=Outcome.STOPPED)]
     assert not (tmp_path / "run").exists()
 
 

@@ -247,19 +247,17 @@ def test_a_run_draws_curves_stops_with_a_checkpoint_and_resumes(qtbot, reporter,
     pane.shutdown()
 
 
-def test_a_killed_worker_is_reported_and_resume_is_offered(qtbot, reporter, tmp_path, monkeypatch):
-    reporter.expected = True
+def test_a_killed_worker_is_reported_and_resume_is_offered(qtbot, reporter, expect_reported, tmp_path, monkeypatch):
     pane = make_pane(qtbot, reporter, tmp_path, max_iters=100_000, eval_interval=5)
     pane.start()
     qtbot.waitUntil(while_running(pane, lambda: pane.run_state.checkpoint_step is not None
                                   and pane.history.last_step > pane.run_state.checkpoint_step), timeout=RUN_TIMEOUT_MS)
     procs = pane.controller.processes()
-    os.kill(procs[0].pid, signal.SIGKILL)
-    wait_ended(qtbot, pane)
+    with expect_reported("worker died (exit code -9)"):
+        os.kill(procs[0].pid, signal.SIGKILL)
+        wait_ended(qtbot, pane)
     assert "worker died (exit code -9)" in pane.status.text()
     assert pane.failure.isVisibleTo(pane) and "SIGKILL" in pane.failure.toPlainText()
-    qtbot.waitUntil(lambda: len(reporter.reported) > 0, timeout=5000)  # the reporter's signal is queued
-    assert any("worker died (exit code -9)" in summary for summary, _ in reporter.reported)
     assert pane.resume_button.isEnabled()
     no_process_left(procs)
 
@@ -277,16 +275,14 @@ def test_a_killed_worker_is_reported_and_resume_is_offered(qtbot, reporter, tmp_
     assert "Stopped at step" in pane.status.text()  # the run saved its checkpoint on the way out
 
 
-def test_a_failing_worker_is_reported_with_its_error(qtbot, reporter, tmp_path):
-    reporter.expected = True
+def test_a_failing_worker_is_reported_with_its_error(qtbot, reporter, expect_reported, tmp_path):
     pane = make_pane(qtbot, reporter, tmp_path)
     os.remove(tmp_path / "corpus.txt")  # gone between the form's check and the worker reading it
-    pane.start()
-    wait_ended(qtbot, pane)
+    with expect_reported("no such file"):
+        pane.start()
+        wait_ended(qtbot, pane)
     assert "Training failed" in pane.status.text() and "no such file" in pane.status.text()
     assert "no such file" in pane.failure.toPlainText()
-    qtbot.waitUntil(lambda: len(reporter.reported) > 0, timeout=5000)
-    assert "no such file" in reporter.reported[0][0]
     pane.shutdown()
 
 
@@ -368,15 +364,15 @@ def test_stop_pressed_twice_ends_the_processes_at_once(qtbot, reporter, tmp_path
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 CPU cores for 2 processes")
-def test_one_of_two_ddp_processes_killed_ends_the_other_too(qtbot, reporter, tmp_path):
-    reporter.expected = True
+def test_one_of_two_ddp_processes_killed_ends_the_other_too(qtbot, reporter, expect_reported, tmp_path):
     pane = make_pane(qtbot, reporter, tmp_path, max_iters=100_000, processes=2)
     pane.start()
     qtbot.waitUntil(while_running(pane, lambda: len(pane.history.train) > 2), timeout=RUN_TIMEOUT_MS)
     procs = pane.controller.processes()
     assert len(procs) == 2
-    os.kill(procs[1].pid, signal.SIGKILL)  # rank 0 now waits for rank 1 inside a collective, forever
-    wait_ended(qtbot, pane)
+    with expect_reported("worker died (exit code -9)"):
+        os.kill(procs[1].pid, signal.SIGKILL)  # rank 0 now waits for rank 1 inside a collective, forever
+        wait_ended(qtbot, pane)
     assert "worker died (exit code -9)" in pane.status.text()
     no_process_left(procs)
     pane.shutdown()
@@ -387,7 +383,7 @@ def test_one_of_two_ddp_processes_killed_ends_the_other_too(qtbot, reporter, tmp
 def test_progress_text_is_not_drawn_over_by_the_bar_and_shows_averaged_tokens_per_s_and_eta(qtbot, reporter,
                                                                                              tmp_path):
     """The bar's own text was split and clipped by its chunk; tokens/s jumped with every step's timing."""
-    from engine.messages import Finished, Started, Step
+    from engine.messages import Finished, Outcome, Started, Step
 
     pane = make_pane(qtbot, reporter, tmp_path)
     pane.run_state.begin(str(tmp_path / "run"), 1000)
@@ -405,7 +401,7 @@ def test_progress_text_is_not_drawn_over_by_the_bar_and_shows_averaged_tokens_pe
     # 0.3 s per step since the first step, 900 steps left -> 270 s
     assert "ETA 4:30" in text, text
     assert pane.progress.value() == 100
-    pane.dispatch(Finished("r", step=100, reason="stopped"))
+    pane.dispatch(Finished("r", step=100, outcome=Outcome.STOPPED))
     pane.redraw()
     assert "ETA" not in pane.progress_text.text()
     pane.shutdown()
@@ -475,7 +471,8 @@ def test_the_parameter_estimate_uses_a_trained_tokenizers_vocabulary(qtbot, repo
     pane.shutdown()
 
 
-def test_a_launch_that_raises_leaves_the_pane_idle_and_reports_it(qtbot, reporter, tmp_path, monkeypatch):
+def test_a_launch_that_raises_leaves_the_pane_idle_and_reports_it(qtbot, reporter, expect_reported, tmp_path,
+                                                                  monkeypatch):
     """A RuntimeError from starting the processes left the pane "running" for ever at step 0."""
     pane = make_pane(qtbot, reporter, tmp_path)
 
@@ -483,12 +480,11 @@ def test_a_launch_that_raises_leaves_the_pane_idle_and_reports_it(qtbot, reporte
         raise RuntimeError("cannot spawn here")
 
     monkeypatch.setattr(pane.controller, "start", refuse)
-    reporter.expected = True
-    pane.start_button.click()
+    with expect_reported("Cannot start the training processes: cannot spawn here"):
+        pane.start_button.click()
     assert pane.state == "idle" and pane.start_button.isEnabled() and not pane.stop_button.isEnabled()
     assert "cannot spawn here" in pane.status.text()
     assert pane.form.isEnabled()
-    qtbot.waitUntil(lambda: any("cannot spawn here" in summary for summary, _ in reporter.reported), timeout=5000)
     pane.shutdown()
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
+from engine.errors import UserError
 from engine.tokenizers import TokenSpan
 
 from app.tokentext import hex_bytes, visible
@@ -151,7 +152,7 @@ def spans_from_ids(tokenizer, ids: list[int]) -> tuple[str, list[TokenSpan]]:
     return "".join(out), spans
 
 
-class IdsError(ValueError):
+class IdsError(UserError):
     """The ids the user typed are not all valid: the message names the bad ones."""
 
 

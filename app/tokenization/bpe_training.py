@@ -59,10 +59,11 @@ def unique_path(folder: Path, name: str) -> Path:
 def train_bpe(source: str, vocab_size: int, name: str, progress, cancel, folder: Path | None = None) -> TrainResult:
     """Load the corpus, train, measure the compression curve, save into ``folder`` (the app's tokenizers folder)."""
     from engine.corpora import load_corpus
+    from engine.errors import UserError
     from engine.tokenizers import BPETokenizer, Cancelled
 
     if not _NAME.fullmatch(name):
-        raise ValueError(f"name {name!r}: use letters, digits, '.', '_' or '-' (up to 64), starting with a letter "
+        raise UserError(f"name {name!r}: use letters, digits, '.', '_' or '-' (up to 64), starting with a letter "
                          "or digit")
     text = load_corpus(source)
     if cancel():

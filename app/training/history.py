@@ -117,19 +117,6 @@ class History:
         self._recompute_ema_state()
         self._skipped_total = int(self.train.last("skipped_total")) if len(self.train) else 0
 
-    def set_smoothing(self, smoothing: float) -> None:
-        """Change the EMA factor and recompute the smoothed column."""
-        if not 0.0 <= smoothing < 1.0:
-            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
-        self.smoothing = smoothing
-        loss, smooth = self.train.column("loss"), self.train.column("smooth")
-        self._ema, self._ema_count = 0.0, 0
-        for i in range(len(loss)):
-            if math.isfinite(loss[i]):
-                self._ema = smoothing * self._ema + (1.0 - smoothing) * loss[i]
-                self._ema_count += 1
-            smooth[i] = self._ema / (1.0 - smoothing ** self._ema_count) if self._ema_count else math.nan
-
     def _recompute_ema_state(self) -> None:
         loss = self.train.column("loss")
         self._ema_count = int(np.isfinite(loss).sum())

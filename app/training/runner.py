@@ -45,10 +45,6 @@ class RunController(QObject):
     def running(self) -> bool:
         return self._run is not None
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop_event is not None and self._stop_event.is_set()
-
     def processes(self) -> list:
         """The run's ``multiprocessing.Process`` objects (empty when nothing runs)."""
         return list(self._run.processes) if self._run is not None else []
@@ -120,8 +116,7 @@ class RunController(QObject):
                 continue
             kind = getattr(msg, "type", "")
             if kind == "finished":
-                outcome = msg.reason.split(":", 1)[0].strip() or "completed"
-                self._final = (outcome, msg.reason, "")
+                self._final = (msg.outcome.value, msg.detail or msg.outcome.value, "")
             elif kind == "failed":
                 self._final = ("failed", msg.error, msg.traceback)
             self.sig_message.emit(msg)

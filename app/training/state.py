@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from app.events import Event
 from app.training.history import History
+from engine.messages import Outcome
 from engine.runs import RunFolder
 
 PHASES = ("idle", "running", "stopping", "following")
@@ -241,8 +242,8 @@ class RunState:
         self.run_over = True
         self._curves_changed()
         if self.phase == "following" and not self._replaying:
-            if msg.reason.startswith("diverged"):
-                self.set_status(f"The run diverged: {diverged_reason(msg.reason)} Still following the folder.")
+            if msg.outcome is Outcome.DIVERGED:
+                self.set_status(f"The run diverged: {diverged_reason(msg.detail)} Still following the folder.")
             else:
                 self.set_status(f"The run finished at step {msg.step:,} ({msg.reason}); still following the folder.")
 

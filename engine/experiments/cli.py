@@ -4,7 +4,8 @@
     $ torchrun --nproc_per_node=2 -m engine.train --experiment precision corpus=shakespeare out_dir=exp/prec
 
 The arms run one after another: a one-process arm in this process, a DDP arm in processes of its own (launch()),
-and under torchrun every arm in the torchrun processes themselves. Ctrl+C (or SIGTERM) stops the arm being trained after a checkpoint and skips the rest.
+and under torchrun every arm in the torchrun processes themselves. Ctrl+C (or SIGTERM) stops the arm being trained
+after a checkpoint and skips the rest.
 """
 
 import math
@@ -19,7 +20,8 @@ from engine.experiments.extrapolation import MULTIPLES, measure, write_csv
 from engine.experiments.library import summarize
 from engine.experiments.plan import EXPERIMENTS, Experiment, plan
 from engine.messages import Failed, Finished, Sample
-from engine.train.config import USER_ERRORS, ConfigError, _one_line
+from engine.errors import one_line
+from engine.train.config import USER_ERRORS, ConfigError
 
 
 def add_arguments(parser) -> None:
@@ -109,11 +111,11 @@ def _in_process(experiment: Experiment, arm, printer, stop) -> str:
 
     emit = _prefixed(printer, arm.name) if printer is not None else None
     try:
-        return train(experiment.config(arm), emit, stop.is_set)
+        return train(experiment.config(arm), emit, stop.is_set).reason
     except USER_ERRORS as e:
-        return f"failed: {_one_line(e)}"
+        return f"failed: {one_line(e, None)}"
     except Exception as e:  # noqa: BLE001 - reported by train() as a Failed message; the next arm still runs
-        return f"failed: {type(e).__name__}: {_one_line(e)}"
+        return f"failed: {type(e).__name__}: {one_line(e, None)}"
 
 
 def _spawned(experiment: Experiment, arm, printer, stop, threads: int, nice: int) -> str:
@@ -165,7 +167,7 @@ def _extrapolate(experiment: Experiment, reasons: dict, say, stop) -> None:
         try:
             arm_rows = measure(arm_dir, MULTIPLES, arm=arm.name, should_stop=stop.is_set)
         except USER_ERRORS as e:
-            say(f"[{arm.name}] cannot measure the extrapolation: {_one_line(e)}")
+            say(f"[{arm.name}] cannot measure the extrapolation: {one_line(e, None)}")
             continue
         rows += arm_rows
         for r in arm_rows:
@@ -209,6 +211,6 @@ def main(ns, args: list[str]) -> int:
         config = build_config(args, ns.preset)
         return run(ns.experiment, config, threads=ns.threads)
     except (ConfigError, CheckpointError) as e:
-        return fail(_one_line(e), 2)
+        return fail(one_line(e, None), 2)
     except USER_ERRORS as e:
-        return fail(_one_line(e), 1)
+        return fail(one_line(e, None), 1)

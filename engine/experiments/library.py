@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.messages import Eval, Failed, Finished, Started, Step, read_jsonl
+from engine.messages import Eval, Failed, Finished, Outcome, Started, Step, read_jsonl
 from engine.runlock import LOCK_NAME, RunLock
 from engine.runs import RunFolder
 
@@ -149,11 +149,11 @@ def _state(s: RunSummary, end, folder: RunFolder, steps: list, now: float | None
     if isinstance(end, Failed):
         return "crashed", end.error
     if isinstance(end, Finished):
-        if end.reason == "completed":
+        if end.outcome is Outcome.COMPLETED:
             return "finished", end.reason
-        if end.reason == "stopped":
+        if end.outcome is Outcome.STOPPED:
             return "stopped", end.reason
-        return "crashed", end.reason  # "diverged: ..."
+        return "crashed", end.reason  # Outcome.DIVERGED: "diverged: ..."
     holder = RunLock.holder(folder.path)
     if holder is not None:
         return "running", f"held by {holder.describe()}"

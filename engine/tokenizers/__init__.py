@@ -11,7 +11,7 @@ from ``Tokenizer.to_dict()`` (what checkpoints store).
 
 import os
 
-from .base import SpanTable, Tokenizer, TokenSpan, load_json
+from .base import SpanTable, Tokenizer, TokenizerError, TokenSpan, load_json
 from .bpe import GPT4_PATTERN, BPETokenizer, Cancelled
 from .chars import CharTokenizer
 from .openai import ALIASES, DESCRIPTIONS, ENCODINGS, OpenAITokenizer, TokenizerDataError
@@ -31,22 +31,22 @@ def get_tokenizer(name_or_path) -> Tokenizer:
         raise TypeError(f"expected an encoding name or a file path, not {type(name_or_path).__name__}")
     path = os.fspath(name_or_path)
     if not os.path.exists(path):
-        raise ValueError(f"unknown tokenizer {path!r}: not one of {', '.join(ENCODINGS)} and no file of that name")
+        raise TokenizerError(f"unknown tokenizer {path!r}: not one of {', '.join(ENCODINGS)} and no file of that name")
     if os.path.isdir(path):
-        raise ValueError(f"{path} is a folder, not a saved tokenizer file")
+        raise TokenizerError(f"{path} is a folder, not a saved tokenizer file")
     return tokenizer_from_dict(load_json(path), source=path)
 
 
 def tokenizer_from_dict(data: dict, source: str = "the tokenizer data") -> Tokenizer:
     """Rebuild a tokenizer from ``Tokenizer.to_dict()``."""
     if not isinstance(data, dict):
-        raise ValueError(f"{source}: a tokenizer description must be a dict, not {type(data).__name__}")
+        raise TokenizerError(f"{source}: a tokenizer description must be a dict, not {type(data).__name__}")
     kind = data.get("kind")
     fmt = data.get("format")
     if kind == "tiktoken":
         name = data.get("name")
         if not isinstance(name, str) or ALIASES.get(name, name) not in ENCODINGS:
-            raise ValueError(f"{source}: unknown tiktoken encoding {name!r} (known: {', '.join(ENCODINGS)})")
+            raise TokenizerError(f"{source}: unknown tiktoken encoding {name!r} (known: {', '.join(ENCODINGS)})")
         return _load_openai(name)
     if kind == "char" or fmt == "llm-playground-char":
         return CharTokenizer.from_dict(data, source)
@@ -55,4 +55,4 @@ def tokenizer_from_dict(data: dict, source: str = "the tokenizer data") -> Token
     if kind == "hf":
         from .hf import HFTokenizer  # imports the `tokenizers` library only when needed
         return HFTokenizer.from_dict(data, source)
-    raise ValueError(f"{source} does not describe a tokenizer this app knows (kind {kind!r}, format {fmt!r})")
+    raise TokenizerError(f"{source} does not describe a tokenizer this app knows (kind {kind!r}, format {fmt!r})")

@@ -14,16 +14,23 @@ next to a UI thread, so it never holds the GIL long: ids go straight from the en
 letting other threads run in between.
 """
 
-import contextlib
 import json
 import operator
 import os
 import re
-import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
+
+from engine.errors import UserError
+from engine.fileio import atomic_write
+
+
+class TokenizerError(UserError):
+    """Bad input for a tokenizer: text it cannot encode, ids it does not have, a file or description it cannot
+    read. The message names the problem."""
+
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 CHUNK = 1 << 16  # items per list <-> array conversion: ~1 ms holding the GIL, then other threads may run
@@ -205,6 +212,29 @@ class Tokenizer(ABC):
     name: str
     n_vocab: int
     special_tokens: dict[str, int]
+    bos_token: str | None = None  # the model's beginning-of-sequence token, where its tokenizer names one (Llama)
+
+    @property
+    def start_id(self) -> int:
+        """The token a text starts from when there is no prompt: the one rule for samples during training and an
+        empty prompt in Generation.
+
+        The beginning-of-sequence token when the tokenizer names one (Llama's ``<s>``, ``<|begin_of_text|>``), else
+        ``<|endoftext|>`` (what GPT-2 saw between documents), else a newline when it is one token (a character
+        tokenizer), else id 0.
+
+        >>> from engine.tokenizers import CharTokenizer, get_tokenizer
+        >>> get_tokenizer("gpt2").start_id, CharTokenizer("ab\\n").start_id, CharTokenizer("ab").start_id
+        (50256, 0, 0)
+        """
+        for token in (self.bos_token, "<|endoftext|>"):
+            if token is not None and 0 <= self.special_tokens.get(token, -1) < self.n_vocab:
+                return self.special_tokens[token]
+        try:
+            ids = self.encode("\n")
+        except TokenizerError:  # a character tokenizer without a newline
+            ids = []
+        return ids[0] if len(ids) == 1 else 0
 
     # -- what subclasses provide
 
@@ -229,7 +259,7 @@ class Tokenizer(ABC):
         """JSON-serialisable identity; ``tokenizer_from_dict`` rebuilds an equal tokenizer from it."""
 
     def save(self, path) -> None:
-        raise ValueError(f"{self.name} is a built-in tokenizer: there is nothing to save, use its name")
+        raise TokenizerError(f"{self.name} is a built-in tokenizer: there is nothing to save, use its name")
 
     # -- the interface
 
@@ -253,7 +283,8 @@ class Tokenizer(ABC):
         return self._all_token_bytes([id], single=True)[0]
 
     def token_str(self, id: int) -> str:
-        """One token, readable: control characters escaped (\\n, \\x00), bytes of partial characters as <E2> (as the app shows them)."""
+        """One token, readable: control characters escaped (\\n, \\x00), bytes of partial characters as <E2> (as the
+        app shows them)."""
         return render_bytes(self.token_bytes(id))
 
     def spans(self, text: str, *, allowed_special: set[str] | str = ()) -> list[TokenSpan]:
@@ -294,13 +325,13 @@ class Tokenizer(ABC):
         if allowed_special == "all":
             return frozenset(self.special_tokens)
         if isinstance(allowed_special, str):
-            raise ValueError(f'allowed_special must be "all" or a set of special tokens, not the string '
+            raise TokenizerError(f'allowed_special must be "all" or a set of special tokens, not the string '
                              f'{allowed_special!r}')
         allowed = frozenset(allowed_special)
         unknown = allowed - self.special_tokens.keys()
         if unknown:
             known = ", ".join(sorted(self.special_tokens)) or "none"
-            raise ValueError(f"{self.name} has no special token {sorted(unknown)[0]!r} (it has: {known})")
+            raise TokenizerError(f"{self.name} has no special token {sorted(unknown)[0]!r} (it has: {known})")
         return allowed
 
     def _all_token_bytes(self, ids, single: bool = False) -> list[bytes]:
@@ -310,11 +341,11 @@ class Tokenizer(ABC):
             try:
                 i = operator.index(raw)
             except TypeError:
-                raise ValueError(f"token id at position {pos} is {raw!r}, not an integer") from None
+                raise TokenizerError(f"token id at position {pos} is {raw!r}, not an integer") from None
             b = get(i) if 0 <= i < self.n_vocab else None
             if b is None:
                 where = "" if single else f"at position {pos} "
-                raise ValueError(f"token id {i} {where}is not in the {self.name} vocabulary "
+                raise TokenizerError(f"token id {i} {where}is not in the {self.name} vocabulary "
                                  f"(ids are 0..{self.n_vocab - 1}{self._holes_note()})")
             out.append(b)
         return out
@@ -343,23 +374,11 @@ def byte_info(b: int) -> str:
 
 
 def save_json(path, data: dict) -> None:
-    """Write ``data`` as JSON atomically (a temporary file in the same folder, then a rename): a crash mid-save
-    leaves the old file, never half a file."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False, indent=1)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    """Write ``data`` as JSON atomically (engine.fileio.atomic_write): a crash mid-save leaves the old file, never
+    half a file."""
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False, indent=1)
+        f.write("\n")
 
 
 def load_json(path) -> dict:
@@ -369,13 +388,13 @@ def load_json(path) -> dict:
         with open(path, "rb") as f:
             data = json.loads(f.read().decode("utf-8"))
     except FileNotFoundError:
-        raise ValueError(f"no tokenizer file at {path}") from None
+        raise TokenizerError(f"no tokenizer file at {path}") from None
     except OSError as e:
-        raise ValueError(f"cannot read the tokenizer file {path}: {e.strerror or e}") from None
+        raise TokenizerError(f"cannot read the tokenizer file {path}: {e.strerror or e}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path} is not a saved tokenizer (not a JSON file: {e})") from None
+        raise TokenizerError(f"{path} is not a saved tokenizer (not a JSON file: {e})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path} is not a saved tokenizer (its JSON is not an object)")
+        raise TokenizerError(f"{path} is not a saved tokenizer (its JSON is not an object)")
     return data
 
 
@@ -383,12 +402,12 @@ def check_format(data: dict, fmt: str, version: int, source: str = "the data") -
     """Check the "format" and "version" fields every saved tokenizer starts with."""
     if not isinstance(data, dict) or data.get("format") != fmt:
         found = data.get("format") if isinstance(data, dict) else None
-        raise ValueError(f"{source} is not a {fmt} tokenizer (format is {found!r})")
+        raise TokenizerError(f"{source} is not a {fmt} tokenizer (format is {found!r})")
     v = data.get("version")
     if not isinstance(v, int) or isinstance(v, bool):
-        raise ValueError(f"{source}: the {fmt} version is missing or not an integer ({v!r})")
+        raise TokenizerError(f"{source}: the {fmt} version is missing or not an integer ({v!r})")
     if v > version:
-        raise ValueError(f"{source} was saved by a newer LLM Playground ({fmt} version {v}; this one reads up to "
+        raise TokenizerError(f"{source} was saved by a newer LLM Playground ({fmt} version {v}; this one reads up to "
                          f"version {version}): update the app")
     if v < 1:
-        raise ValueError(f"{source}: invalid {fmt} version {v}")
+        raise TokenizerError(f"{source}: invalid {fmt} version {v}")

@@ -21,7 +21,9 @@ from collections.abc import Callable
 import regex
 import tiktoken
 
-from .base import byte_info, check_format, describe_bytes, load_json, sanitize, save_json
+from engine.errors import Cancelled
+
+from .base import TokenizerError, byte_info, check_format, describe_bytes, load_json, sanitize, save_json
 from .openai import CL100K_PATTERN, ENDOFTEXT, TiktokenBacked
 
 FORMAT = "llm-playground-bpe"
@@ -34,21 +36,17 @@ _PIECE_CHARS = 1 << 18  # pre-split the training text in pieces of about this ma
 MAX_VOCAB_BYTES = 64 * 2**20
 
 
-class Cancelled(Exception):
-    """Training stopped because ``cancel()`` returned True."""
-
-
 def _check_pattern(pattern: str) -> regex.Pattern:
     if not isinstance(pattern, str) or not pattern:
-        raise ValueError("the pre-split pattern must be a non-empty regular expression")
+        raise TokenizerError("the pre-split pattern must be a non-empty regular expression")
     try:
         compiled = regex.compile(pattern)
     except regex.error as e:
-        raise ValueError(f"the pre-split pattern is not a valid regular expression: {e}") from None
+        raise TokenizerError(f"the pre-split pattern is not a valid regular expression: {e}") from None
     kept = "".join(compiled.findall(_COVERAGE_PROBE)) if compiled.groups == 0 else ""
     if kept != _COVERAGE_PROBE:
         lost = next((c for c, k in zip(_COVERAGE_PROBE, kept + "\0" * len(_COVERAGE_PROBE)) if c != k), "?")
-        raise ValueError(f"the pre-split pattern must cover all of the text (with no groups): it drops characters "
+        raise TokenizerError(f"the pre-split pattern must cover all of the text (with no groups): it drops characters "
                          f"such as {lost!r}, which would vanish from every encoding")
     return compiled
 
@@ -175,7 +173,7 @@ class BPETokenizer(TiktokenBacked):
         """
         _check_pattern(pattern)
         if not isinstance(name, str) or not name.strip():
-            raise ValueError("a BPE tokenizer needs a non-empty name")
+            raise TokenizerError("a BPE tokenizer needs a non-empty name")
         # validate cheaply first (ids and token lengths only): merges forming a chain make tokens of 1, 2, 3, ...
         # bytes, and building them would take memory quadratic in the number of merges (a 1 MB file, 5 GB)
         clean = []
@@ -185,14 +183,14 @@ class BPETokenizer(TiktokenBacked):
             try:
                 a, b = (int(x) for x in m)
             except (TypeError, ValueError):
-                raise ValueError(f"merge {i} is {m!r}, not a pair of token ids") from None
+                raise TokenizerError(f"merge {i} is {m!r}, not a pair of token ids") from None
             new_id = 256 + i
             if not (0 <= a < new_id and 0 <= b < new_id):
-                raise ValueError(f"merge {i} ({a}, {b}) uses an id that is not below its own id {new_id}")
+                raise TokenizerError(f"merge {i} ({a}, {b}) uses an id that is not below its own id {new_id}")
             lengths.append(lengths[a] + lengths[b])
             total += lengths[-1]
             if total > MAX_VOCAB_BYTES:
-                raise ValueError(f"the merges make tokens of {total:,}+ bytes in all by merge {i} (at most "
+                raise TokenizerError(f"the merges make tokens of {total:,}+ bytes in all by merge {i} (at most "
                                  f"{MAX_VOCAB_BYTES:,}): not a real vocabulary")
             clean.append((a, b))
         vocab = [bytes([i]) for i in range(256)]
@@ -201,15 +199,15 @@ class BPETokenizer(TiktokenBacked):
             new_id = 256 + i
             data = vocab[a] + vocab[b]
             if data in ranks:
-                raise ValueError(f"merge {i} ({a}, {b}) makes {data!r}, which token {ranks[data]} already is")
+                raise TokenizerError(f"merge {i} ({a}, {b}) makes {data!r}, which token {ranks[data]} already is")
             vocab.append(data)
             ranks[data] = new_id
         special_tokens = list(special_tokens)
         for s in special_tokens:
             if not isinstance(s, str) or not s:
-                raise ValueError(f"a special token must be a non-empty string, not {s!r}")
+                raise TokenizerError(f"a special token must be a non-empty string, not {s!r}")
         if len(set(special_tokens)) != len(special_tokens):
-            raise ValueError(f"special tokens repeat: {special_tokens}")
+            raise TokenizerError(f"special tokens repeat: {special_tokens}")
         self.merges: list[tuple[int, int]] = clean
         self.pattern = pattern
         self.label = name
@@ -222,7 +220,7 @@ class BPETokenizer(TiktokenBacked):
             self.encoding = tiktoken.Encoding(self.name, pat_str=pattern, mergeable_ranks=ranks,
                                               special_tokens=self.special_tokens)
         except ValueError as e:  # tiktoken's regex engine refused the pattern
-            raise ValueError(f"tiktoken cannot use the pre-split pattern: {e}") from None
+            raise TokenizerError(f"tiktoken cannot use the pre-split pattern: {e}") from None
 
     @classmethod
     def train(cls, text: str, vocab_size: int, *, pattern: str = GPT4_PATTERN, special_tokens=(ENDOFTEXT,),
@@ -235,15 +233,15 @@ class BPETokenizer(TiktokenBacked):
         Special-token text inside ``text`` separates chunks and is not learned from.
         """
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
-            raise ValueError(f"vocab_size must be an integer, not {vocab_size!r}")
+            raise TokenizerError(f"vocab_size must be an integer, not {vocab_size!r}")
         special_tokens = list(special_tokens)
         smallest = 256 + len(special_tokens)
         if vocab_size < smallest:
-            raise ValueError(f"vocab_size must be at least {smallest} (256 bytes + {len(special_tokens)} special "
+            raise TokenizerError(f"vocab_size must be at least {smallest} (256 bytes + {len(special_tokens)} special "
                              f"tokens), not {vocab_size}")
         text = sanitize(text)
         if not text:
-            raise ValueError("there is no text to train on")
+            raise TokenizerError("there is no text to train on")
         counts = count_chunks(text, pattern, special_tokens, cancel)
         merges = learn_merges(counts, vocab_size - smallest, progress=progress, cancel=cancel)
         return cls(merges, pattern=pattern, special_tokens=special_tokens, name=name)
@@ -266,12 +264,12 @@ class BPETokenizer(TiktokenBacked):
         """
         data = sanitize(text).encode("utf-8")
         if not data:
-            raise ValueError("the compression curve needs some text")
+            raise TokenizerError("the compression curve needs some text")
         full = 256 + len(self.merges)
         clipped = set()
         for s in sizes:
             if isinstance(s, bool) or not isinstance(s, int) or s < 256:
-                raise ValueError(f"vocabulary sizes must be integers of at least 256, not {s!r}")
+                raise TokenizerError(f"vocabulary sizes must be integers of at least 256, not {s!r}")
             clipped.add(min(s, full))
         text = data.decode("utf-8")
         curve = []
@@ -294,19 +292,19 @@ class BPETokenizer(TiktokenBacked):
         check_format(data, FORMAT, VERSION, source)
         merges, special, pattern = data.get("merges"), data.get("special_tokens"), data.get("pattern")
         if not isinstance(merges, list):
-            raise ValueError(f"{source}: the merges are missing")
+            raise TokenizerError(f"{source}: the merges are missing")
         if not isinstance(special, dict) or not all(isinstance(v, int) for v in special.values()):
-            raise ValueError(f"{source}: special_tokens must map each special token to its id")
+            raise TokenizerError(f"{source}: special_tokens must map each special token to its id")
         names = sorted(special, key=special.get)
         try:
             tok = cls(merges, pattern=pattern, special_tokens=names, name=data.get("name", "bpe"))
         except ValueError as e:
-            raise ValueError(f"{source}: {e}") from None
+            raise TokenizerError(f"{source}: {e}") from None
         if tok.special_tokens != special:
-            raise ValueError(f"{source}: special token ids {special} do not follow the {len(merges)} merges "
+            raise TokenizerError(f"{source}: special token ids {special} do not follow the {len(merges)} merges "
                              f"(expected {tok.special_tokens})")
         if data.get("n_vocab", tok.n_vocab) != tok.n_vocab:
-            raise ValueError(f"{source}: n_vocab is {data.get('n_vocab')} but the merges and special tokens make "
+            raise TokenizerError(f"{source}: n_vocab is {data.get('n_vocab')} but the merges and special tokens make "
                              f"{tok.n_vocab}")
         return tok
 

@@ -15,7 +15,7 @@ import hashlib
 
 import numpy as np
 
-from .base import Tokenizer, array_to_list, check_format, describe_bytes, load_json, sanitize, save_json
+from .base import Tokenizer, TokenizerError, array_to_list, check_format, describe_bytes, load_json, sanitize, save_json
 
 FORMAT = "llm-playground-char"
 VERSION = 1
@@ -48,15 +48,15 @@ class CharTokenizer(Tokenizer):
             name: shown in the app; defaults to "char:" + the first 8 hex digits of the vocabulary's sha256.
         """
         if unknown not in UNKNOWN_POLICIES:
-            raise ValueError(f"unknown must be one of {UNKNOWN_POLICIES}, not {unknown!r}")
+            raise TokenizerError(f"unknown must be one of {UNKNOWN_POLICIES}, not {unknown!r}")
         if not isinstance(chars, str) or not chars:
-            raise ValueError("a character vocabulary needs at least one character")
+            raise TokenizerError("a character vocabulary needs at least one character")
         if sanitize(chars) != chars:
-            raise ValueError("a character vocabulary cannot hold lone surrogates")
+            raise TokenizerError("a character vocabulary cannot hold lone surrogates")
         if len(set(chars)) != len(chars):
             seen = set()
             dup = next(c for c in chars if c in seen or seen.add(c))
-            raise ValueError(f"the character {dup!r} appears twice in the vocabulary")
+            raise TokenizerError(f"the character {dup!r} appears twice in the vocabulary")
         self.chars = chars
         self.unknown = unknown
         self._offset = 1 if unknown == "replace" else 0  # id 0 is <unk> when unknown characters are replaced
@@ -73,7 +73,7 @@ class CharTokenizer(Tokenizer):
         """The tokenizer whose vocabulary is the sorted set of characters of ``text``."""
         text = sanitize(text)
         if not text:
-            raise ValueError("cannot build a character vocabulary from empty text")
+            raise TokenizerError("cannot build a character vocabulary from empty text")
         return cls("".join(sorted(set(text))), unknown=unknown, name=name)
 
     # -- Tokenizer
@@ -94,9 +94,10 @@ class CharTokenizer(Tokenizer):
             if self.unknown == "error":
                 i = int(np.argmin(found))
                 c = text[i]
-                raise ValueError(f"character {c!r} (U+{ord(c):04X}) at position {i} is not in the vocabulary of "
-                                 f"{self.name} ({len(self.chars)} characters, learned from its corpus): remove it from the "
-                                 f"text (a tokenizer built with unknown=\"replace\" maps such characters to {UNK})")
+                raise TokenizerError(f"character {c!r} (U+{ord(c):04X}) at position {i} is not in the vocabulary "
+                                     f"of {self.name} ({len(self.chars)} characters, learned from its corpus): remove "
+                                     f"it from the text (a tokenizer built with unknown=\"replace\" maps such "
+                                     f"characters to {UNK})")
             ids[~found] = 0
         return ids
 
@@ -137,13 +138,13 @@ class CharTokenizer(Tokenizer):
         check_format(data, FORMAT, VERSION, source)
         chars, unknown, name = data.get("chars"), data.get("unknown", "error"), data.get("name")
         if not isinstance(chars, str):
-            raise ValueError(f"{source}: the character vocabulary is missing")
+            raise TokenizerError(f"{source}: the character vocabulary is missing")
         if name is not None and not isinstance(name, str):
-            raise ValueError(f"{source}: the name must be a string")
+            raise TokenizerError(f"{source}: the name must be a string")
         try:
             return cls(chars, unknown=unknown, name=name)
         except ValueError as e:
-            raise ValueError(f"{source}: {e}") from None
+            raise TokenizerError(f"{source}: {e}") from None
 
     def save(self, path) -> None:
         """Write the tokenizer as a versioned JSON file (``CharTokenizer.load`` or ``get_tokenizer`` read it)."""

