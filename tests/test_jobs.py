@@ -6,6 +6,7 @@ import pytest
 from PySide6.QtCore import QThread
 
 from app.jobs import JobFailed, JobRunner
+from engine.errors import UserError
 
 
 @pytest.fixture
@@ -102,18 +103,23 @@ def test_failures_arrive_as_one_object_saying_whose_mistake(qtbot, runner):
     got = []
 
     def bad_input(job):
-        raise ValueError("the prompt is empty")
+        raise UserError("the prompt is empty")
 
     def bug(job):
         raise KeyError("oops")
 
+    def torch_bug(job):  # a ValueError from deep inside a library is a bug, not the user's mistake
+        raise ValueError("Expected all tensors to be on the same device")
+
     runner.submit("a", bad_input, got.append)
     runner.submit("b", bug, got.append)
+    runner.submit("c", torch_bug, got.append)
     _drain(qtbot, runner)
-    user, crash = got
+    user, crash, value_error = got
     assert isinstance(user, JobFailed) and user.expected and user.message == "the prompt is empty"
     assert isinstance(crash, JobFailed) and not crash.expected and "KeyError" in crash.traceback
     assert "bug" in crash.traceback  # the frame that raised is in it
+    assert not value_error.expected
 
 
 def test_progress_of_the_latest_job_only(qtbot, runner):

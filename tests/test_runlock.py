@@ -100,7 +100,7 @@ def test_two_runs_in_one_folder_the_cli_refuses_the_second(tmp_path, holder):
 
 def test_two_resumes_of_one_folder_the_second_is_refused(tmp_path, holder):
     """Regression: two --resume of one folder both ran; steps went backwards and the shorter run's checkpoint won."""
-    assert train(tiny(tmp_path)) == "completed"
+    assert train(tiny(tmp_path)).outcome == "completed"
     before = {name: (tmp_path / "run" / name).read_bytes() for name in ("ckpt.pt", "metrics.jsonl", "config.json")}
     p = holder(tmp_path / "run")
     r = subprocess.run([sys.executable, "-m", "engine.train", "--resume", str(tmp_path / "run"), "max_iters=8"],
@@ -118,7 +118,7 @@ def test_the_lock_is_held_for_the_whole_run(tmp_path):
         who = RunFolder(tmp_path / "run").holder()
         seen.append(who.pid if who else None)
 
-    assert train(tiny(tmp_path), emit) == "completed"
+    assert train(tiny(tmp_path), emit).outcome == "completed"
     assert seen and set(seen) == {os.getpid()}
     assert RunFolder(tmp_path / "run").holder() is None  # released at the end
 
@@ -140,13 +140,13 @@ def test_out_dir_that_is_a_file_is_one_line(tmp_path):
 
 def test_stale_temporary_files_are_cleaned_by_the_next_run(tmp_path):
     """Regression: a save killed midway left .ckpt.pt.XXXX.tmp (up to a checkpoint's size) that nothing removed."""
-    assert train(tiny(tmp_path)) == "completed"
+    assert train(tiny(tmp_path)).outcome == "completed"
     folder = tmp_path / "run"
     stale = [".ckpt.pt.k2j3h4ab.tmp", ".config.json.tmp", ".ckpt.pt.x_y.tmp"]
     kept = ["notes.tmp", ".ckpt.pt", "ckpt.pt.tmp", ".other.json.tmp"]
     for name in stale + kept:
         (folder / name).write_bytes(b"x" * 100)
-    assert train(tiny(tmp_path, max_iters=6, resume=True)) == "completed"
+    assert train(tiny(tmp_path, max_iters=6, resume=True)).outcome == "completed"
     names = set(os.listdir(folder))
     assert not names & set(stale) and set(kept) <= names
 

@@ -39,7 +39,7 @@ def tiny(tmp_path, name="run", **overrides) -> TrainConfig:
 def run(config, stop_after=None):
     msgs = []
     stop = lambda: stop_after is not None and any(isinstance(m, Step) and m.step >= stop_after for m in msgs)  # noqa: E731
-    return msgs, train(config, msgs.append, stop)
+    return msgs, train(config, msgs.append, stop).reason
 
 
 class FakeCuda:
@@ -73,11 +73,12 @@ def test_more_processes_than_gpus_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_no_gpu_for_cuda_or_fp16_is_a_clear_error(tmp_path, monkeypatch):
+    """config.problems() says so (the CLI and the trainer's set-up ask it before choosing a device)."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ConfigError, match="no CUDA GPU is available"):
-        dist_mod._resolve_device(tiny(tmp_path, device="cuda"), 0)
+    with pytest.raises(ConfigError, match="device cuda needs a CUDA GPU, and this machine has none"):
+        train(tiny(tmp_path, device="cuda"))
     with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
-        dist_mod._resolve_device(tiny(tmp_path, device="auto", precision="fp16"), 0)
+        train(tiny(tmp_path, device="auto", precision="fp16"))
     assert dist_mod._resolve_device(tiny(tmp_path, device="auto", precision="bf16"), 0) == torch.device("cpu")
 
 

@@ -37,7 +37,7 @@ def finished_run(tmp_path_factory):
     corpus = base / "corpus.txt"
     corpus.write_text(TEXT, encoding="utf-8")
     config = TrainConfig(corpus=str(corpus), out_dir=str(base / "run"), **TINY)
-    assert train(config) == "completed"
+    assert train(config).outcome == "completed"
     return base / "run"
 
 
