@@ -7,7 +7,7 @@ This module imports neither torch nor tiktoken at import time, so a form can fil
     >>> vocab_size("cl100k_base"), vocab_size("char")
     (100277, None)
     >>> estimate_params({"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "bias": False}, 65)
-    807808
+    804096
 
 ``vocab_size`` and ``estimate_params`` are the only answers to "how many tokens" and "how many parameters": the
 Training form, the trainer and engine.hf ask them rather than re-deriving the figures.

@@ -1,9 +1,9 @@
-"""Token files: a corpus encoded once with a tokenizer, cached on disk, memory-mapped, split and sampled in batches.
+"""Token files: a corpus encoded once with a tokenizer, cached on disk, memory-mapped, split and sampled in batches::
 
-    >>> text = load_text("shakespeare")                      # a built-in corpus name or a text file's path
-    >>> data = prepare(text, tokenizer, block_size=64)       # encodes once; later calls map the cached file
-    >>> g = torch.Generator().manual_seed(1337)
-    >>> x, y = get_batch(data.train, 12, 64, g)              # (12, 64) inputs, (12, 64) next-token targets
+    text = load_text("shakespeare")                      # a built-in corpus name or a text file's path
+    data = prepare(text, tokenizer, block_size=64)       # encodes once; later calls map the cached file
+    g = torch.Generator().manual_seed(1337)
+    x, y = get_batch(data.train, 12, 64, g)              # (12, 64) inputs, (12, 64) next-token targets
 
 The token file is a flat array of ids (uint16 when the vocabulary fits, else uint32) named after the sha256 of the
 text and of the tokenizer's identity (its ``to_dict()``), so a changed corpus or tokenizer never reuses a stale file.

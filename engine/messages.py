@@ -199,6 +199,8 @@ def _fits(value, kind) -> bool:
                                             and abs(value) < 2 ** 1023)
     if kind is int:  # int64, as the app's arrays hold them
         return isinstance(value, int) and not isinstance(value, bool) and -2 ** 63 <= value < 2 ** 63
+    if isinstance(kind, type) and issubclass(kind, Enum):  # JSON holds its value; the message checks which
+        return isinstance(value, (str, kind))
     return isinstance(value, kind) if isinstance(kind, type) else True
 
 

@@ -1,8 +1,8 @@
-"""Following a run folder's ``metrics.jsonl`` incrementally, safely, whatever is at that path.
+"""Following a run folder's ``metrics.jsonl`` incrementally, safely, whatever is at that path::
 
-    >>> tail = MetricsTail("runs/sc/metrics.jsonl")
-    >>> batch = tail.read()          # at most max_bytes of complete lines from where the last read ended
-    >>> batch.messages, batch.skipped, batch.problem, batch.more
+    tail = MetricsTail("runs/sc/metrics.jsonl")
+    batch = tail.read()          # at most max_bytes of complete lines from where the last read ended
+    batch.messages, batch.skipped, batch.problem, batch.more
 
 :class:`MetricsTail` keeps its position between reads and reads a bounded piece each time (``more`` says whether
 the file holds more already), so a 100 MB file is read in pieces a worker thread can hand over as they come. It never

@@ -3,9 +3,9 @@
 The trainer's rank 0 holds it for the whole run, whoever started it (``llm-train``, ``torchrun`` or the app); a
 second writer, a new run or a ``--resume``, is refused with one line naming the holder::
 
-    >>> with RunLock("runs/sc"):                      # raises RunFolderBusy while another process holds it
-    ...     train_into("runs/sc")
-    >>> RunLock.holder("runs/sc")                     # None when free, else a Holder (pid, host, start time)
+    with RunLock("runs/sc"):                      # raises RunFolderBusy while another process holds it
+        train_into("runs/sc")
+    RunLock.holder("runs/sc")                     # None when free, else a Holder (pid, host, start time)
 
 The kernel releases an ``flock`` when its process ends, however it ends (SIGKILL, a crash), so a lock is never
 stale; the file itself stays (removing it would race with the next holder) and only says who held it last.

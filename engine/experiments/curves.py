@@ -1,7 +1,7 @@
 """A run's curves as numpy arrays, read from its ``metrics.jsonl`` (incrementally), and TensorBoard's smoothing.
 
     >>> ema([1.0, 2.0, 3.0], 0.5).tolist()          # debiased: the first value is kept as is
-    [1.0, 1.6666666666666667, 2.428571428571429]
+    [1.0, 1.6666666666666667, 2.4285714285714284]
 
 A resumed run redoes the steps after its checkpoint: a ``Started`` message at step s drops the points after s, and a
 step that is not past the last one rewinds to just before it, so the curves show what the model went through.

@@ -3,6 +3,7 @@
 A tokenizer turns text into ids and back. Besides ``encode``/``decode`` it can say, for each token of a text, which
 bytes and which characters of that text it covers (``spans``), which is what the Tokenization pane draws::
 
+    >>> from engine.tokenizers import get_tokenizer
     >>> enc = get_tokenizer("gpt2")
     >>> [(s.id, s.bytes, s.char_start, s.char_end, s.partial) for s in enc.spans("本!")]
     [(17312, b'\\xe6\\x9c', 0, 1, True), (105, b'\\xac', 0, 1, True), (0, b'!', 1, 2, False)]
@@ -225,7 +226,7 @@ class Tokenizer(ABC):
 
         >>> from engine.tokenizers import CharTokenizer, get_tokenizer
         >>> get_tokenizer("gpt2").start_id, CharTokenizer("ab\\n").start_id, CharTokenizer("ab").start_id
-        (50256, 0, 0)
+        (50256, 2, 0)
         """
         for token in (self.bos_token, "<|endoftext|>"):
             if token is not None and 0 <= self.special_tokens.get(token, -1) < self.n_vocab:

@@ -30,7 +30,8 @@ The package's modules:
 
 A run folder holds .lock (rank 0 holds it for the whole run: engine.runlock), config.json, metrics.jsonl (the
 engine.messages stream as JSON lines) and ckpt.pt, the latest checkpoint: model, optimizer, GradScaler, step, every
-rank's RNG states, the data generator, the config and the tokenizer. On the CPU in float32, a resumed run continues bit for bit like one that never stopped.
+rank's RNG states, the data generator, the config and the tokenizer. On the CPU in float32, a resumed run continues
+bit for bit like one that never stopped.
 
 Distributed runs read RANK / LOCAL_RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT from the environment (as torchrun
 sets them): gloo on the CPU, NCCL on CUDA. batch_size is the global micro-batch, split evenly over the processes, so
