@@ -269,7 +269,6 @@ class GenerationState:
 
     def _start(self, kind: str, fn: Callable, on_done: Callable, on_failed: Callable) -> None:
         self.busy_kind = kind
-        self._job_started = time.perf_counter()
         self.events.busy.emit(True)
 
         def deliver(result):
