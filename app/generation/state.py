@@ -309,10 +309,10 @@ class GenerationState:
         self.events.changed.emit("load", None)
 
     def _on_load_failed(self, source: ModelSource, failure: JobFailed) -> None:
-        from engine.hf import LoadCancelled
+        from engine.errors import Cancelled
 
         what = "The previous model stays loaded." if self.loaded else "Choose another model above."
-        if isinstance(failure.exc, LoadCancelled):
+        if isinstance(failure.exc, Cancelled):
             if self.pending_load is None:  # cancelled by the user, not replaced by a newer choice
                 self._say(f"Loading {source.title()} was cancelled. {what}")
             return
