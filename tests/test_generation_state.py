@@ -149,3 +149,13 @@ def test_rate_meter():
     for i in range(8):
         meter.tick(i * 0.1)
     assert meter.rate() == pytest.approx(10.0)
+
+
+def test_every_bundled_checkpoint_is_offered_with_a_readable_title(tmp_path):
+    from app.generation.model_source import bundled_sources
+
+    for name in ("shakespeare-char.pt", "shakespeare_words.pt", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    titles = [s.title() for s in bundled_sources(tmp_path)]
+    assert titles == ["Bundled: Shakespeare char", "Bundled: Shakespeare words"]
+    assert bundled_sources(tmp_path / "missing") == []
