@@ -182,3 +182,27 @@ def test_the_training_pane_embeds_the_view_and_resumes_what_it_asks(qtbot, monke
         assert used.args == ["/somewhere/run/ckpt.pt"]
     finally:
         pane.shutdown()
+
+
+def test_the_panel_runs_an_experiment_live_and_cancels_it(qtbot, view, tmp_path):
+    """The panel runs llm-train --experiment in a background process: progress, the first arm overlaid while it
+    trains, then Cancel stops it (the arm keeps a checkpoint, the others are skipped)."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"KING:\nLine {i}, my lord.\nQUEEN:\nAye, {i}.\n\n" for i in range(150)),
+                      encoding="utf-8")
+    tiny = {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16, "batch_size": 4, "eval_iters": 2,
+            "eval_interval": 50, "sample_len": 0, "device": "cpu", "warmup_iters": 2, "checkpoint_interval": 0}
+    view.show()
+    steps = []
+    view.panel.process.sig_progress.connect(lambda arm, step: steps.append((arm, step)))
+    folder = view.panel.start("positions", 100_000, preset="tiny", corpus=str(corpus), extra=tiny)
+    assert not view.panel.start_button.isEnabled() and view.panel.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: len(steps) >= 3, timeout=120_000)
+    assert steps[0][0] == "learned" and "Training arm 1 of 3 (learned)" in view.panel.status.text()
+    qtbot.waitUntil(lambda: list(view.overlay.runs) == [f"{os.path.basename(folder)}/learned"], timeout=30_000)
+    with qtbot.waitSignal(view.panel.process.sig_ended, timeout=60_000) as ended:
+        view.panel.cancel()
+    assert ended.args[0] == 130 and "Cancelled" in view.panel.status.text()
+    assert os.path.isfile(os.path.join(folder, "learned", "ckpt.pt"))
+    assert not os.path.exists(os.path.join(folder, "rope"))
+    assert view.panel.start_button.isEnabled()
