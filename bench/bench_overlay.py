@@ -3,8 +3,9 @@
 Synthetic loss curves (noisy, decaying) go into an :class:`app.experiments.overlay.OverlayPlot` at 900x600. Reported,
 the median over the repeats of the wall time and of the process's CPU time (painting is single-threaded; on a shared
 machine the CPU time is what the paint itself costs, the wall time adds the waits for a core):
-  * paint: a forced repaint of the plot (what a zoom, a pan or a hover costs),
-  * zoomed paint: the same with the x range set to a tenth of the data,
+  * repaint: the plot repaints with nothing changed but the hover line (what moving the pointer costs),
+  * zoom: the x range becomes a tenth of the data, and the plot repaints (each curve is downsampled again),
+  * reset zoom: back to all the data, and the plot repaints,
   * new points: one run gets new points (update_run: smoothing + setData) and the plot repaints (a live run),
   * smoothing: the slider moves (all 10 runs re-smoothed and re-set) and the plot repaints.
 Each is measured with the overlay as built (peak downsampling + clip-to-view) and, as the baseline in the same run,
@@ -81,11 +82,16 @@ def main() -> None:
     last = list(runs)[-1]
     grown = runs[last]
 
-    def paint():
+    def repaint():
+        overlay.show_values_at(args.points * 0.5)
         viewport.repaint()
 
-    def zoomed():
+    def zoom():
         overlay.plot.setXRange(args.points * 0.45, args.points * 0.55, padding=0)
+        viewport.repaint()
+
+    def reset():
+        overlay.reset_zoom()
         viewport.repaint()
 
     def new_points():
@@ -98,14 +104,14 @@ def main() -> None:
         overlay.set_smoothing(next(weights))
         viewport.repaint()
 
-    cases = {"paint": paint, "zoomed paint": zoomed, "new points": new_points, "smoothing": smoothing}
+    cases = {"repaint": repaint, "zoom": zoom, "reset zoom": reset, "new points": new_points,
+             "smoothing": smoothing}
     results = {(case, fast): [] for case in cases for fast in (True, False)}
     for _ in range(args.repeats):
         for fast in (True, False):  # A B A B
             set_fast_paths(overlay, fast)
-            for case, fn in cases.items():
-                overlay.reset_zoom()
-                app.processEvents()
+            viewport.repaint()
+            for case, fn in cases.items():  # each starts from the state the one before left: all data shown
                 results[(case, fast)].append(timed(fn, app))
     print(f"{'':<14}{'as built: wall / CPU ms':>26}{'baseline: wall / CPU ms':>26}{'CPU ratio':>10}")
     for case in cases:
