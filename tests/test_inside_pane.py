@@ -174,15 +174,18 @@ def test_main_window_feeds_the_generation_context_to_the_inside_tab(qtbot, repor
 
     win = MainWindow(reporter=reporter)
     qtbot.addWidget(win)
+    win.show()
+    win.show_pane(win.generation)
     win.generation.prompt.setPlainText("the")
-    fill(qtbot, win.inside, lambda: win.generation.load_checkpoint(checkpoints["learned"]))
-    assert win.inside.result.ids == win.generation.snapshot.ids
+    win.generation.load_checkpoint(checkpoints["learned"])
+    qtbot.waitUntil(lambda: win.generation.snapshot is not None and not win.generation.busy, timeout=20000)
+    assert win.inside.result is None  # hidden: no work while the user is elsewhere
     view = [a for a in win.menuBar().actions() if a.text() == "&View"][0].menu()
     inside = [a for a in view.actions() if a.text() == "Inside"][0]
     assert inside.shortcut().toString() == "Ctrl+4"
-    inside.trigger()
+    fill(qtbot, win.inside, inside.trigger)  # shown: it catches up with the Generation pane's context
     assert win.tabs.currentIndex() == 3 and win.tabs.tabText(3) == "Inside"
-    qtbot.waitUntil(lambda: not win.generation.busy, timeout=10000)
+    assert win.inside.result.ids == win.generation.snapshot.ids
     win.close()
 
 
@@ -199,3 +202,14 @@ def test_thumbnails_keep_each_blocks_largest_weight():
     tri = np.tril(np.full((10, 10), 0.1, dtype=np.float32))
     tri[0, 0] = 1.0
     assert colour_top(tri) < 1.0  # one weight of 1 among 55 does not set the scale for the rest
+
+
+def test_a_layer_chosen_while_a_pass_runs_is_the_one_shown(qtbot, pane, checkpoints):
+    model, tok, _ = load_model(checkpoints["alibi"])
+    pane.set_model(model, tok)
+    pane.set_text("the quick brown fox")
+    pane.refresh()  # the pass starts with layer 1 chosen ...
+    pane.layer.setValue(2)  # ... and the user picks layer 2 before it is shown
+    qtbot.waitUntil(lambda: pane.result is not None and not pane.runner.busy, timeout=20000)
+    t = interpret.trace(model, pane.result.ids)
+    assert np.allclose(pane.attention.maps, t.attention(1).numpy(), atol=1e-6)

@@ -44,6 +44,7 @@ class InsidePane(QWidget):
         self.position = -1  # the chosen position in result (-1: the newest)
         self.last_timings: dict = {}  # of the last fill: the worker's compute_s, the UI thread's show_s
         self._embeddings_for = None  # the model whose embeddings the Embeddings view shows
+        self._stale = False  # a refresh was asked for while the pane was hidden
         self._build()
         self._typing = QTimer(self)
         self._typing.setSingleShot(True)
@@ -209,6 +210,10 @@ class InsidePane(QWidget):
         self._typing.stop()
         if self.model is None:
             return
+        if not self.isVisible():  # a hidden pane costs nothing while Generation runs: it catches up when shown
+            self._stale = True
+            return
+        self._stale = False
         if self.follow.isChecked():
             ids = list(self.generation_ids)
         else:
@@ -252,7 +257,10 @@ class InsidePane(QWidget):
             if a.n > 1 else "One token: nothing to score yet (a position predicts the token after it).")
         self.tokens.set_tokens(a.pieces, a.probs, a.buckets, selected=position)
         self.tokens.verticalScrollBar().setValue(self.tokens.verticalScrollBar().maximum())
-        self.attention.set_maps(layer_attention, a.labels)
+        if layer_attention.layer == self.layer.value() - 1:
+            self.attention.set_maps(layer_attention, a.labels)
+        else:  # the layer was changed while this pass ran: fetch the one now chosen
+            self._on_layer(self.layer.value())
         self._show_position(lens, head)
         self.last_timings = {"compute_s": compute_s, "show_s": time.perf_counter() - started}
         self.sig_filled.emit()
@@ -386,6 +394,11 @@ class InsidePane(QWidget):
         if not failure.expected and self.reporter is not None:
             self.reporter.report_message(f"Inside: {type(failure.exc).__name__}: {failure.message}",
                                          failure.traceback)
+
+    def showEvent(self, event):  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if self._stale:
+            QTimer.singleShot(0, self.refresh)
 
     # ---- pane protocol -------------------------------------------------------------------------------------------
     def save_settings(self, s):
