@@ -64,6 +64,7 @@ def run(kind: str, config, threads: int = 0, nice: int = 0, out=None) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     reasons, seconds = {}, {}
+    group = _shared_process_group(config) if under_torchrun else None
     try:
         for arm in experiment.arms:
             if stop.is_set():
@@ -87,11 +88,31 @@ def run(kind: str, config, threads: int = 0, nice: int = 0, out=None) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        if group is not None:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
     if rank == 0:
         _summary(experiment, seconds, say)
     if stop.is_set():
         return 130
     return 0 if len(reasons) == len(experiment.arms) and all(r == "completed" for r in reasons.values()) else 1
+
+
+def _shared_process_group(config):
+    """Under torchrun: one process group for every arm. The trainer uses a group that exists and leaves it up; a
+    group torn down and made again for each arm raced (gloo: "connection refused" on the third arm)."""
+    import torch
+    import torch.distributed as dist
+
+    from engine.train.distributed import _dist_env
+
+    rank, local_rank, world = _dist_env()
+    cuda = config.device != "cpu" and torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(local_rank if local_rank < torch.cuda.device_count() else 0)
+    dist.init_process_group(backend="nccl" if cuda else "gloo", rank=rank, world_size=world)
+    return dist.group.WORLD
 
 
 def _prefixed(printer, arm_name: str):
