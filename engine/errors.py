@@ -85,7 +85,7 @@ def error_line(exc: BaseException) -> str:
     """The one line a user is told: the message of a user error or a full disk, else "Type: message"."""
     if isinstance(exc, UserError):
         return one_line(exc, None)
-    if is_disk_full(exc):
+    if isinstance(exc, OSError) and is_disk_full(exc):
         return exc.strerror if exc.strerror and "disk full" in exc.strerror else \
             f"disk full while writing {exc.filename or 'the run folder'}"
     return f"{type(exc).__name__}: {one_line(exc, None)}"

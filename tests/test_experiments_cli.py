@@ -32,6 +32,7 @@ def corpus(tmp_path):
     return str(path)
 
 
+@pytest.mark.slow
 def test_positions_experiment_writes_three_runs_and_the_extrapolation_table(tmp_path, corpus):
     out = tmp_path / "exp"
     done = cli("--experiment", "positions", "--threads", "1", f"corpus={corpus}", f"out_dir={out}", *TINY)
@@ -61,6 +62,7 @@ def test_positions_experiment_writes_three_runs_and_the_extrapolation_table(tmp_
     assert "[rope] finished at step 6: completed" in done.stdout
 
 
+@pytest.mark.slow
 def test_experiment_command_line_errors_are_one_line(tmp_path, corpus):
     no_dir = cli("--experiment", "positions", f"corpus={corpus}")
     assert no_dir.returncode == 2 and no_dir.stderr.count("\n") == 1 and "needs out_dir=DIR" in no_dir.stderr

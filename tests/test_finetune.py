@@ -12,6 +12,8 @@ from engine.session import GenerationSession
 from engine.train import ConfigError, TrainConfig, Trainer, train
 from engine.train.cli import main
 
+pytestmark = pytest.mark.slow  # starts training processes (see `make test-fast`)
+
 TEXT = "".join(f"the cat sat on the mat {i} times, and the hat was on the cat.\n" for i in range(300))
 
 

@@ -14,6 +14,8 @@ from engine.checkpoint import read_checkpoint
 from engine.train import TrainConfig
 from engine.worker import ParentWatch
 
+pytestmark = pytest.mark.slow  # starts training processes (see `make test-fast`)
+
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = "".join(f"{name}:\nWhat say you, {i}? I say {i * 7 % 11} and no more.\n\n"
                for i in range(120) for name in ("ROMEO", "JULIET"))

@@ -84,6 +84,7 @@ def test_two_locks_in_one_process_exclude_each_other(tmp_path):
             RunLock(tmp_path / "run").acquire()
 
 
+@pytest.mark.slow
 def test_two_runs_in_one_folder_the_cli_refuses_the_second(tmp_path, holder):
     """Regression: two runs on one out_dir both exited 0 and the folder ended with a mix of both."""
     tiny(tmp_path)  # writes the corpus
@@ -98,6 +99,7 @@ def test_two_runs_in_one_folder_the_cli_refuses_the_second(tmp_path, holder):
     assert sorted(os.listdir(tmp_path / "run")) == [LOCK_NAME]
 
 
+@pytest.mark.slow
 def test_two_resumes_of_one_folder_the_second_is_refused(tmp_path, holder):
     """Regression: two --resume of one folder both ran; steps went backwards and the shorter run's checkpoint won."""
     assert train(tiny(tmp_path)).outcome == "completed"

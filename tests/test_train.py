@@ -247,6 +247,7 @@ def test_bf16_autocast_trains_on_cpu(tmp_path):
 
 # --- DDP ----------------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_two_gloo_processes_follow_one_process(tmp_path):
     """Same global batch: a 2-process DDP run's losses equal the 1-process run's; the stop flag reaches both."""
     common = dict(max_iters=1000, lr_decay_iters=20, grad_accum=2, eval_interval=4, sample_len=0,
@@ -301,6 +302,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 def test_workers_stop_when_the_app_dies_without_asking(tmp_path):
     """An app killed hard (SIGKILL, crash) leaves no training process behind: the worker saves and exits."""
     import os

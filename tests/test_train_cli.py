@@ -51,6 +51,7 @@ def losses(out_dir):
     return [(m.step, m.loss) for m in read_jsonl(Path(out_dir) / "metrics.jsonl", 0)[0] if isinstance(m, Step)]
 
 
+@pytest.mark.slow
 def test_kill_and_resume_is_bit_for_bit(tmp_path, corpus):
     """SIGKILL mid-run, resume: steps since the last checkpoint are redone identically, and the run ends exactly
     like one that was never interrupted."""
@@ -87,6 +88,7 @@ def test_kill_and_resume_is_bit_for_bit(tmp_path, corpus):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["max_iters"] == 23
 
 
+@pytest.mark.slow
 def test_user_errors_are_one_line_without_traceback(tmp_path):
     r = cli("batch_size=lots", f"out_dir={tmp_path / 'x'}")
     assert r.returncode == 2 and r.stderr == "llm-train: error: batch_size must be an integer, got 'lots'\n"

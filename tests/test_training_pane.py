@@ -17,6 +17,8 @@ from PySide6.QtWidgets import QMessageBox
 from app.training.history import History
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # starts training processes (see `make test-fast`)
+
 RUN_TIMEOUT_MS = 90_000  # generous: the machine is shared; nothing here asserts on time
 
 

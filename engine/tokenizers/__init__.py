@@ -18,7 +18,7 @@ from .openai import ALIASES, DESCRIPTIONS, ENCODINGS, OpenAITokenizer, Tokenizer
 from .openai import load as _load_openai
 
 __all__ = ["ENCODINGS", "DESCRIPTIONS", "GPT4_PATTERN", "Tokenizer", "TokenSpan", "SpanTable", "CharTokenizer",
-           "BPETokenizer", "OpenAITokenizer", "Cancelled", "TokenizerDataError", "get_tokenizer",
+           "BPETokenizer", "OpenAITokenizer", "Cancelled", "TokenizerError", "TokenizerDataError", "get_tokenizer",
            "tokenizer_from_dict"]
 
 
