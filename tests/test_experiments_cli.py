@@ -73,3 +73,19 @@ def test_experiment_command_line_errors_are_one_line(tmp_path, corpus):
     typo = cli("--experiment", "precision", f"out_dir={tmp_path / 'q'}", "n_layr=2")
     assert typo.returncode == 2 and "did you mean 'n_layer'" in typo.stderr
     assert not (tmp_path / "q").exists() and not (tmp_path / "p").exists()
+
+
+def test_under_torchrun_every_arm_trains_in_the_torchrun_processes(tmp_path, corpus):
+    """Two torchrun processes train the three arms one after another in one process group (the regression: a group
+    made again for each arm lost its connection on the third), then rank 0 measures the extrapolation."""
+    out = tmp_path / "exp"
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "engine.train",
+                           "--experiment", "positions", f"corpus={corpus}", f"out_dir={out}", *TINY],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "GLOO_SOCKET_IFNAME": "lo"})
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    for arm in ("learned", "rope", "alibi"):
+        s = summarize(out / arm)
+        assert (s.state, s.steps, s.world_size) == ("finished", 6, 2)
+    assert len(read_csv(out / "extrapolation.csv")) == 9
+    assert done.stdout.count("experiment positions in") == 1  # rank 0 speaks, the others do not
