@@ -75,6 +75,7 @@ def test_experiment_command_line_errors_are_one_line(tmp_path, corpus):
     assert not (tmp_path / "q").exists() and not (tmp_path / "p").exists()
 
 
+@pytest.mark.slow
 def test_under_torchrun_every_arm_trains_in_the_torchrun_processes(tmp_path, corpus):
     """Two torchrun processes train the three arms one after another in one process group (the regression: a group
     made again for each arm lost its connection on the third), then rank 0 measures the extrapolation."""

@@ -184,6 +184,7 @@ def test_the_training_pane_embeds_the_view_and_resumes_what_it_asks(qtbot, monke
         pane.shutdown()
 
 
+@pytest.mark.slow
 def test_the_panel_runs_an_experiment_live_and_cancels_it(qtbot, view, tmp_path):
     """The panel runs llm-train --experiment in a background process: progress, the first arm overlaid while it
     trains, then Cancel stops it (the arm keeps a checkpoint, the others are skipped)."""
