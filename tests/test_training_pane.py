@@ -88,13 +88,13 @@ def test_the_form_explains_what_is_wrong_before_start(qtbot, reporter, tmp_path,
         pane.recheck()
         return pane.problems.text()
 
-    assert "does not split evenly among 4 heads" in problems_after(n_head=4, n_embd=30)
+    assert "does not split evenly among n_head=4 heads" in problems_after(n_head=4, n_embd=30)
     assert not pane.start_button.isEnabled()
     assert "heads" in pane.start_button.toolTip()
     assert "even size" in problems_after(n_head=4, n_embd=36, pos="rope")
     assert "fp16 needs a CUDA GPU" in problems_after(n_embd=32, n_head=2, pos="learned", precision="fp16")
-    assert "positive number" in problems_after(precision="fp32", lr="fast")
-    assert "does not split evenly over 2 processes" in problems_after(lr="1e-3", processes=2, batch_size=5) \
+    assert "lr must be a number" in problems_after(precision="fp32", lr="fast")
+    assert "cannot be split evenly over 2 processes" in problems_after(lr="1e-3", processes=2, batch_size=5) \
         or os.cpu_count() < 2
     short = tmp_path / "short.txt"
     short.write_text("To be, or not to be.\n", encoding="utf-8")
@@ -533,7 +533,7 @@ def test_resume_is_not_offered_for_a_run_trained_to_its_steps(qtbot, reporter, t
     pane.shutdown()
 
 
-def test_old_messages_go(qtbot, reporter, tmp_path):
+def test_old_messages_go(qtbot, reporter, expect_reported, tmp_path):
     """The form's problems stayed up during a run, an old failure box stayed after New, the preset's name after
     its values were changed."""
     pane = make_pane(qtbot, reporter, tmp_path)
@@ -546,10 +546,10 @@ def test_old_messages_go(qtbot, reporter, tmp_path):
     pane.form.set_values({**pane.form.values(), **pane.form.preset_values("tiny")})
     assert pane.form.preset.currentText() == "tiny"  # back to what the preset sets
 
-    reporter.expected = True
     pane.run_state.begin(pane.form.values()["out_dir"], 200)
     assert not pane.problems.isVisibleTo(pane)
-    pane.controller.sig_ended.emit("failed", "the corpus vanished", "Traceback ...")
+    with expect_reported("Training failed: the corpus vanished"):
+        pane.controller.sig_ended.emit("failed", "the corpus vanished", "Traceback ...")
     assert pane.failure.isVisibleTo(pane) and pane.state == "idle"
     pane.form.new_button.click()
     assert not pane.failure.isVisibleTo(pane) and pane.status.text() == "Ready."
@@ -679,3 +679,70 @@ def test_the_last_run_comes_back_at_start_with_its_curves_settings_and_checkpoin
     assert used.args == [str(folder / "ckpt.pt")]
     assert saved == [str(folder / "ckpt.pt")]  # the Generation pane hears of it once
     again.shutdown()
+
+
+# ---- fine-tuning an imported model (issue 7) ----------------------------------------------------------------------
+
+def _hub_layout(root, name, folder):
+    """``folder`` as the Hugging Face cache holds a download: models--org--name/{refs/main, snapshots/REV/...}."""
+    import shutil
+
+    repo = os.path.join(root, "models--" + name.replace("/", "--"))
+    snapshot = os.path.join(repo, "snapshots", "0" * 40)
+    shutil.copytree(folder, snapshot)
+    os.makedirs(os.path.join(repo, "refs"))
+    with open(os.path.join(repo, "refs", "main"), "w") as f:
+        f.write("0" * 40)
+
+
+def test_start_from_an_imported_model_fine_tunes_it_and_generation_can_use_it(qtbot, reporter, tmp_path,
+                                                                             monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from app.training.start_from import OPEN_FOLDER
+    from engine.checkpoint import load_model
+    from tests.hf_tiny import make_llama
+
+    folder, _ = make_llama(str(tmp_path / "tiny-llama"), tokenizer="sentencepiece")
+    hub = tmp_path / "hub"
+    _hub_layout(str(hub), "org/tiny-llama", folder)
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    pane = make_pane(qtbot, reporter, tmp_path, max_iters=4, eval_interval=2)
+    start_from = pane.form.start_from
+    start_from.refresh()
+    i = start_from.findData("org/tiny-llama")
+    assert i >= 0 and "org/tiny-llama" in start_from.itemText(i)  # the cache's models are offered by name
+
+    # "Hugging Face model folder…": cancelled keeps the choice, a folder is chosen
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: "")
+    start_from.setCurrentIndex(start_from.findData(OPEN_FOLDER))
+    start_from.activated.emit(start_from.currentIndex())
+    assert pane.form.values()["init_from"] == ""
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: folder)
+    start_from.setCurrentIndex(start_from.findData(OPEN_FOLDER))
+    start_from.activated.emit(start_from.currentIndex())
+    assert pane.form.values()["init_from"] == folder
+    assert not pane.form.tokenizer.isEnabled() and not pane.form.n_layer.isEnabled()  # the model's own
+    pane.recheck()
+    assert "its own shape and tokenizer" in pane.params.text()
+    assert pane.start_button.isEnabled(), pane.problems.text()
+
+    pane.start_button.click()
+    wait_ended(qtbot, pane)
+    assert "Done: 4 steps" in pane.status.text(), pane.status.text() + pane.failure.toPlainText()
+    with qtbot.waitSignal(pane.sig_use_checkpoint, timeout=1000) as used:
+        pane.use_button.click()
+    model, tokenizer, _ = load_model(used.args[0])  # what the Generation pane opens
+    assert tokenizer.n_vocab == model.config.vocab_size  # the Llama's own tokenizer, not the form's "char"
+    ids = tokenizer.encode("the king")
+    import torch
+
+    with torch.no_grad():
+        logits, _ = model(torch.tensor([ids]))
+    assert logits.shape[-1] == tokenizer.n_vocab and torch.isfinite(logits).all()
+
+    # a new model again: the shape fields come back
+    start_from.setCurrentIndex(start_from.findData(""))
+    start_from.activated.emit(start_from.currentIndex())
+    assert pane.form.values()["init_from"] == "" and pane.form.tokenizer.isEnabled()
+    pane.shutdown()

@@ -184,7 +184,7 @@ class CurvesWidget(QWidget):
 
     def _fit_degenerate(self, x: np.ndarray, y: np.ndarray) -> None:
         """Ranges where autorange has nothing sensible to do: no points (a run that failed to start leaves the plots
-        empty at 0..10 steps, not at the last run's range) or one x or y value (one point gave an axis from -150 to 150)."""
+        empty at 0..10 steps, not at the last run's range) or one x or y value (one point gave -150 … 150)."""
         ok = np.isfinite(x) & np.isfinite(y)
         x, y = x[ok], y[ok]
         plots = (self.loss_plot, self.grad_plot)

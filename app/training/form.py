@@ -13,7 +13,8 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout,
 
 from app.paths import runs_dir, tokenizers_dir
 from app.settings import read
-from app.training.checks import BUILTIN_TOKENIZERS, POSITIONS, PRECISIONS, config_kwargs
+from app.training.checks import POSITIONS, PRECISIONS, TRAIN_TOKENIZERS, config_kwargs
+from app.training.start_from import StartFrom
 
 OPEN_FILE = "__open__"
 CUSTOM = "__custom__"
@@ -22,6 +23,7 @@ EDITED = " (edited)"  # after a preset's name once the form no longer holds what
 
 # the form's fields, their settings keys and defaults (a tiny model that learns something in a few hundred steps)
 DEFAULTS = {
+    "init_from": "",
     "corpus": "shakespeare",
     "tokenizer": "char",
     "size": CUSTOM,
@@ -87,6 +89,9 @@ class TrainingForm(QWidget):
         for name in training_presets():
             self.preset.addItem(name, name)
         layout.addRow("Preset", self.preset)
+
+        self.start_from = StartFrom()
+        layout.addRow("Start from", self.start_from)
 
         self.corpus = QComboBox()
         for info in builtin_corpora():
@@ -165,10 +170,13 @@ class TrainingForm(QWidget):
         for edit in (self.lr, self.out_dir):
             edit.textChanged.connect(self.sig_changed)
         self.sig_changed.connect(self._mark_preset_edited)
+        self.start_from.sig_chosen.connect(self._show_source)
+        self.start_from.sig_chosen.connect(self.sig_changed)
 
     # ---- values ------------------------------------------------------------------------------------------------
     def values(self) -> dict:
         return {
+            "init_from": self.start_from.value(),
             "corpus": self.corpus.currentData(),
             "tokenizer": self.tokenizer.currentData(),
             "size": self.size.currentData(),
@@ -199,6 +207,8 @@ class TrainingForm(QWidget):
             self.tokenizer.addItem(Path(tokenizer).name, tokenizer)
         _select(self.tokenizer, tokenizer)
         _select(self.size, str(v["size"]))
+        self.start_from.set_value(str(v["init_from"] or ""))
+        self._show_source()
         for name in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "max_iters", "eval_interval",
                      "processes"):
             spin = getattr(self, name)
@@ -258,7 +268,7 @@ class TrainingForm(QWidget):
         current = self.tokenizer.currentData()
         with QSignalBlocker(self.tokenizer):
             self.tokenizer.clear()
-            for name in BUILTIN_TOKENIZERS:
+            for name in TRAIN_TOKENIZERS:
                 self.tokenizer.addItem(name if name != "char" else "char (one token per character)", name)
             for path in sorted(tokenizers_dir().iterdir()):
                 if path.is_file() and not path.name.startswith(".") and not path.name.endswith(".tmp"):
@@ -282,7 +292,8 @@ class TrainingForm(QWidget):
     def preset_values(self, name: str) -> dict:
         """The form values a training preset sets (not the corpus or the run folder)."""
         preset = training_presets()[name]
-        values = {key: preset[key] for key in DEFAULTS if key in preset and key not in ("corpus", "out_dir")}
+        own = ("corpus", "out_dir", "init_from")
+        values = {key: preset[key] for key in DEFAULTS if key in preset and key not in own}
         values["lr"] = repr(float(preset.get("lr", DEFAULTS["lr"])))
         values["size"] = CUSTOM
         for size_name, size in model_size_presets().items():
@@ -314,6 +325,14 @@ class TrainingForm(QWidget):
         self._extra = self._preset_extras(training_presets()[name])
         current = self.values()
         self.set_values({**current, **self.preset_values(name), "out_dir": current["out_dir"]})
+
+    def _show_source(self) -> None:
+        """A model to fine-tune brings its own shape and tokenizer: their fields are not used, so not editable."""
+        scratch = not self.start_from.value()
+        why = "" if scratch else "Fine-tuning keeps the model's own shape and tokenizer"
+        for widget in (self.tokenizer, self.size, self.n_layer, self.n_head, self.n_embd, self.pos):
+            widget.setEnabled(scratch)
+            widget.setStatusTip(why)
 
     def _mark_preset_edited(self) -> None:
         """The preset's name says "(edited)" once a value it set was changed, and loses it when they match again."""

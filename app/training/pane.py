@@ -22,6 +22,7 @@ from app.training.curves import CurvesWidget
 from app.training.follower import RunFollower
 from app.training.runner import RunController
 from app.training.state import RunState, last_checkpoint_step
+from engine.errors import UserError
 from engine.runs import RunFolder
 
 REDRAW_MS = 100  # curves and progress are redrawn at most this often, however fast messages arrive
@@ -160,20 +161,25 @@ class TrainingPane(QWidget):
         values = self.form.values()
         extra = self.form.extra
         self._errors, notes = check(values, extra, corpus_bytes=self.form.corpus_file_size())
-        try:
-            vocab = tokenizer_vocab(values["tokenizer"])
-        except ValueError:  # check() explains it
-            vocab = None
-        if values["n_embd"] % values["n_head"] == 0:
-            n = estimate_params(values, vocab or CHAR_VOCAB_GUESS, bias=bool(extra.get("bias", False)))
-            self.controls.show_params(f"≈ {n / 1e6:.2f} M parameters"
-                                + (f" (vocabulary {vocab:,})" if vocab else
-                                   f" (assuming {CHAR_VOCAB_GUESS} distinct characters)"))
-        else:
-            self.controls.show_params("")
+        self.controls.show_params(self._params_text(values, extra))
         # the form's problems are about the next run: hidden while one is going
         self.controls.show_problems(self._errors, notes, visible=self.state == "idle")
         self._update_buttons()
+
+    def _params_text(self, values: dict, extra: dict) -> str:
+        """The parameter line: the model to fine-tune, or the engine's count of the model the form builds."""
+        if values["init_from"]:
+            return self.form.start_from.description()
+        try:
+            vocab = tokenizer_vocab(values["tokenizer"])
+        except UserError:  # check() explains it
+            vocab = None
+        try:
+            n = estimate_params({**extra, **values}, vocab or CHAR_VOCAB_GUESS)
+        except ValueError:  # a shape the model refuses: check() explains it
+            return ""
+        return f"≈ {n / 1e6:.2f} M parameters" + (f" (vocabulary {vocab:,})" if vocab else
+                                                  f" (assuming {CHAR_VOCAB_GUESS} distinct characters)")
 
     def _update_buttons(self) -> None:
         self.controls.show_buttons(self.state, self._errors[0] if self._errors else "", self._resumable()[1],
