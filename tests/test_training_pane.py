@@ -583,7 +583,7 @@ def test_plots_keep_legend_off_the_data_whole_steps_and_sane_ranges(qtbot, repor
     (x0, x1), (y0, y1) = curves.loss_plot.viewRange()
     assert -0.5 <= x0 < x1 <= 6 and 3.5 < y0 < 4.2 < y1 < 5, curves.loss_plot.viewRange()
     for n in range(1, 4):
-        pane.dispatch(Step_(n))
+        pane.dispatch(make_step(n))
     pane.redraw()
     ticks = [v for _, values in curves.loss_plot.getAxis("bottom").tickValues(0, 3, 400) for v in values]
     assert ticks and all(float(v).is_integer() for v in ticks)
@@ -602,7 +602,7 @@ def test_plots_keep_legend_off_the_data_whole_steps_and_sane_ranges(qtbot, repor
     pane.shutdown()
 
 
-def Step_(n):
+def make_step(n):
     from engine.messages import Step
 
     return Step("r", step=n, loss=4.0 - 0.1 * n, lr=1e-3, grad_norm=1.0, tokens_per_s=1000.0, tokens_seen=64 * n,

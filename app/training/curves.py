@@ -241,20 +241,20 @@ class CurvesWidget(QWidget):
 class CountAxis(pg.AxisItem):
     """Steps and tokens: whole numbers only (no tick at step 2.5), written short (12k, 1.5M)."""
 
-    def tickValues(self, minVal, maxVal, size):
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802 - pyqtgraph's name
         levels = super().tickValues(minVal, maxVal, size)
         whole = [(spacing, [v for v in values if float(v).is_integer()]) for spacing, values in levels
                  if spacing >= 1]
         return whole or [(1.0, [float(v) for v in range(math.ceil(minVal), math.floor(maxVal) + 1)])]
 
-    def tickStrings(self, values, scale, spacing):
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph's name
         return [count_label(v * scale) for v in values]
 
 
 class ShortAxis(pg.AxisItem):
     """Values of very different sizes (a learning rate) in at most five characters: 3e-4, 0.001, 12."""
 
-    def tickStrings(self, values, scale, spacing):
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph's name
         return [f"{v * scale:.2g}" if v else "0" for v in values]
 
 

@@ -255,7 +255,7 @@ class TrainingPane(QWidget):
     def _launch(self, config, processes: int) -> bool:
         try:
             self.controller.start(config, processes)
-        except Exception as err:  # whatever it is, the pane must not stay "running" with nothing running
+        except Exception as err:  # noqa: BLE001 - whatever it is, the pane must not stay "running" with nothing
             self.run_state.launch_failed(str(err))
             if self.reporter is not None and not isinstance(err, (ValueError, OSError)):
                 import traceback
@@ -394,7 +394,7 @@ class TrainingPane(QWidget):
         self.curves.refresh()
         self._next_curves_at = now + 5 * (time.perf_counter() - t)
 
-    def resizeEvent(self, event) -> None:
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         super().resizeEvent(event)
         wide = event.size().width() >= NARROW_PX
         orientation = Qt.Orientation.Horizontal if wide else Qt.Orientation.Vertical
@@ -402,7 +402,7 @@ class TrainingPane(QWidget):
             self.plots.setOrientation(orientation)
             self.plots.setSizes([3000, 1000])
 
-    def showEvent(self, event) -> None:
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
         super().showEvent(event)
         if self.run_state.curves_dirty:
             QTimer.singleShot(0, self, self.redraw)
