@@ -116,8 +116,10 @@ def test_resume_with_a_wrong_shaped_exp_avg_never_steps(finished_run, tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     ("[1, 2, 3]", "holds a JSON list, not the run's settings"),
-    ("[" * 100000, "cannot read .*config.json"),
-    (b"\xff\xfe{}", "cannot read .*config.json"),
+    ("[" * 100000, "cannot read .*config.json: its JSON is nested too deep"),
+    (b"\xff\xfe{}", "cannot read .*config.json: it is not UTF-8 text \\(byte 0xff at offset 0\\); it should hold "
+                     "the run's settings as a JSON object \\(delete it to resume from ckpt.pt's own copy\\)"),
+    ('{"n_layer": 1,', "it is not valid JSON \\(Expecting property name enclosed in double quotes at line 1"),
     ('{"n_layer": "many"}', "n_layer must be an integer"),
 ])
 def test_damaged_config_json_is_one_line(finished_run, tmp_path, capsys, content, message):
@@ -127,6 +129,7 @@ def test_damaged_config_json_is_one_line(finished_run, tmp_path, capsys, content
     code = main(["--resume", str(folder)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and re.search(message, err), err
+    assert "codec" not in err
     assert snapshot(folder) == before
 
 
@@ -150,7 +153,7 @@ def test_disk_full_while_saving_is_one_line(tmp_path):
     args = [f"{k}={v}" for k, v in {**TINY, "corpus": corpus, "out_dir": tmp_path / "run"}.items()]
     r = cli(*args, code=DISK_FULL)
     lines = r.stderr.strip().splitlines()
-    assert r.returncode == 1 and len(lines) == 1, r.stderr
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert lines[0].startswith("llm-train: error: disk full while saving ckpt.pt (")
     failed = [m for m in read_jsonl(tmp_path / "run" / "metrics.jsonl")[0] if isinstance(m, Failed)]
     assert failed and failed[-1].error.startswith("disk full while saving ckpt.pt") and failed[-1].traceback == ""
@@ -187,3 +190,71 @@ def test_checkpoints_and_token_caches_are_created_0644(tmp_path):
     modes.update({"cache:" + p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "cache").iterdir()})
     assert set(modes.values()) == {0o644}, modes
     assert json.loads((tmp_path / "run" / "config.json").read_text())["n_layer"] == 1
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("seed=100000000000000000000000", "seed must be between 0 and 2\\*\\*63 - 1"),
+    ("sample_temperature=1e-40", "sample_temperature must be 0 \\(greedy\\) or at least 1e-06"),
+])
+def test_settings_that_failed_after_files_were_written_are_refused_first(tmp_path, capsys, setting, message):
+    """Regression: seed beyond 64 bits gave a torch traceback; sample_temperature=1e-40 failed at the first sample,
+    after config.json and metrics.jsonl were written."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    args = [f"{k}={v}" for k, v in {**TINY, "corpus": corpus, "out_dir": tmp_path / "run"}.items()]
+    assert main([*args, setting]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(message, err), err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_small_temperature_samples_without_nan(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    assert train(TrainConfig(corpus=str(corpus), out_dir=str(tmp_path / "run"),
+                             **{**TINY, "sample_temperature": 1e-5})).outcome == "completed"
+
+
+@pytest.mark.parametrize("setting", ["n_layer=100000 n_embd=128 n_head=4", "batch_size=1000000000"])
+def test_absurd_sizes_are_refused_before_allocating(tmp_path, setting):
+    """Regression: n_layer=100000 or batch_size=1e9 started building (swapping, or killed by the OS). The memory a
+    run needs is estimated first; run under an address-space limit, so a regression cannot take the runner down."""
+    from tests.limited import run_limited
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    args = [f"{k}={v}" for k, v in {**TINY, "corpus": corpus, "out_dir": tmp_path / "run"}.items()]
+    args += setting.split()
+    r = run_limited(f"import sys\nfrom engine.train import main\nsys.exit(main({args!r}))", limit_gib=2.0)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert re.search(r"needs at least [\d.,]+ (GiB|TiB) \(weights, gradients, optimizer state and activations\), "
+                     r"more than the [\d.,]+ GiB of memory here; choose a smaller width, fewer layers, a smaller "
+                     r"batch or a smaller vocabulary", lines[0]), lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("where", ["file", "under_a_file"])
+def test_cache_dir_that_is_a_file_is_one_line(tmp_path, capsys, where):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    cache = corpus if where == "file" else corpus / "sub"
+    args = [f"{k}={v}" for k, v in {**TINY, "corpus": corpus, "out_dir": tmp_path / "run", "cache_dir": cache}.items()]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cache_dir {cache}" in err and "choose another cache_dir" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_after_the_corpus_gained_a_character_is_one_line(finished_run, tmp_path, capsys):
+    """Regression: a char-tokenizer run resumed on a corpus that gained 'é' died with a traceback."""
+    folder = copy_run(finished_run, tmp_path)
+    corpus = Path(json.loads((folder / "config.json").read_text())["corpus"])
+    grown = tmp_path / "grown.txt"
+    grown.write_text(corpus.read_text(encoding="utf-8") + "é\n", encoding="utf-8")
+    before = snapshot(folder)
+    assert main(["--resume", str(folder), f"corpus={grown}", "max_iters=6"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot be encoded with the run's tokenizer" in err and "'é'" in err, err
+    assert "resume with that corpus, or start a new run" in err
+    assert snapshot(folder) == before

@@ -17,7 +17,7 @@ from engine.checkpoint import CheckpointError
 from engine.errors import error_line, is_disk_full, one_line
 from engine.messages import CheckpointSaved, Eval, Finished, Message, NonFinite, Outcome, Sample, Started, Step
 from engine.presets import TRAIN_PRESETS, preset
-from engine.train.config import USER_ERRORS, ConfigError, TrainConfig, _known, load_run_config, problems
+from engine.train.config import USER_ERRORS, ConfigError, TrainConfig, _known, load_run_config, problems, read_error
 from engine.train.distributed import _dist_env
 from engine.train.trainer import train
 
@@ -92,8 +92,9 @@ def build_config(args: list[str], preset_name: str | None = None, resume: str | 
                 d = json.loads(Path(arg).read_text(encoding="utf-8"))
             except FileNotFoundError:
                 raise ConfigError(f"config file {arg!r} not found (settings are written key=value)") from None
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise ConfigError(f"cannot read config file {arg!r}: {one_line(e, None)}") from None
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+                raise ConfigError(f"cannot read config file {arg!r}: {read_error(e)}; it should hold settings as a "
+                                  f"JSON object") from None
             if not isinstance(d, dict):
                 raise ConfigError(f"config file {arg!r} must hold a JSON object of settings")
             values.update(_known(d))

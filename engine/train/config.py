@@ -25,9 +25,10 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from engine.checkpoint import CheckpointError, read_checkpoint
-from engine.choices import DEVICES, MLPS, NORMS, POSITIONS, PRECISIONS, estimate_params, vocab_size
+from engine.choices import DEVICES, MLPS, NORMS, POSITIONS, PRECISIONS, vocab_size
 from engine.errors import UserError, one_line
 from engine.model import GPTConfig
+from engine.train.memory import memory_problem
 from engine.runs import CKPT_NAME, CONFIG_NAME, METRICS_NAME  # noqa: F401 - re-exported by engine.train
 
 # the settings that shape the model (GPTConfig's fields of the same names; 0 for n_kv_head / intermediate_size
@@ -186,14 +187,12 @@ def problems(settings: "dict | TrainConfig", *, world_size: int = 1, cuda: bool 
         vocab = vocab_size(cfg.tokenizer)
     except UserError as e:
         return found + [f"tokenizer: {e}"]
-    n_params = estimate_params(model_config(cfg, vocab or 256), vocab or 256)
-    need = 16 * n_params * world_size  # float32 weights, gradients and AdamW's two moments, in every process
     memory = _memory_bytes() if memory is None else memory
-    if memory and need > memory:
-        found.append(f"the model has about {n_params / 1e6:,.0f} M parameters: training it needs about "
-                     f"{need / 2**30:,.1f} GiB for weights, gradients and optimizer state, more than the "
-                     f"{memory / 2**30:,.1f} GiB of memory here; choose a smaller width, fewer layers or a smaller "
-                     f"vocabulary")
+    # weights, gradients, AdamW's moments and a micro-batch's activations, in every process; an absurd size is
+    # refused from a lower bound, before its shape is even built on the meta device
+    problem = memory_problem(cfg, vocab or 256, memory, world_size)
+    if problem:
+        found.append(problem)
     return found
 
 
@@ -237,6 +236,10 @@ def _checks(cfg: TrainConfig):
                  "weight_decay", "grad_clip", "sample_temperature", "min_lr"):
         if getattr(cfg, name) < 0:
             yield f"{name} must not be negative, got {getattr(cfg, name)}"
+    if not 0 <= cfg.seed < 2**63:  # torch seeds are 64-bit; the trainer adds ranks and steps to it
+        yield f"seed must be between 0 and 2**63 - 1, got {cfg.seed}"
+    if 0 < cfg.sample_temperature < 1e-6:  # logits / 1e-40 overflow to inf: no distribution to sample from
+        yield f"sample_temperature must be 0 (greedy) or at least 1e-06, got {cfg.sample_temperature}"
     if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
         yield f"lr must be a positive number, got {cfg.lr}"
     elif cfg.min_lr > cfg.lr:
@@ -342,8 +345,8 @@ def load_run_config(out_dir) -> TrainConfig:
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-            raise ConfigError(f"cannot read {path}: {one_line(e)}; it should hold the run's settings as a JSON "
-                              f"object") from e
+            raise ConfigError(f"cannot read {path}: {read_error(e)}; it should hold the run's settings as a JSON "
+                              f"object (delete it to resume from {CKPT_NAME}'s own copy)") from e
         if not isinstance(d, dict):
             raise ConfigError(f"{path} holds a JSON {type(d).__name__}, not the run's settings (a JSON object)")
     elif (out_dir / CKPT_NAME).exists():
@@ -353,3 +356,17 @@ def load_run_config(out_dir) -> TrainConfig:
     else:
         raise ConfigError(f"{out_dir} is not a run folder (no {CONFIG_NAME} or {CKPT_NAME})")
     return TrainConfig.from_dict({**d, "out_dir": str(out_dir), "resume": True})
+
+
+def read_error(exc: BaseException) -> str:
+    """Why a JSON file could not be read, in words rather than a codec's or parser's message."""
+    if isinstance(exc, UnicodeDecodeError):
+        bad = exc.object[exc.start:exc.start + 1]
+        return f"it is not UTF-8 text (byte 0x{bad.hex() or '??'} at offset {exc.start})"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"it is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+    if isinstance(exc, RecursionError):
+        return "its JSON is nested too deep"
+    if isinstance(exc, OSError):
+        return exc.strerror or one_line(exc)
+    return one_line(exc)

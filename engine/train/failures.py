@@ -5,10 +5,12 @@ is_disk_full), imported from here by the trainer and the CLI.
 """
 
 import json
+import os
 from pathlib import Path
 
 from engine.errors import error_line, is_disk_full, write_error  # noqa: F401 - re-exported for the trainer and CLI
 from engine.fileio import atomic_write
+from engine.train.config import ConfigError
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -17,3 +19,17 @@ def write_json_atomic(path: Path, data: dict) -> None:
             f.write(json.dumps(data, indent=2) + "\n")
     except OSError as e:
         raise write_error(e, path) from e
+
+
+def check_writable_folder(path: str, setting: str) -> None:
+    """ConfigError (one line) unless path is, or can be made, a folder this process can write in."""
+    p = Path(path)
+    existing = next((q for q in (p, *p.parents) if q.exists()), None)
+    if existing is None:
+        return
+    if not existing.is_dir():
+        where = "is a file" if existing == p else f"cannot be created: {existing} is a file"
+        raise ConfigError(f"{setting} {path} {where}, not a folder; choose another {setting}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{setting} {path} cannot be written (no permission in {existing}); choose another "
+                          f"{setting}")

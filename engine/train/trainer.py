@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 from engine.checkpoint import CheckpointError, check_optimizer_state, save_checkpoint
-from engine.data import get_batch, load_text, prepare
+from engine.data import DataError, get_batch, load_text, prepare
 from engine.decoding import DecodeSettings, probabilities, sample
 from engine.errors import Cancelled, one_line
 from engine.messages import (CheckpointSaved, Eval, Failed, Finished, JsonlWriter, Message, NonFinite, Outcome,
@@ -26,7 +26,7 @@ from engine.model import GPT, GPTConfig
 from engine.runs import RunFolder
 from engine.train.config import CKPT_NAME, USER_ERRORS, ConfigError, TrainConfig, get_lr, model_config, problems
 from engine.train.distributed import _dist_env, _resolve_device, _rng_state, _set_rng_state
-from engine.train.failures import error_line, is_disk_full, write_error, write_json_atomic
+from engine.train.failures import check_writable_folder, error_line, is_disk_full, write_error, write_json_atomic
 from engine.train.resume import check_param_groups, load_optimizer, read_resumable
 from engine.train.source import build_tokenizer, open_source
 
@@ -69,6 +69,8 @@ class Trainer:
             raise ConfigError(found[0])
         self.micro_batch = cfg.batch_size // self.world_size
         self.device = _resolve_device(cfg, self.local_rank)
+        if cfg.cache_dir:
+            check_writable_folder(cfg.cache_dir, "cache_dir")
         self.folder = RunFolder(cfg.out_dir)
         self.out_dir = self.folder.path
         self.ckpt_path = self.folder.checkpoint_path
@@ -117,6 +119,12 @@ class Trainer:
             if self.world_size == 1:
                 raise
             cancelled = True
+        except DataError:
+            raise
+        except ValueError as e:  # the tokenizer refuses the text: a resumed char tokenizer meets a new character
+            raise DataError(f"corpus {cfg.corpus!r} cannot be encoded with the run's tokenizer: {one_line(e)}"
+                            + ("; the run's tokenizer was built from the corpus it started with: resume with that "
+                               "corpus, or start a new run" if ckpt is not None else "")) from e
         if self.world_size > 1 and self._any_rank(cancelled):  # ranks must not part ways before the loop
             raise Cancelled("encoding the corpus was cancelled")
 
