@@ -81,6 +81,9 @@ DAMAGES = {
                           "cannot restore the training state"),
     "bad_generator_state": (lambda p: p["train"].update(data_generator=torch.zeros(7, dtype=torch.uint8)),
                             "cannot restore the training state"),
+    "empty_rng_list": (lambda p: p["train"].update(rng=[]), "its train.rng is not one random state per process"),
+    "huge_iter_num": (lambda p: p["train"].update(iter_num=10**30), "its train.iter_num 1000000000000000000000000000000"
+                      " is not a step count"),
     "wrong_shaped_exp_avg": (lambda p: _optimizer_entry(p).update(exp_avg=torch.zeros(3)),
                              "the optimizer's exp_avg for parameter 0 has shape \\(3,\\)"),
     "exp_avg_of_ints": (lambda p: _optimizer_entry(p).update(

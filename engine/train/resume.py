@@ -23,6 +23,14 @@ def read_resumable(path) -> dict:
                if (ckpt["train"] if k.startswith("train.") else ckpt).get(k.split(".")[-1]) is None]
     if missing:
         raise CheckpointError(f"{path} cannot be resumed: it lacks {', '.join(missing)}")
+    train = ckpt["train"]
+    for key in ("iter_num", "tokens_seen"):
+        value = train[key]
+        if not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63):
+            raise CheckpointError(f"{path} cannot be resumed: its train.{key} {value!r} is not a step count")
+    rng = train["rng"]
+    if not (isinstance(rng, list) and rng and all(isinstance(r, dict) for r in rng)):
+        raise CheckpointError(f"{path} cannot be resumed: its train.rng is not one random state per process")
     return ckpt
 
 
