@@ -1,7 +1,7 @@
 """How much memory a training run needs, estimated before anything is built, so an absurd size is refused in one
-line (``n_layer=100000``, ``batch_size=1e9``) instead of swapping the machine to a halt or being killed by the OS.
+line (``n_layer=100000``, ``batch_size=1e9``) instead of swapping the machine to a halt or being killed by the OS::
 
-    >>> memory_problem(config, vocab_size=65, memory=16 * 2**30)   # None, or the sentence that refuses it
+    memory_problem(config, vocab_size=65, memory=16 * 2**30)   # None, or the sentence that refuses it
 
 The figure is a lower bound, so a refusal is always right: float32 weights, gradients and AdamW's two moments (16
 bytes per parameter), plus the activations one micro-batch keeps for the backward pass (Korthikanti et al. 2022,
