@@ -136,7 +136,7 @@ def _kjv() -> str:
             con.close()
     except sqlite3.Error as e:
         raise CorpusError(f"cannot read the King James Bible database {path}: {e}") from None
-    out = []
+    out: list[str] = []
     book_key = chapter_key = None
     for testament, book, chapter, p1, p2 in rows:
         if not _VERSE_NUMBER.match(p1 or ""):

@@ -205,8 +205,8 @@ def get_batch(data: np.ndarray, batch_size: int, block_size: int, generator: tor
     advances its generator alike and the ranks together see one global batch.
     """
     n_starts = len(data) - block_size  # a window at i needs data[i : i + block_size + 1]
-    ix = torch.randint(n_starts, (batch_size * world_size,), generator=generator)
-    ix = ix[rank * batch_size:(rank + 1) * batch_size].numpy()
+    draws = torch.randint(n_starts, (batch_size * world_size,), generator=generator)
+    ix = draws[rank * batch_size:(rank + 1) * batch_size].numpy()
     rows = np.asarray(data[ix[:, None] + np.arange(block_size + 1)], dtype=np.int64)  # (B, T + 1)
     buf = torch.from_numpy(rows)
     x, y = buf[:, :-1], buf[:, 1:]  # (B, T) each, views of buf

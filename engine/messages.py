@@ -172,7 +172,8 @@ def from_dict(d: dict) -> Message:
     """
     if not isinstance(d, dict):
         raise ValueError(f"a message must be a JSON object, got {type(d).__name__}")
-    cls = MESSAGE_TYPES.get(d.get("type"))
+    type_name = d.get("type")
+    cls = MESSAGE_TYPES.get(type_name) if isinstance(type_name, str) else None
     if cls is None:
         raise ValueError(f"unknown message type {d.get('type')!r}")
     names = {f.name for f in fields(cls)}

@@ -48,7 +48,7 @@ class MetricsTail:
         self.max_bytes = max_bytes
         self.max_line = max_line
         self.offset = 0
-        self._identity = None  # (st_dev, st_ino) of the file being read
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file being read
         self._head = b""
         self._discarding = False  # inside a line longer than max_line: drop bytes up to its newline
 
@@ -85,7 +85,8 @@ class MetricsTail:
             budget = max(max_bytes or self.max_bytes, self.max_line + 1)
             data = os.pread(fd, min(budget, max(st.st_size - self.offset, 0)), self.offset)
         except OSError as e:
-            out.problem = f"cannot read {self.path}: {e.strerror or errno.errorcode.get(e.errno, e)}"
+            code = errno.errorcode.get(e.errno, str(e)) if e.errno is not None else e
+            out.problem = f"cannot read {self.path}: {e.strerror or code}"
             return out
         finally:
             os.close(fd)

@@ -204,7 +204,7 @@ def _busy(folder: str, holder: Holder | None) -> RunFolderBusy:
 
 def remove_stale_temporaries(folder) -> list[str]:
     """Remove the temporary files of interrupted atomic writes in folder -> their names. Call with the lock held."""
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(folder)
     except OSError:

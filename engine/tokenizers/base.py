@@ -20,6 +20,7 @@ import operator
 import os
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -192,7 +193,7 @@ def span_table(data: bytes, ids, lengths) -> SpanTable:
         partial = np.zeros(len(ids), dtype=bool)
     else:
         # (B,) index of the character each byte belongs to: leads counted up to and including the byte, minus one
-        char_of_byte = is_lead[:-1].astype(np.int32 if len(buf) < 2**31 else np.int64)
+        char_of_byte: np.ndarray = is_lead[:-1].astype(np.int32 if len(buf) < 2**31 else np.int64)
         np.cumsum(char_of_byte, out=char_of_byte)
         char_of_byte -= 1
         char_starts = char_of_byte[starts].astype(np.int64)
@@ -264,7 +265,7 @@ class Tokenizer(ABC):
 
     # -- the interface
 
-    def encode(self, text: str, *, allowed_special: set[str] | str = ()) -> list[int]:
+    def encode(self, text: str, *, allowed_special: Collection[str] | str = ()) -> list[int]:
         """Ids of ``text``. Special-token text is ordinary text unless allowed (``"all"`` allows every one).
 
         Lone surrogates are replaced by U+FFFD first (one character for one, so character offsets stay valid).
@@ -288,14 +289,14 @@ class Tokenizer(ABC):
         app shows them)."""
         return render_bytes(self.token_bytes(id))
 
-    def spans(self, text: str, *, allowed_special: set[str] | str = ()) -> list[TokenSpan]:
+    def spans(self, text: str, *, allowed_special: Collection[str] | str = ()) -> list[TokenSpan]:
         """Every token of ``text`` with its byte range, character range and partial flag.
 
         The spans' bytes concatenate to ``text.encode("utf-8")`` (after lone surrogates became U+FFFD).
         """
         return self.span_table(text, allowed_special=allowed_special).spans()
 
-    def span_table(self, text: str, *, allowed_special: set[str] | str = ()) -> SpanTable:
+    def span_table(self, text: str, *, allowed_special: Collection[str] | str = ()) -> SpanTable:
         """Like ``spans`` but as numpy arrays (cheap for 10 MB of text); build TokenSpans for what you show."""
         text, data = sanitize_encode(text)
         ids = self._encode_array(text, self._allowed(allowed_special))  # (N,) int64

@@ -53,10 +53,11 @@ class CharTokenizer(Tokenizer):
             raise TokenizerError("a character vocabulary needs at least one character")
         if sanitize(chars) != chars:
             raise TokenizerError("a character vocabulary cannot hold lone surrogates")
-        if len(set(chars)) != len(chars):
-            seen = set()
-            dup = next(c for c in chars if c in seen or seen.add(c))
-            raise TokenizerError(f"the character {dup!r} appears twice in the vocabulary")
+        seen: set[str] = set()
+        for c in chars:
+            if c in seen:
+                raise TokenizerError(f"the character {c!r} appears twice in the vocabulary")
+            seen.add(c)
         self.chars = chars
         self.unknown = unknown
         self._offset = 1 if unknown == "replace" else 0  # id 0 is <unk> when unknown characters are replaced

@@ -167,7 +167,7 @@ class HFTokenizer(Tokenizer):
         lengths = self._lengths[ids]  # (N,)
         total = int(lengths.sum())
         if total != len(data) and self._dummy_prefix and len(lengths) and total == len(data) + 1 \
-                and self._table[int(ids[0])].startswith(b" "):
+                and (self._table[int(ids[0])] or b"").startswith(b" "):
             lengths = lengths.copy()
             lengths[0] -= 1  # the "▁" SentencePiece put before the text is no byte of it
         return lengths
