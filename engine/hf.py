@@ -20,6 +20,7 @@ import json
 import os
 import pickle
 import warnings
+from typing import cast
 
 import torch
 
@@ -369,7 +370,7 @@ def load_hf_model(path, *, dtype: str | None = None, device="cpu", progress=None
         model = GPT(config).to(torch_dtype)
     model.to_empty(device="cpu")  # allocates in torch_dtype, uninitialised: every tensor is filled below
     if config.tie_weights:
-        model.lm_head.weight = model.transformer.wte.weight
+        model.lm_head.weight = cast(torch.nn.Embedding, model.transformer["wte"]).weight
     params = dict(model.named_parameters(remove_duplicate=False))
     missing = set(k for k in params if k not in plan and not (config.tie_weights and k == "lm_head.weight"))
     if missing:

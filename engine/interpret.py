@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from engine.model import GPT
+
 GLTR_BUCKETS = (1, 10, 100, 1000)  # rank bounds of GLTR's colours: top 1, top 10, top 100, top 1000, the rest
 CHUNK = 256  # positions per slice when a (positions x vocabulary) tensor would be large
 
@@ -55,7 +57,7 @@ def context_window(ids, block_size: int) -> int:
 @dataclass
 class Trace:
     """What one forward pass over ``ids`` computed, read off through hooks. Row t is position t."""
-    model: object
+    model: GPT
     ids: list[int]
     logits: torch.Tensor  # (T, V) float32: the model's output, unchanged by the watching
     residuals: list[torch.Tensor]  # n_layer x (T, C) float32: the residual stream after each block
@@ -67,7 +69,7 @@ class Trace:
         if not 0 <= layer < len(self.attention_inputs):
             raise ValueError(f"layer {layer} does not exist (the model has {len(self.attention_inputs)})")
         x, rope, bias = self.attention_inputs[layer]
-        attn = self.model.transformer.h[layer].attn
+        attn = self.model.blocks[layer].attn
         return attn.probabilities(x, rope=rope, bias=bias)[0].float().cpu()
 
 

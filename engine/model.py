@@ -30,7 +30,9 @@ attention weights from what a forward pre-hook on ``block.attn`` sees (``engine.
 """
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -158,18 +160,23 @@ class KVCache:
         if B != self.batch_size:
             raise ValueError(f"this KV cache is for batch size {self.batch_size}, got {B}")
         end = self.length + T
-        buf = self.k[layer]
-        if buf is None or end > buf.size(2) or buf.dtype != k.dtype or buf.device != k.device:
-            capacity = max(end, self.capacity, 2 * (buf.size(2) if buf is not None else 0), 16)
+        kbuf, vbuf = self.k[layer], self.v[layer]
+        if kbuf is None or vbuf is None or end > kbuf.size(2) or kbuf.dtype != k.dtype or kbuf.device != k.device:
+            capacity = max(end, self.capacity, 2 * (kbuf.size(2) if kbuf is not None else 0), 16)
             self.capacity = capacity
-            for store, new in ((self.k, k), (self.v, v)):
-                grown = new.new_zeros(B, nh, capacity, hs)
-                if store[layer] is not None and self.length:
-                    grown[:, :, :self.length] = store[layer][:, :, :self.length].to(new)
-                store[layer] = grown
-        self.k[layer][:, :, self.length:end] = k
-        self.v[layer][:, :, self.length:end] = v
-        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+            kbuf, vbuf = self._grown(kbuf, k, capacity), self._grown(vbuf, v, capacity)
+            self.k[layer], self.v[layer] = kbuf, vbuf
+        kbuf[:, :, self.length:end] = k
+        vbuf[:, :, self.length:end] = v
+        return kbuf[:, :, :end], vbuf[:, :, :end]
+
+    def _grown(self, old: torch.Tensor | None, new: torch.Tensor, capacity: int) -> torch.Tensor:
+        """A zero buffer of ``capacity`` positions shaped and typed like ``new``, holding old's first ``length``."""
+        B, nh, _, hs = new.shape
+        grown = new.new_zeros(B, nh, capacity, hs)
+        if old is not None and self.length:
+            grown[:, :, :self.length] = old[:, :, :self.length].to(new)
+        return grown
 
     def truncate(self, n: int):
         """Keep only the first n tokens (0 <= n <= length)."""
@@ -210,6 +217,8 @@ class CausalSelfAttention(nn.Module):
 
     def __init__(self, config: GPTConfig):
         super().__init__()
+        # GPTConfig.__post_init__ replaced these Nones by their defaults
+        assert config.n_kv_head is not None and config.qkv_bias is not None and config.proj_bias is not None
         self.n_head = config.n_head
         self.n_kv_head = config.n_kv_head
         self.head_size = config.head_size
@@ -293,6 +302,7 @@ class MLP(nn.Module):
         super().__init__()
         self.swiglu = config.mlp == "swiglu"
         hidden = config.intermediate_size
+        assert hidden is not None and config.mlp_bias is not None  # GPTConfig.__post_init__ replaced the Nones
         self.c_fc = nn.Linear(config.n_embd, 2 * hidden if self.swiglu else hidden, bias=config.mlp_bias)
         self.gelu = nn.GELU(approximate=config.gelu_approximate)
         self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.mlp_bias)
@@ -326,6 +336,8 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    alibi_slopes: torch.Tensor  # buffers, registered in __init__ for the position scheme that uses them
+    rope_inv_freq: torch.Tensor
 
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -342,7 +354,7 @@ class GPT(nn.Module):
             self.transformer["wpe"] = nn.Embedding(config.block_size, config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_weights:
-            self.lm_head.weight = self.transformer.wte.weight
+            self.lm_head.weight = cast(nn.Embedding, self.transformer["wte"]).weight
         if config.pos == "alibi":
             self.register_buffer("alibi_slopes", alibi_slopes(config.n_head), persistent=False)
         if config.pos == "rope":
@@ -370,10 +382,15 @@ class GPT(nn.Module):
         """Number of parameters (a tied head counts once); non_embedding leaves out token/position embeddings."""
         n = sum(p.numel() for p in self.parameters())
         if non_embedding:
-            n -= self.transformer.wte.weight.numel()
+            n -= cast(nn.Embedding, self.transformer["wte"]).weight.numel()
             if "wpe" in self.transformer:
-                n -= self.transformer.wpe.weight.numel()
+                n -= cast(nn.Embedding, self.transformer["wpe"]).weight.numel()
         return n
+
+    @property
+    def blocks(self) -> Sequence[Block]:
+        """The transformer blocks, typed (they are registered as transformer.h, the checkpoint's key names)."""
+        return cast(Sequence[Block], self.transformer["h"])
 
     def new_cache(self, batch_size: int = 1, max_len: int | None = None) -> KVCache:
         return KVCache(self.config.n_layer, batch_size, max_len)
@@ -415,7 +432,7 @@ class GPT(nn.Module):
         cfg = self.config
         device = idx.device
 
-        x = self.transformer.wte(idx)  # (B, T, C)
+        x = self.transformer["wte"](idx)  # (B, T, C)
         rope = bias = None
         if cfg.pos == "learned":
             if start + T > cfg.block_size:
@@ -423,22 +440,22 @@ class GPT(nn.Module):
                                  f"tokens (block_size); got {start + T}. Use a shorter context "
                                  f"(or a rope/alibi model, which can run longer)")
             pos = torch.arange(start, start + T, dtype=torch.long, device=device)  # (T,)
-            x = x + self.transformer.wpe(pos)  # (B, T, C) + (T, C)
+            x = x + self.transformer["wpe"](pos)  # (B, T, C) + (T, C)
         elif cfg.pos == "rope":
             rope = rope_tables(torch.arange(start, start + T, device=device), cfg.head_size,
                                inv_freq=self.rope_inv_freq.float())  # 2 x (T, hs)
         else:
             bias = alibi_bias(self.alibi_slopes, start, T, device)  # (1, nh, T, S)
-        x = self.transformer.drop(x)
+        x = self.transformer["drop"](x)
 
         attentions = []
-        for i, block in enumerate(self.transformer.h):
+        for i, block in enumerate(self.blocks):
             x, attn = block(x, rope=rope, bias=bias, start=start, cache=cache, layer=i,
                             return_attention=return_attention)
             attentions.append(attn)
         if cache is not None:
             cache.length = start + T
-        x = self.transformer.ln_f(x)
+        x = self.transformer["ln_f"](x)
 
         if last_only:
             x = x[:, -1:, :]  # (B, 1, C)
