@@ -156,7 +156,7 @@ def test_disk_full_while_saving_is_one_line(tmp_path):
     args = [f"{k}={v}" for k, v in {**TINY, "corpus": corpus, "out_dir": tmp_path / "run"}.items()]
     r = cli(*args, code=DISK_FULL)
     lines = r.stderr.strip().splitlines()
-    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert r.returncode == 1 and len(lines) == 1, r.stderr
     assert lines[0].startswith("llm-train: error: disk full while saving ckpt.pt (")
     failed = [m for m in read_jsonl(tmp_path / "run" / "metrics.jsonl")[0] if isinstance(m, Failed)]
     assert failed and failed[-1].error.startswith("disk full while saving ckpt.pt") and failed[-1].traceback == ""
