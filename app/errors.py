@@ -27,7 +27,9 @@ def setup_logging() -> None:
 
 
 class ErrorReporter(QObject):
-    """Turns exceptions into a modal dialog, one at a time (later ones wait their turn); keeps a list of what it reported (the tests read it)."""
+    """Turns exceptions into a modal dialog, one at a time (later ones wait their turn).
+
+    Keeps a list of what it reported (the tests read it)."""
 
     sig_error = Signal(str, str)
     """(one-line summary, full traceback) — emitted on the UI thread."""

@@ -349,7 +349,7 @@ class MainWindow(QMainWindow):
             s.endGroup()
         s.sync()
 
-    def closeEvent(self, event):
+    def closeEvent(self, event):  # noqa: N802 (Qt override)
         if not all(pane.confirm_close() for pane in self.panes):
             event.ignore()
             return

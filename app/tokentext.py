@@ -35,7 +35,7 @@ def _escape_text(text: str, show_whitespace: bool) -> str:
 
 
 def visible(data: bytes, show_whitespace: bool = True) -> str:
-    """Readable text for a token's bytes: valid UTF-8 decoded, every byte that is not part of a whole character as <XX>."""
+    """Readable text for a token's bytes: valid UTF-8 decoded, every byte not part of a whole character as <XX>."""
     out = []
     i = 0
     while i < len(data):

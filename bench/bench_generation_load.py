@@ -6,7 +6,8 @@ Writes two models with random weights by transformers' save_pretrained (bf16 saf
 published) into a temporary folder: a SmolLM-135M shape and a Qwen2.5-0.5B shape (151 936-token vocabulary, tied
 head). Each is then loaded by engine.load_model in a fresh process, in fp32 and in bf16, alternating, twice each;
 the child reports the load time and how far its peak resident memory rose above the resident memory it held just
-before the load (torch and the engine imported). Weights are memory-mapped, so the file's pages count while they are read.
+before the load (torch and the engine imported). Weights are memory-mapped, so the file's pages count while they
+are read.
 The machine this runs on may be shared: the load average is printed.
 """
 

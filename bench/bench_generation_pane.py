@@ -1,8 +1,8 @@
 """How long the Generation pane's chart takes to redraw after a decoding control moves (no model forward).
 
-For a character vocabulary (65 tokens), GPT-2's (50 257) and o200k's (200 019, above Qwen's 151 646), each with a random tiny model loaded through a
-real checkpoint, it moves the controls 50 times (temperature, top-k, top-p, min-p, repetition penalty in turn) and
-reports mean and p95 of
+For a character vocabulary (65 tokens), GPT-2's (50 257) and o200k's (200 019, above Qwen's 151 646), each with a
+random tiny model loaded through a real checkpoint, it moves the controls 50 times (temperature, top-k, top-p,
+min-p, repetition penalty in turn) and reports mean and p95 of
   * update: the slot's work (decoding stages over the whole vocabulary + pushing data into the plot items), and
   * with paint: update plus a forced repaint of the chart;
 and the UI thread's share of a step: showing a step's result (text, chart, last-draw strip) once the worker has

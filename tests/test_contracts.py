@@ -5,7 +5,6 @@ import json
 import os
 
 import pytest
-import torch
 
 from engine import choices
 from engine.checkpoint import CheckpointError
@@ -128,7 +127,7 @@ def test_llama_style_settings_build_a_llama_shaped_model():
     assert problems({"norm": "batchnorm"})[0].startswith("norm must be one of layernorm, rmsnorm")
 
 
-# ---- a typed outcome --------------------------------------------------------------------------------------------------
+# ---- a typed outcome -------------------------------------------------------------------------------------------------
 
 def test_finished_carries_a_typed_outcome_through_json():
     msg = Finished("r", step=5, outcome=Outcome.DIVERGED, detail="the loss became non-finite at step 5")
@@ -150,7 +149,7 @@ def test_finished_lines_written_before_outcome_existed_still_read(tmp_path):
     assert [(m.outcome, m.detail) for m in msgs] == [(Outcome.DIVERGED, "too hot"), (Outcome.STOPPED, "")]
 
 
-# ---- one user-error base, one Cancelled --------------------------------------------------------------------------------
+# ---- one user-error base, one Cancelled ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("cls", [CheckpointError, HFModelError, ConfigError, DataError, CorpusError, TokenizerError,
                                  ChatTemplateError])

@@ -87,7 +87,8 @@ def test_summaries_of_finished_stopped_crashed_and_running_runs(tmp_path):
     assert stopped.state == "stopped"
     failed = summarize(write_run(tmp_path / "failed", end=Failed("r1", step=3, error="RuntimeError: boom")))
     assert (failed.state, failed.detail) == ("crashed", "RuntimeError: boom")
-    diverged = summarize(write_run(tmp_path / "div", end=Finished("r1", step=10, outcome=Outcome.DIVERGED, detail="nan")))
+    end = Finished("r1", step=10, outcome=Outcome.DIVERGED, detail="nan")
+    diverged = summarize(write_run(tmp_path / "div", end=end))
     assert diverged.state == "crashed"
 
     killed = write_run(tmp_path / "killed")  # no end message, quiet for an hour: killed without a word

@@ -3,7 +3,6 @@ the overlay's smoothing equals a hand-computed EMA; hover, log scale and exports
 comparison table; the Training pane embeds the view and resumes / uses what it asks for."""
 
 import csv
-import math
 import os
 import time
 
@@ -12,7 +11,6 @@ import pytest
 
 from app.experiments.view import RunsView
 from app.paths import runs_dir
-from engine.experiments.curves import RunCurves
 from engine.messages import Eval, Failed, Finished, JsonlWriter, Outcome, Started, Step
 
 CONFIG = {"n_layer": 2, "n_embd": 64, "pos": "rope", "tokenizer": "char", "corpus": "shakespeare", "max_iters": 10,

@@ -517,4 +517,5 @@ def test_run_stops_at_max_new_tokens_and_shows_its_rate(qtbot, pane):
 
 def test_the_previous_draw_is_labelled_as_such(qtbot, pane):
     step(qtbot, pane, 1)
-    assert "Previous step" in pane.chart.strip_title.text() and "not the chart above" in pane.chart.strip_title.toolTip()
+    title = pane.chart.strip_title
+    assert "Previous step" in title.text() and "not the chart above" in title.toolTip()

@@ -4,7 +4,7 @@ Generation pane and watch the marked row move, switch the model."""
 import numpy as np
 import pytest
 import torch
-from PySide6.QtCore import QEvent, QPoint, Qt
+from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QHelpEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QToolTip

@@ -5,8 +5,8 @@ import pickle
 
 import pytest
 
-from engine.messages import (MESSAGE_TYPES, CheckpointSaved, Eval, Failed, Finished, JsonlWriter, NonFinite, Outcome, Sample,
-                             Started, Step, append_jsonl, from_dict, from_json, read_jsonl)
+from engine.messages import (MESSAGE_TYPES, CheckpointSaved, Eval, Failed, Finished, JsonlWriter, NonFinite, Outcome,
+                             Sample, Started, Step, append_jsonl, from_dict, from_json, read_jsonl)
 
 EXAMPLES = [
     Started("r1", config={"lr": 0.001, "corpus": "shakespeare"}, n_params=812345, world_size=2, step=40),

@@ -128,7 +128,7 @@ def test_partial_byte_tokens_show_hex_and_inspector_names_the_character(pane, qt
 
 
 def test_inspector_for_a_whole_token_and_keyboard(pane, qtbot):
-    a = type_text(pane, qtbot, "Hello world")
+    type_text(pane, qtbot, "Hello world")
     qtbot.mouseClick(pane.ids_view.viewport(), Qt.MouseButton.LeftButton, pos=center(pane.ids_view, 1))
     info = pane.inspector.text()
     assert "995" in info and "' world'" in info and "20 77 6F 72 6C 64" in info and "[5, 11)" in info

@@ -25,7 +25,8 @@ DARK = {"Window": "#2b2b2b", "WindowText": "#e6e6e6", "Base": "#1e1e1e", "Altern
 def run_experiment(folder: Path) -> None:
     subprocess.run([sys.executable, "-m", "engine.train", "--experiment", "positions", "--preset", "tiny",
                     "--threads", "1", "corpus=shakespeare", f"out_dir={folder}", "max_iters=400",
-                    "lr_decay_iters=400", "eval_interval=50", "checkpoint_interval=400"], cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                    "lr_decay_iters=400", "eval_interval=50", "checkpoint_interval=400"],
+                   cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 def main(argv: list[str]) -> int:

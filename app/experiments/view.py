@@ -384,11 +384,11 @@ class RunsView(QWidget):
         self.status.setText(text)
 
     # ---- life ----------------------------------------------------------------------------------------------------
-    def showEvent(self, event) -> None:
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
         super().showEvent(event)
         self.refresh()
 
-    def hideEvent(self, event) -> None:
+    def hideEvent(self, event) -> None:  # noqa: N802 (Qt override)
         super().hideEvent(event)
         self._live.stop()
         self._rescan.stop()

@@ -310,7 +310,6 @@ class ProbabilityChart(QWidget):
 
     def row_scene_pos(self, row: int) -> QPointF:
         """Scene position of the middle of a row's bar (tests click there)."""
-        r = self.data.rows[row]
         x0 = float(self.raw_bars.opts["x0"][row])
         return self.plot.vb.mapViewToScene(QPointF(x0 + float(self.raw_bars.opts["width"][row]) / 2, row))
 

@@ -70,7 +70,8 @@ class TokenizationPane(QWidget):
 
         self._runner = JobRunner(self, torch_threads=None)  # tokenizers only: no torch to set up
         self._runner.sig_done.connect(self._on_job_done)
-        self._listing = JobRunner(self, torch_threads=None)  # its own thread: scanning the cache imports torch, which takes seconds
+        # its own thread: scanning the cache imports torch, which takes seconds
+        self._listing = JobRunner(self, torch_threads=None)
         self._listing.sig_done.connect(self._on_job_done)
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)

@@ -112,7 +112,7 @@ class RunController(QObject):
                 msg = self._queue.get_nowait()
             except (queue_module.Empty, EOFError, OSError):
                 return
-            except Exception:  # a message that cannot be unpickled: skip it, keep the stream going
+            except Exception:  # noqa: BLE001 - a message that cannot be unpickled: skip it, keep the stream going
                 continue
             kind = getattr(msg, "type", "")
             if kind == "finished":
