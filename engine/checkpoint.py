@@ -153,7 +153,7 @@ def _check_weights(payload: dict, name: str) -> None:
         if not isinstance(t, torch.Tensor):
             continue
         try:
-            held = t.untyped_storage().nbytes() - t.storage_offset() * t.element_size()
+            held = int(t.untyped_storage().nbytes() - t.storage_offset() * t.element_size())
         except Exception:  # noqa: BLE001 - a tensor without a plain storage
             held = -1
         claimed = t.numel() * t.element_size()

@@ -402,7 +402,7 @@ def load_hf_model(path, *, dtype: str | None = None, device="cpu", progress=None
 
 def _tokenizer_extras(folder: str) -> dict:
     """chat_template (tokenizer_config.json or chat_template.jinja), bos_token and eos_token as text, or None."""
-    out = {"chat_template": None, "bos_token": None, "eos_token": None}
+    out: dict[str, str | None] = {"chat_template": None, "bos_token": None, "eos_token": None}
     try:
         with open(os.path.join(folder, "tokenizer_config.json"), "rb") as f:
             tc = json.loads(f.read().decode("utf-8"))

@@ -53,7 +53,7 @@ def measure(run_dir, multiples=MULTIPLES, batches: int = 0, batch_size: int = 0,
                    val_fraction=float(config.get("val_fraction", 0.1)), cache_dir=config.get("cache_dir") or None,
                    name=f"corpus {config['corpus']!r}")
     name = arm or folder.path.name
-    rows = []
+    rows: list[Row] = []
     model.eval()
     for m in multiples:
         context = block * m

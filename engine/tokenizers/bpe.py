@@ -71,7 +71,7 @@ def count_chunks(text: str, pattern: str, special_tokens=(), cancel: Callable[[]
     """Pre-split ``text`` with ``pattern`` and count each chunk's UTF-8 bytes; special-token text separates chunks
     and is not counted. "the cat the" -> {b"the": 1, b" cat": 1, b" the": 1}"""
     compiled = _check_pattern(pattern)
-    counts = Counter()
+    counts: Counter[str] = Counter()
     if special_tokens:
         parts = re.split("|".join(map(re.escape, sorted(special_tokens, key=len, reverse=True))), text)
     else:
@@ -94,9 +94,9 @@ def learn_merges(chunk_counts: dict[bytes, int], n_merges: int, *, progress=None
     where: dict[tuple[int, int], set[int]] = defaultdict(set)  # pair -> words that held it (maybe no longer)
     for wi, w in enumerate(words):
         c = counts[wi]
-        for pair in zip(w, w[1:]):
-            pair_counts[pair] += c
-            where[pair].add(wi)
+        for adjacent in zip(w, w[1:]):
+            pair_counts[adjacent] += c
+            where[adjacent].add(wi)
     heap = [(-c, pair) for pair, c in pair_counts.items()]  # max count first, then the smallest pair
     heapq.heapify(heap)
     vocab = [bytes([i]) for i in range(256)]  # id -> bytes
@@ -108,7 +108,7 @@ def learn_merges(chunk_counts: dict[bytes, int], n_merges: int, *, progress=None
     while len(merges) < n_merges:
         if cancel is not None and cancel():
             raise Cancelled("BPE training was cancelled")
-        pair = None
+        pair: tuple[int, int] | None = None
         while heap:
             neg, p = heapq.heappop(heap)
             if pair_counts.get(p) == -neg:  # else a stale entry: the count changed since it was pushed
@@ -295,7 +295,9 @@ class BPETokenizer(TiktokenBacked):
             raise TokenizerError(f"{source}: the merges are missing")
         if not isinstance(special, dict) or not all(isinstance(v, int) for v in special.values()):
             raise TokenizerError(f"{source}: special_tokens must map each special token to its id")
-        names = sorted(special, key=special.get)
+        if not isinstance(pattern, str):
+            raise TokenizerError(f"{source}: the pre-split pattern must be a non-empty regular expression")
+        names = sorted(special, key=lambda token: special[token])
         try:
             tok = cls(merges, pattern=pattern, special_tokens=names, name=data.get("name", "bpe"))
         except ValueError as e:

@@ -40,7 +40,8 @@ def _resolve_device(config: TrainConfig, local_rank: int) -> torch.device:
 
 def _rng_state(device: torch.device) -> dict:
     """This process's torch, CUDA, numpy and Python RNG states as plain data (checkpoint-safe)."""
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)
+    assert isinstance(np_state, tuple)  # legacy: the MT19937 state as a tuple
     py_state = random.getstate()
     state = {
         "torch": torch.get_rng_state(),

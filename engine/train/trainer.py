@@ -11,10 +11,11 @@ import traceback
 import uuid
 from contextlib import nullcontext
 from dataclasses import replace
-from typing import Callable
+from typing import Callable, cast
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from engine.checkpoint import CheckpointError, check_optimizer_state, save_checkpoint
 from engine.data import DataError, get_batch, load_text, prepare
@@ -23,6 +24,7 @@ from engine.errors import Cancelled, one_line
 from engine.messages import (CheckpointSaved, Eval, Failed, Finished, JsonlWriter, Message, NonFinite, Outcome,
                              Sample, Started, Step)
 from engine.model import GPT, GPTConfig
+from engine.runlock import RunLock
 from engine.runs import RunFolder
 from engine.train.config import CKPT_NAME, USER_ERRORS, ConfigError, TrainConfig, get_lr, model_config, problems
 from engine.train.distributed import _dist_env, _resolve_device, _rng_state, _set_rng_state
@@ -43,7 +45,7 @@ class Trainer:
         self.config = config
         self.user_emit = emit
         self.should_stop = should_stop or (lambda: False)
-        self.writer = None
+        self.writer: JsonlWriter | None = None
         self.run_id = uuid.uuid4().hex[:12]
         self.iter_num = 0
         self.tokens_seen = 0
@@ -52,7 +54,7 @@ class Trainer:
         self.last_saved = -1
         self.last_eval = -1
         self.started_dist = False
-        self.lock = None
+        self.lock: RunLock | None = None
         try:
             self._setup()
         except BaseException:  # e.g. a DataError after init_process_group: leave no process group behind
@@ -130,7 +132,11 @@ class Trainer:
 
         # model, optimizer, scaler, data generator
         if cfg.init_from:  # the source's shape (the checkpoint's once resumed), with this run's dropout
-            base = GPTConfig.from_dict(ckpt["model_config"]) if ckpt is not None else source.config
+            if ckpt is not None:
+                base = GPTConfig.from_dict(ckpt["model_config"])
+            else:
+                assert source is not None  # open_source built it above
+                base = source.config
             self.model_config = replace(base, dropout=cfg.dropout)
             if self.model_config.pos == "learned" and cfg.block_size > self.model_config.block_size:
                 raise ConfigError(f"block_size {cfg.block_size} is longer than the context of the model in init_from "
@@ -164,12 +170,10 @@ class Trainer:
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
         self.autocast = (torch.autocast(self.device.type, dtype=amp_dtype) if amp_dtype is not None
                          else nullcontext())
-        self.model = self.raw
+        self.model: torch.nn.Module = self.raw  # what steps: the raw model, compiled and/or wrapped in DDP
         if cfg.compile:
-            self.model = torch.compile(self.model)
+            self.model = cast(torch.nn.Module, torch.compile(self.model))  # an OptimizedModule
         if self.world_size > 1:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             self.model = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.params = [p for p in self.raw.parameters() if p.requires_grad]
         self.start_id = self.tokenizer.start_id
@@ -177,6 +181,7 @@ class Trainer:
         # the run folder is written only once everything above succeeded: a failed start changes nothing there
         if self.master:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            assert self.lock is not None  # rank 0 took it first thing
             self.lock.keep_folder()
             if not cfg.resume:  # a run that never reached a checkpoint is started over
                 self.folder.metrics_path.unlink(missing_ok=True)
@@ -293,7 +298,7 @@ class Trainer:
             x, y = get_batch(self.data.train, self.micro_batch, cfg.block_size, self.generator,
                              rank=self.rank, world_size=self.world_size, device=self.device)
             last = micro == cfg.grad_accum - 1
-            sync = nullcontext() if last or self.world_size == 1 else model.no_sync()
+            sync = nullcontext() if last or self.world_size == 1 else cast(DDP, model).no_sync()
             with sync:
                 with self.autocast:
                     _, loss = model(x, y)
@@ -402,7 +407,7 @@ class Trainer:
         """Checkpoint (collective: every rank contributes its RNG state; rank 0 writes)."""
         rng = _rng_state(self.device)
         if self.world_size > 1:
-            states = [None] * self.world_size
+            states: list[dict | None] = [None] * self.world_size
             dist.all_gather_object(states, rng)
         else:
             states = [rng]
