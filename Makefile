@@ -27,6 +27,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check engine
+	$(PY) -m mypy
 
 bench: $(STAMP)
 	$(PY) bench/bench_tokenizers.py
