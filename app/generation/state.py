@@ -18,26 +18,10 @@ from dataclasses import dataclass
 
 import torch
 
+from app.events import Event
 from app.failure import JobFailed, is_user_error
 from app.generation.model_source import LoadedModel, ModelSource, load_source
 from engine.decoding import DecodeSettings, probabilities
-
-
-class Event:
-    """A list of callbacks: ``connect(cb)``, ``disconnect(cb)``, ``emit(*args)`` calls them in order."""
-
-    def __init__(self):
-        self._callbacks: list[Callable] = []
-
-    def connect(self, callback: Callable) -> None:
-        self._callbacks.append(callback)
-
-    def disconnect(self, callback: Callable) -> None:
-        self._callbacks.remove(callback)
-
-    def emit(self, *args) -> None:
-        for callback in list(self._callbacks):
-            callback(*args)
 
 
 @dataclass
