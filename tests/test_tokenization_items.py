@@ -138,11 +138,9 @@ def test_text_and_hex_bytes_are_shaped_apart():
 
 # ---- long pastes go in a piece at a time --------------------------------------------------------------------------
 def paste(edit, text):
-    from PySide6.QtCore import QMimeData
-
-    mime = QMimeData()
-    mime.setText(text)
-    QGuiApplication.clipboard().setMimeData(mime)
+    # setText, not setMimeData(QMimeData()): a mime object made in Python is owned by the clipboard, which Qt deletes in
+    # its exit handlers after Python is gone, and the wrapper's destructor then crashed the test process (exit 139)
+    QGuiApplication.clipboard().setText(text)
     edit.setFocus()
     edit.paste()
 
