@@ -26,7 +26,7 @@ test-fast: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(PY) -m ruff check engine
+	$(PY) -m ruff check .
 	$(PY) -m mypy
 
 bench: $(STAMP)
