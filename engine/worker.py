@@ -83,7 +83,9 @@ def run_worker(parent: int, rank: int, world_size: int, port: int, config: dict,
         if emit_queue is not None:
             emit_queue.cancel_join_thread()  # nobody reads the queue any more: do not wait at exit to flush it
 
-    watch = ParentWatch(parent, on_exit=forget_queue).start()  # before torch: its import takes seconds
+    # Before torch: its import takes seconds (8 s on a loaded machine), and an orphan noticed then has nothing to save,
+    # so it exits at once rather than after the import; from the first step on it stops as a Stop does.
+    watch = ParentWatch(parent, exit_after=0.0, on_exit=forget_queue).start()
 
     def should_stop() -> bool:  # asked to, or the app died without asking: save and end
         return (stop_event is not None and stop_event.is_set()) or watch.orphaned.is_set()
@@ -94,6 +96,7 @@ def run_worker(parent: int, rank: int, world_size: int, port: int, config: dict,
 
     if threads:
         torch.set_num_threads(threads)
+    watch.exit_after = ORPHAN_EXIT_S
     try:
         train(TrainConfig.from_dict(config), emit_queue.put if emit_queue is not None else None, should_stop)
     except Exception:  # noqa: BLE001 - already reported as a Failed message

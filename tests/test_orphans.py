@@ -134,3 +134,12 @@ def test_app_killed_while_training_saves_and_exits(tmp_path):
     config = tiny(tmp_path)
     kill_app_and_wait(config, 2, "step")
     assert read_checkpoint(tmp_path / "run" / "ckpt.pt")["train"]["iter_num"] > 0
+
+
+def test_an_orphan_noticed_while_importing_torch_exits_at_once():
+    # before the first step there is nothing to save, so the worker does not wait for its (seconds-long) torch import
+    code = ("import os, time\nfrom engine.worker import ParentWatch\n"
+            "ParentWatch(os.getppid() + 100000, interval=0.05, exit_after=0.0).start()\ntime.sleep(30)\n")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], timeout=60)
+    assert done.returncode == 3 and time.monotonic() - started < 25
