@@ -196,7 +196,7 @@ def test_the_pane_survives_what_a_followed_file_says(qtbot, tmp_path):
     pane.follower.sig_problem.connect(problems.append)
     pane.follow(str(tmp_path))
     qtbot.waitUntil(lambda: pane.history.last_step == 2**35, timeout=60_000)
-    pane._redraw(force=True)
+    pane.redraw()
     assert "step 34,359,738,368 / 1,099,511,627,776" in pane.progress_text.text()
     assert 0 < pane.progress.value() <= pane.progress.maximum() < 2**31
     assert len(problems) == 1 and "300 lines" in problems[0] and "step is str" in problems[0]
