@@ -101,3 +101,16 @@ def expect_reported(reporter, qtbot):
         qtbot.waitUntil(lambda: any(text in summary for summary, _ in reporter.reported), timeout=timeout_ms)
 
     return expect
+
+
+@pytest.fixture
+def tokenization_pane(qtbot, reporter):
+    """A shown Tokenization pane, shut down after the test (its test files each call it ``pane``)."""
+    from app.tokenization.pane import TokenizationPane
+
+    p = TokenizationPane(reporter=reporter)
+    qtbot.addWidget(p)
+    p.resize(1200, 760)
+    p.show()
+    yield p
+    p.shutdown()

@@ -8,7 +8,7 @@ from PySide6.QtGui import QGuiApplication
 from app.tokenization.analysis import analyse, follow_token
 from app.tokenization.compare import split_differences, split_html
 from app.tokenization.encodings import Encoding
-from app.tokenization.pane import COMPARE_TAB, DECODE_TAB, TokenizationPane
+from app.tokenization.pane import COMPARE_TAB, DECODE_TAB
 from app.tokentext import isolated_html, shaping_runs
 from engine.tokenizers import get_tokenizer
 
@@ -16,13 +16,8 @@ WAIT_MS = 15_000
 
 
 @pytest.fixture
-def pane(qtbot, reporter):
-    p = TokenizationPane(reporter=reporter)
-    qtbot.addWidget(p)
-    p.resize(1200, 760)
-    p.show()
-    yield p
-    p.shutdown()
+def pane(tokenization_pane):
+    return tokenization_pane
 
 
 def type_text(pane, qtbot, text):

@@ -64,13 +64,8 @@ def hub(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def pane(qtbot, reporter, hub):
-    p = TokenizationPane(reporter=reporter)
-    qtbot.addWidget(p)
-    p.resize(1200, 760)
-    p.show()
-    yield p
-    p.shutdown()
+def pane(hub, tokenization_pane):  # hub first: the pane lists the cache it points to
+    return tokenization_pane
 
 
 def offered(pane) -> dict:

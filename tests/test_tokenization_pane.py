@@ -13,13 +13,8 @@ WAIT_MS = 15_000
 
 
 @pytest.fixture
-def pane(qtbot, reporter):
-    p = TokenizationPane(reporter=reporter)
-    qtbot.addWidget(p)
-    p.resize(1200, 760)
-    p.show()
-    yield p
-    p.shutdown()
+def pane(tokenization_pane):
+    return tokenization_pane
 
 
 def shown(pane, text, encoding=None, qtbot=None):
