@@ -1,54 +1,13 @@
-"""Showing a token's bytes truthfully: whitespace made visible, partial UTF-8 pieces as hex, never a bare U+FFFD.
+"""How the app draws a token beside its readable text: hex bytes, a Python literal, and the label cut into runs
+that cannot shape into each other.
 
-Pure functions, no Qt: both the Tokenization and Generation panes use them.
-
-    >>> visible(b" hello\\n")
-    '␣hello↵'
-    >>> visible(b"\\xe2\\x82")
-    '<E2><82>'
+The readable text itself comes from the engine, the one place that makes bytes visible:
+``engine.tokenizers.text.render_bytes(data, whitespace="chips")`` ('␣hello↵', '<E2><82>'). Pure functions, no Qt.
 """
 
 import re
 
-WHITESPACE = {" ": "␣", "\n": "↵", "\r": "␍", "\t": "→"}
 _HEX_RUN = re.compile(r"((?:<[0-9A-F]{2}>)+)")
-# the characters _escape_char may change (space: made visible); text without them is shown as it is
-_SPECIAL = re.compile("[\x00-\x20\x7f-\x9f\ufeff\u200b-\u200f\u2028-\u202e]")
-
-
-def _escape_char(ch: str, show_whitespace: bool) -> str:
-    if show_whitespace and ch in WHITESPACE:
-        return WHITESPACE[ch]
-    code = ord(ch)
-    if ch in "\n\t" and not show_whitespace:
-        return ch
-    if code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0:
-        return f"\\x{code:02x}"
-    if ch == "\ufeff" or 0x200B <= code <= 0x200F or 0x2028 <= code <= 0x202E:
-        return f"\\u{code:04x}"  # invisible format characters
-    return ch
-
-
-def _escape_text(text: str, show_whitespace: bool) -> str:
-    """_escape_char over the text, calling it only for the characters that may change (one regex pass in C)."""
-    return _SPECIAL.sub(lambda m: _escape_char(m.group(), show_whitespace), text)
-
-
-def visible(data: bytes, show_whitespace: bool = True) -> str:
-    """Readable text for a token's bytes: valid UTF-8 decoded, every byte not part of a whole character as <XX>."""
-    out = []
-    i = 0
-    while i < len(data):
-        try:
-            # decode the longest valid prefix, then hex the first bad byte
-            out.append(_escape_text(data[i:].decode("utf-8"), show_whitespace))
-            break
-        except UnicodeDecodeError as err:
-            good = data[i : i + err.start].decode("utf-8")
-            out.append(_escape_text(good, show_whitespace))
-            out.append(f"<{data[i + err.start]:02X}>")
-            i += err.start + 1
-    return "".join(out)
 
 
 def hex_bytes(data: bytes) -> str:
@@ -65,7 +24,7 @@ def python_repr(data: bytes) -> str:
 
 
 def shaping_runs(shown: str) -> list[str]:
-    """``shown`` (a label from :func:`visible`) cut where its text meets its hex bytes, to be drawn as separate runs.
+    """``shown`` (a label from ``render_bytes``) cut where its text meets its hex bytes, to be drawn as separate runs.
 
     Drawn as one run, a mark at the end of the text (a Devanagari virama: U+094D) shapes with the "<" after it:
     the font chosen for the Devanagari run draws the "<" too and the virama attaches to it. Separate runs cannot

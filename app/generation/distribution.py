@@ -31,7 +31,7 @@ STAGE_TITLES = {
 @dataclass
 class Row:
     id: int
-    label: str  # the token's bytes made visible (app.tokentext.visible)
+    label: str  # the token's bytes made visible (engine.tokenizers.text.render_bytes, as chips)
     raw: float  # probability under the raw softmax of the logits, before any decoding control
     final: float  # probability the sampler uses, after every stage
     cut_by: str = ""  # "" if the token can still be drawn, else the stage that removed it ("top_k", "greedy", ...)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from app.tokentext import visible
+from engine.tokenizers.text import render_bytes
 
 KINDS = ("bundled", "latest", "file", "hf", "random")
 PRECISIONS = ("auto", "float32", "bfloat16")  # of a Hugging Face model; auto: engine.hf's choice by size
@@ -154,7 +154,7 @@ def _random_model(source: ModelSource, progress):
 
 
 def vocabulary_labels(tokenizer, vocab_size: int) -> list[str | None]:
-    """visible() text of every id the model can output; None for ids that are no token (holes, padding)."""
+    """The visible text (render_bytes, as chips) of every id the model can output; None for ids that are no token."""
     get = tokenizer.token_bytes
     labels: list[str | None] = []
     for i in range(vocab_size):
@@ -162,7 +162,7 @@ def vocabulary_labels(tokenizer, vocab_size: int) -> list[str | None]:
             labels.append(None)
             continue
         try:
-            labels.append(visible(get(i)))
+            labels.append(render_bytes(get(i), whitespace="chips"))
         except ValueError:
             labels.append(None)
     return labels

@@ -341,13 +341,13 @@ class RunLimits:
 
     def stop_reason(self, generated: int, text: str) -> str:
         """Why a run that has generated ``generated`` tokens making ``text`` stops now, or ""."""
-        from app.tokentext import visible
+        from engine.tokenizers.text import render_bytes
 
         if self.max_new and generated >= self.max_new:
             return f"stopped after {generated} new tokens (the maximum)"
         for s in self.stop:
             if s and s in text:
-                return f"stopped at the stop sequence {visible(s.encode('utf-8'))}"
+                return f"stopped at the stop sequence {render_bytes(s.encode('utf-8'), whitespace='chips')}"
         return ""
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from PySide6.QtCore import QStringListModel, QTimer, Signal
 from PySide6.QtWidgets import QCompleter, QLineEdit
 
-from app.tokentext import visible
+from engine.tokenizers.text import render_bytes
 
 LIMIT = 100
 DEBOUNCE_MS = 120
@@ -28,7 +28,7 @@ def find(labels: Sequence[str | None], query: str, limit: int = LIMIT) -> list[i
     if query.startswith("#") and query[1:].isdigit():
         i = int(query[1:])
         return [i] if 0 <= i < len(labels) and labels[i] is not None else []
-    needles = {query, visible(query.encode("utf-8", "surrogatepass"))}
+    needles = {query, render_bytes(query.encode("utf-8", "surrogatepass"), whitespace="chips")}
     exact, prefix, inside = [], [], []
     for i, label in enumerate(labels):
         if label is None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from app.tokentext import visible
+from engine.tokenizers.text import render_bytes
 
 TOP_K = 5  # predictions shown when hovering a token
 LENS_COLUMNS = 16  # positions the logit lens shows, ending at the chosen one
@@ -65,7 +65,7 @@ def analyse(model, tokenizer, ids, k: int = TOP_K) -> Analysis:
     seen = ids[start:]
     t = interpret.trace(model, seen)
     p = interpret.predictions(t.logits, seen, k=k)
-    labels = [visible(tokenizer.token_bytes(i)) for i in seen]
+    labels = [render_bytes(tokenizer.token_bytes(i), whitespace="chips") for i in seen]
     pieces = token_pieces(tokenizer, seen)
     n_chars = sum(len(s) for s in pieces[1:])
     return Analysis(

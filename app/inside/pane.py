@@ -370,9 +370,9 @@ class InsidePane(QWidget):
     def vocab_label(self, i: int) -> str:
         if 0 <= i < len(self.vocab_labels) and self.vocab_labels[i] is not None:
             return self.vocab_labels[i]
-        from app.tokentext import visible
+        from engine.tokenizers.text import render_bytes
         try:
-            return visible(self.tokenizer.token_bytes(i))
+            return render_bytes(self.tokenizer.token_bytes(i), whitespace="chips")
         except ValueError:
             return f"<id {i}>"
 

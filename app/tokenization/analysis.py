@@ -19,8 +19,9 @@ from functools import lru_cache
 import numpy as np
 from engine.errors import UserError
 from engine.tokenizers import TokenSpan
+from engine.tokenizers.text import render_bytes
 
-from app.tokentext import hex_bytes, visible
+from app.tokentext import hex_bytes
 
 MAX_SHOWN_TOKENS = 10_000  # the views draw at most this many tokens (30,000 took 60-80 ms to lay out) ...
 MAX_SHOWN_BYTES = 100_000  # ... or this many bytes of text; the counts always cover the whole text
@@ -243,7 +244,8 @@ def label(data: bytes, show_whitespace: bool) -> str:
     >>> label("\u0301".encode(), False) == "\u25cc\u0301"
     True
     """
-    pieces = [visible(piece, show_whitespace) for piece in data.split(b"\n")]
+    mode = "chips" if show_whitespace else "keep"
+    pieces = [render_bytes(piece, whitespace=mode) for piece in data.split(b"\n")]
     if pieces[0] and unicodedata.category(pieces[0][0]) in ("Mn", "Me", "Mc"):
         pieces[0] = "\u25cc" + pieces[0]  # ◌, the dotted circle Unicode shows lone marks on
     text = ("↵\n" if show_whitespace else "\n").join(pieces)
@@ -355,7 +357,8 @@ def token_tooltip(analysis: Analysis, index: int) -> str:
     if not 0 <= index < len(analysis.spans):
         return ""
     span = analysis.spans[index]
-    tip = f"#{index}  id {span.id}\n{visible(span.bytes)}\nbytes {hex_bytes(span.bytes)}"
+    shown = render_bytes(span.bytes, whitespace="chips")
+    tip = f"#{index}  id {span.id}\n{shown}\nbytes {hex_bytes(span.bytes)}"
     if span.partial:
         tip += "\npiece of " + character_note(analysis.text, span, analysis.spans)
     return tip

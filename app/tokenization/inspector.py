@@ -5,7 +5,8 @@ from html import escape
 from PySide6.QtWidgets import QLabel, QTextBrowser, QVBoxLayout, QWidget
 
 from app.tokenization.analysis import character_note
-from app.tokentext import hex_bytes, isolated_html, python_repr, visible
+from app.tokentext import hex_bytes, isolated_html, python_repr
+from engine.tokenizers.text import render_bytes
 
 
 def token_fields(tokenizer, text: str, spans: list, index: int) -> list[tuple[str, str]]:
@@ -22,7 +23,7 @@ def token_fields(tokenizer, text: str, spans: list, index: int) -> list[tuple[st
     return [
         ("Token", f"#{span.index} of {len(spans)} shown"),
         ("Id", str(span.id)),
-        ("Shown as", visible(span.bytes)),
+        ("Shown as", render_bytes(span.bytes, whitespace="chips")),
         ("String", python_repr(span.bytes)),
         ("Bytes", f"{hex_bytes(span.bytes)}  ({len(span.bytes)} byte{'s' if len(span.bytes) != 1 else ''})"),
         ("Made by", made_by),
@@ -58,7 +59,8 @@ class Inspector(QWidget):
     def show_token(self, tokenizer, text: str, spans: list, index: int) -> None:
         rows = self.rows = token_fields(tokenizer, text, spans, index)
         span = spans[index]
-        self.header.setText(f"{isolated_html(visible(span.bytes))}  <span style='color:gray'>→ {span.id}</span>")
+        shown = isolated_html(render_bytes(span.bytes, whitespace="chips"))
+        self.header.setText(f"{shown}  <span style='color:gray'>→ {span.id}</span>")
         table = "".join(f"<tr><td style='color:#555; padding-right:10px'><b>{escape(k)}</b></td>"
                         f"<td style='font-family:monospace'>{escape(v)}</td></tr>" for k, v in rows)
         self.browser.setHtml(f"<table cellspacing='3'>{table}</table>")

@@ -28,6 +28,8 @@ import numpy as np
 from engine.errors import UserError
 from engine.fileio import atomic_write
 
+from .text import render_bytes
+
 
 class TokenizerError(UserError):
     """Bad input for a tokenizer: text it cannot encode, ids it does not have, a file or description it cannot
@@ -78,41 +80,6 @@ def array_to_list(arr: np.ndarray) -> list[int]:
     for i in range(0, len(arr), CHUNK):
         out += arr[i:i + CHUNK].tolist()
     return out
-
-
-def render_bytes(data: bytes) -> str:
-    """A token's bytes as readable text: valid UTF-8 kept, control characters escaped, stray bytes as <E2>.
-
-    b"hi\\n" -> "hi\\\\n"; b"\\xe2\\x82" -> "<E2><82>"; b" the" -> " the" (spaces are left to the app to show).
-    """
-    out = []
-    while data:
-        try:
-            out.append(_escape_controls(data.decode("utf-8")))
-            break
-        except UnicodeDecodeError as e:  # keep the valid prefix, show one bad byte, go on after it
-            out.append(_escape_controls(data[:e.start].decode("utf-8")))
-            out.append(f"<{data[e.start]:02X}>")
-            data = data[e.start + 1:]
-    return "".join(out)
-
-
-_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape_controls(s: str) -> str:
-    if s.isprintable():
-        return s
-    return "".join(c if c.isprintable() else _ESCAPES.get(c) or _escape_char(c) for c in s)
-
-
-def _escape_char(c: str) -> str:
-    o = ord(c)
-    if o < 0x100:
-        return f"\\x{o:02x}"
-    if o < 0x10000:
-        return f"\\u{o:04x}"
-    return f"\\U{o:08x}"
 
 
 @dataclass(frozen=True, slots=True)

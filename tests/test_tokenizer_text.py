@@ -1,0 +1,100 @@
+"""engine.tokenizers.text: the one renderer of bytes as readable text."""
+
+import sys
+import unicodedata
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.tokenizers.text import _INVISIBLE, render_bytes
+
+ESCAPED_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Zs"}
+
+
+def reference(data: bytes, whitespace: str) -> str:
+    """render_bytes written the slow, obvious way: one character or one stray byte at a time."""
+    shown = {"escape": {" ": " ", "\n": "\\n", "\r": "\\r", "\t": "\\t"},
+             "chips": {" ": "␣", "\n": "↵", "\r": "␍", "\t": "→"},
+             "keep": {" ": " ", "\n": "\n", "\r": "\\r", "\t": "\t"}}[whitespace]
+    out, i = [], 0
+    while i < len(data):
+        for n in (4, 3, 2, 1):  # the whole UTF-8 character starting here, if there is one
+            try:
+                ch = data[i:i + n].decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            if len(ch) == 1:
+                break
+        else:
+            out.append(f"<{data[i]:02X}>")
+            i += 1
+            continue
+        i += n
+        if ch in shown:
+            out.append(shown[ch])
+        elif unicodedata.category(ch) in ESCAPED_CATEGORIES:
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else
+                       f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+CASES = [
+    # (bytes, escape, chips, keep)
+    (b"", "", "", ""),
+    (b" hello\n", " hello\\n", "␣hello↵", " hello\n"),
+    (b"a\tb\r\n", "a\\tb\\r\\n", "a→b␍↵", "a\tb\\r\n"),
+    (b"\x00\x1b\x7f", "\\x00\\x1b\\x7f", "\\x00\\x1b\\x7f", "\\x00\\x1b\\x7f"),
+    ("\x85\xa0\xad".encode(), "\\x85\\xa0\\xad", "\\x85\\xa0\\xad", "\\x85\\xa0\\xad"),  # NEL, no-break space, SHY
+    ("a\u200bb\u200dc\ufeff".encode(), "a\\u200bb\\u200dc\\ufeff", "a\\u200bb\\u200dc\\ufeff",
+     "a\\u200bb\\u200dc\\ufeff"),
+    ("\u2028\u202e\u2066\u3000".encode(), "\\u2028\\u202e\\u2066\\u3000", "\\u2028\\u202e\\u2066\\u3000",
+     "\\u2028\\u202e\\u2066\\u3000"),
+    ("\U000e0067".encode(), "\\U000e0067", "\\U000e0067", "\\U000e0067"),  # a tag character (flag sequences)
+    (b"\xe2\x82", "<E2><82>", "<E2><82>", "<E2><82>"),  # a character cut short: its bytes, never U+FFFD
+    (b"\xe2\x82 \xac", "<E2><82> <AC>", "<E2><82>␣<AC>", "<E2><82> <AC>"),
+    (b"\xff\xfeok", "<FF><FE>ok", "<FF><FE>ok", "<FF><FE>ok"),
+    ("é本😀\u0301".encode(), "é本😀\u0301", "é本😀\u0301", "é本😀\u0301"),  # printable: as they are
+    ("\ue000\U00031350".encode(), "\ue000\U00031350", "\ue000\U00031350", "\ue000\U00031350"),  # private, unassigned
+    ("\ufffd".encode(), "\ufffd", "\ufffd", "\ufffd"),  # a real U+FFFD in the text is a character like any other
+    (b"it's", "it's", "it's", "it's"),
+]
+
+
+@pytest.mark.parametrize("data, escape, chips, keep", CASES)
+def test_render_bytes_cases(data, escape, chips, keep):
+    assert render_bytes(data) == escape
+    assert render_bytes(data, whitespace="chips") == chips
+    assert render_bytes(data, whitespace="keep") == keep
+    for mode, want in (("escape", escape), ("chips", chips), ("keep", keep)):
+        assert reference(data, mode) == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=24) | st.text(max_size=12).map(lambda t: t.encode("utf-8", "surrogatepass")),
+       st.sampled_from(["escape", "chips", "keep"]))
+def test_render_bytes_matches_the_slow_reference(data, whitespace):
+    assert render_bytes(data, whitespace=whitespace) == reference(data, whitespace)
+
+
+def test_escape_modes_show_every_blank_and_stay_on_one_line():
+    data = bytes(range(0x80)) + "\xa0\u2028\u3000".encode()
+    chips = render_bytes(data, whitespace="chips")
+    assert " " not in chips and "\n" not in chips and "\t" not in chips
+    assert "\n" not in render_bytes(data) and "\r" not in render_bytes(data, whitespace="keep")
+
+
+def test_unknown_whitespace_mode_is_refused():
+    with pytest.raises(KeyError):
+        render_bytes(b"a", whitespace="dots")
+
+
+@pytest.mark.skipif(unicodedata.unidata_version != "14.0.0", reason="the class is written for Unicode 14 tables")
+def test_invisible_class_is_exactly_the_escaped_categories():
+    """The written-out character class equals Cc, Cf, Zl, Zp and Zs but the space, in Python 3.11's tables."""
+    for code in range(sys.maxunicode + 1):
+        ch = chr(code)
+        want = ch != " " and unicodedata.category(ch) in ESCAPED_CATEGORIES
+        assert bool(_INVISIBLE.fullmatch(ch)) == want, f"U+{code:04X}"
