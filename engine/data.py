@@ -17,7 +17,6 @@ generator and keeps its slice: 2 processes x B/2 rows see exactly the rows 1 pro
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -27,16 +26,10 @@ import torch
 
 from engine.errors import Cancelled, UserError
 from engine.fileio import atomic_write
+from engine.tokenizers.text import chunks
 
 FORMAT = 2  # part of the cache key: bump when the way files are encoded changes
-CHUNK_CHARS = 1 << 20  # encode ~1 M characters at a time: progress and cancel in between
-
-# Chunks end after a newline that is followed by a non-space character. No pre-tokenizer piece of the GPT-2 / GPT-4
-# style patterns spans such a boundary (pieces holding a newline end in whitespace), so chunked encoding gives the
-# same ids as encoding the whole text at once.
-_CHUNK_BOUNDARY = re.compile(r"\n(?=\S)")
-# Between a letter or digit and a space: every pattern ends its letter / digit pieces there and starts " word" after.
-_WORD_BOUNDARY = re.compile(r"(?<=[^\W_])(?= )")
+CHUNK_CHARS = 1 << 20  # encode ~1 M characters at a time (text.chunks): progress and cancel in between
 
 
 class DataError(UserError):
@@ -106,32 +99,6 @@ def text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def chunks(text: str, size: int | None = None) -> list[str]:
-    """Split text into pieces of at most about 2 * size characters, at safe boundaries where it has them.
-
-    A piece ends after a newline followed by a non-space (_CHUNK_BOUNDARY) found within ``size`` characters past the
-    piece's first ``size``; failing that, before a space that follows a letter or digit (_WORD_BOUNDARY: also a
-    boundary of every GPT-style pattern, so the ids stay those of the whole text); failing that (a run of one
-    repeated character, say) the piece is cut where it stands, so that no encoder is ever handed a giant piece: such
-    a run gets the ids of its pieces. Memory stays bounded by the piece size, whatever the text.
-
-    >>> chunks("ab\\ncd\\nef", size=2)
-    ['ab\\n', 'cd\\n', 'ef']
-    """
-    size = size or CHUNK_CHARS
-    pieces, start = [], 0
-    while len(text) - start > size:
-        window_end = min(start + 2 * size, len(text))
-        m = _CHUNK_BOUNDARY.search(text, start + size - 1, window_end)
-        if m is None:
-            m = _WORD_BOUNDARY.search(text, start + size - 1, window_end)
-        end = m.end() if m is not None and m.end() > start else start + size
-        pieces.append(text[start:end])
-        start = end
-    pieces.append(text[start:])
-    return pieces
-
-
 def token_file(text: str, tokenizer, *, cache_dir=None, dtype=None,
                progress: Callable[[int, int], None] | None = None,
                cancel: Callable[[], bool] | None = None) -> Path:
@@ -149,7 +116,7 @@ def token_file(text: str, tokenizer, *, cache_dir=None, dtype=None,
         return path
     with atomic_write(path) as f:
         done = 0
-        for piece in chunks(text):
+        for piece in chunks(text, CHUNK_CHARS):  # cut where no pre-tokenizer piece crosses: the same ids
             if cancel is not None and cancel():
                 raise Cancelled("encoding the corpus was cancelled")
             ids = np.array(tokenizer.encode(piece), dtype=np.int64)

@@ -42,7 +42,7 @@ def test_chunked_encoding_equals_whole_encoding(tmp_path, monkeypatch, name):
     """Encoding in chunks (for progress and cancel) must not change a single id, even for regex-split BPE."""
     tok = CharTokenizer.from_text(TEXT) if name == "char" else get_tokenizer(name)
     monkeypatch.setattr(data, "CHUNK_CHARS", 97)
-    pieces = chunks(TEXT)
+    pieces = chunks(TEXT, data.CHUNK_CHARS)
     assert len(pieces) > 10 and "".join(pieces) == TEXT
     path = token_file(TEXT, tok, cache_dir=tmp_path)
     dtype = token_dtype(tok.n_vocab)

@@ -1,4 +1,4 @@
-"""engine.tokenizers.text: the one renderer of bytes as readable text."""
+"""engine.tokenizers.text: the one renderer of bytes as readable text, and the one text chunker."""
 
 import sys
 import unicodedata
@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.tokenizers.text import _INVISIBLE, render_bytes
+from engine.tokenizers import get_tokenizer
+from engine.tokenizers.text import _INVISIBLE, chunks, render_bytes
 
 ESCAPED_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Zs"}
 
@@ -98,3 +99,36 @@ def test_invisible_class_is_exactly_the_escaped_categories():
         ch = chr(code)
         want = ch != " " and unicodedata.category(ch) in ESCAPED_CATEGORIES
         assert bool(_INVISIBLE.fullmatch(ch)) == want, f"U+{code:04X}"
+
+
+# -- chunks
+
+
+def test_chunks_cut_after_a_line_break_before_text():
+    assert chunks("ab\ncd\nef", size=2) == ["ab\n", "cd\n", "ef"]
+    assert chunks("short", size=100) == ["short"] and chunks("", size=4) == [""]
+    text = "line one\n  indented\nline three\n" * 50
+    pieces = chunks(text, size=40)
+    assert "".join(pieces) == text and len(pieces) > 5
+    assert all(p.endswith("\n") and not text[sum(map(len, pieces[:i + 1])):][:1].isspace()
+               for i, p in enumerate(pieces[:-1]))
+
+
+def test_chunks_bounded_without_boundaries_and_keep_crlf_whole():
+    pieces = chunks("a" * 10_000, size=1000)
+    assert "".join(pieces) == "a" * 10_000 and max(map(len, pieces)) <= 2000
+    crlf = "x" * 999 + "\r\n" + "y" * 3000
+    pieces = chunks(crlf, size=1000)
+    assert "".join(pieces) == crlf and pieces[0].endswith("\r\n")
+    assert not any(p.startswith("\n") for p in pieces)
+    with pytest.raises(ValueError):
+        chunks("abc", size=0)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "cl100k_base"])
+def test_chunks_keep_the_ids_of_the_whole_text(name):
+    tok = get_tokenizer(name)
+    text = "Hello world,\n it's 12345 x  y\tz.\r\n" * 200 + "naïve café 中文 " * 200
+    pieces = chunks(text, size=97)
+    assert len(pieces) > 10
+    assert [i for p in pieces for i in tok.encode(p)] == tok.encode(text)

@@ -12,7 +12,9 @@ from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import QPlainTextEdit
 
-PIECE_CHARS = 32_768  # inserted per turn of the event loop
+from engine.tokenizers.text import chunks
+
+PIECE_CHARS = 32_768  # inserted per turn of the event loop (up to twice that where a long line has no break)
 _BREAK = re.compile(r"([^\n]{100}[^\s,;\n]*)(?:(,|;)[ \t]*|[ \t]+)(?=[^\n])")
 
 
@@ -25,24 +27,6 @@ def break_long_lines(text: str) -> str:
     ([104, 104, 68], True)
     """
     return _BREAK.sub(lambda m: m.group(1) + (m.group(2) or "") + "\n", text)
-
-
-def pieces(text: str, size: int = PIECE_CHARS) -> list[str]:
-    """``text`` cut into pieces of about ``size`` characters, each ending at a newline where there is one near
-    (a piece never ends between "\\r" and "\\n").
-
-    >>> pieces("ab\\ncd\\nef", 4)
-    ['ab\\n', 'cd\\n', 'ef']
-    """
-    out, start = [], 0
-    while start < len(text):
-        end = min(start + size, len(text))
-        if end < len(text):
-            newline = text.rfind("\n", start, end)
-            end = newline + 1 if newline > start else end + (text[end - 1] == "\r")
-        out.append(text[start:end])
-        start = end
-    return out
 
 
 class PieceEdit(QPlainTextEdit):
@@ -84,7 +68,7 @@ class PieceEdit(QPlainTextEdit):
     def _start(self, cursor: QTextCursor, text: str, *, undo: bool, prepare=None) -> None:
         # prepare goes piece by piece too (on 2 MB of ids it took 60 ms at once); pieces join seamlessly
         self._prepare_piece = prepare or (lambda piece: piece)
-        self._queue = pieces(text)[::-1]  # popped from the end
+        self._queue = chunks(text, PIECE_CHARS)[::-1]  # popped from the end; "\r\n" never split
         self._done, self._total, self._undo = 0, len(text), undo
         self._was_read_only = self.isReadOnly()
         self.setReadOnly(True)  # typing between the pieces would land in the middle of the paste

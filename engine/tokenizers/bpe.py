@@ -25,6 +25,7 @@ from engine.errors import Cancelled
 
 from .base import TokenizerError, byte_info, check_format, describe_bytes, load_json, sanitize, save_json
 from .openai import CL100K_PATTERN, ENDOFTEXT, TiktokenBacked
+from .text import chunks
 
 FORMAT = "llm-playground-bpe"
 VERSION = 1
@@ -55,18 +56,6 @@ def _check_pattern(pattern: str) -> regex.Pattern:
 _COVERAGE_PROBE = "Hello, World! It's 1234 x\n\n\tend  of\r\n line\x00\x7f\u3000中文 😀 é_-\\\"'s/ \n"
 
 
-def _pieces(text: str, size: int):
-    """Cut text into pieces of about ``size`` characters, each ending in a newline that a non-space follows, which
-    every GPT-style pattern treats as a chunk boundary. "ab\\ncd\\nef" with size 2 -> "ab\\n", "cd\\n", "ef"."""
-    start, n = 0, len(text)
-    boundary = re.compile(r"\n(?=\S)")
-    while start < n:
-        m = boundary.search(text, min(start + size, n))
-        end = m.end() if m else n
-        yield text[start:end]
-        start = end
-
-
 def count_chunks(text: str, pattern: str, special_tokens=(), cancel: Callable[[], bool] | None = None) -> Counter:
     """Pre-split ``text`` with ``pattern`` and count each chunk's UTF-8 bytes; special-token text separates chunks
     and is not counted. "the cat the" -> {b"the": 1, b" cat": 1, b" the": 1}"""
@@ -77,7 +66,7 @@ def count_chunks(text: str, pattern: str, special_tokens=(), cancel: Callable[[]
     else:
         parts = [text]
     for part in parts:
-        for piece in _pieces(part, _PIECE_CHARS):
+        for piece in chunks(part, _PIECE_CHARS):
             if cancel is not None and cancel():
                 raise Cancelled("BPE training was cancelled")
             counts.update(compiled.findall(piece))

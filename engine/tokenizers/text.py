@@ -1,5 +1,8 @@
-"""A token's bytes made readable: the one place that turns bytes into text a person can read (the inspector, the
-token views, the Generation chart's labels, ``merge_info``).
+"""Two text primitives the engine and the app share: a token's bytes made readable, and long text cut into pieces.
+
+:func:`render_bytes` is the one place that turns bytes into text a person can read (the inspector, the token views,
+the Generation chart's labels, ``merge_info``); :func:`chunks` is the one place that cuts long text where no
+pre-tokenizer piece crosses (corpus encoding, BPE training, the editor's piecewise paste).
 
     >>> render_bytes(b" hello\\n"), render_bytes(b" hello\\n", whitespace="chips")
     (' hello\\\\n', '␣hello↵')
@@ -63,3 +66,45 @@ def _escape_char(c: str) -> str:
     if o < 0x10000:
         return f"\\u{o:04x}"
     return f"\\U{o:08x}"
+
+
+# Pieces end after a newline that a non-space follows. No piece of the GPT-2 / GPT-4 style pre-split patterns spans
+# such a boundary (pieces holding a newline end in whitespace), so encoding in pieces gives the ids of the whole text.
+_LINE_BOUNDARY = re.compile(r"\n(?=\S)")
+# Between a letter or digit and a space: every such pattern ends its letter / digit pieces there and starts " word".
+_WORD_BOUNDARY = re.compile(r"(?<=[^\W_])(?= )")
+
+
+def chunks(text: str, size: int) -> list[str]:
+    """``text`` cut into pieces of at least ``size`` and at most about 2 * ``size`` characters, at safe boundaries
+    where it has them.
+
+    A piece ends after a newline followed by a non-space (_LINE_BOUNDARY) found within ``size`` characters past the
+    piece's first ``size``; failing that, before a space that follows a letter or digit (_WORD_BOUNDARY: also a
+    boundary of every GPT-style pattern, so the ids stay those of the whole text); failing that (a run of one
+    repeated character, say) the piece is cut where it stands (never between "\\r" and "\\n"), so that no encoder is
+    ever handed a giant piece: such a run gets the ids of its pieces. Memory stays bounded by the piece size,
+    whatever the text.
+
+    >>> chunks("ab\\ncd\\nef", size=2)
+    ['ab\\n', 'cd\\n', 'ef']
+    >>> chunks("xxx\\r\\n\\r\\n", size=4)
+    ['xxx\\r\\n', '\\r\\n']
+    """
+    if size < 1:
+        raise ValueError(f"size must be at least 1, not {size}")
+    pieces, start = [], 0
+    while len(text) - start > size:
+        window_end = min(start + 2 * size, len(text))
+        m = _LINE_BOUNDARY.search(text, start + size - 1, window_end)
+        if m is None:
+            m = _WORD_BOUNDARY.search(text, start + size - 1, window_end)
+        if m is not None and m.end() > start:
+            end = m.end()
+        else:
+            end = start + size
+            end += text[end - 1] == "\r" and text[end] == "\n"  # "\r\n" is one line break (and one token)
+        pieces.append(text[start:end])
+        start = end
+    pieces.append(text[start:])
+    return pieces
