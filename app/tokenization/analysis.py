@@ -178,7 +178,7 @@ def parse_ids(text: str, tokenizer=None) -> tuple[list[int], str]:
     elif stripped.startswith("["):
         try:
             values = json.loads(stripped)
-        except ValueError:
+        except (json.JSONDecodeError, RecursionError):  # not JSON, or nested past the parser's depth
             values = None
         if isinstance(values, list):
             stripped = " ".join(v if isinstance(v, str) else json.dumps(v) for v in values)
@@ -204,7 +204,7 @@ def parse_ids(text: str, tokenizer=None) -> tuple[list[int], str]:
         for token in set(ids):
             try:
                 tokenizer.token_bytes(token)
-            except ValueError:
+            except UserError:  # TokenizerError: no token of this tokenizer
                 bad.add(token)
         if bad:
             problems.append(f"not in the {tokenizer.name} vocabulary (ids 0..{tokenizer.n_vocab - 1}): "

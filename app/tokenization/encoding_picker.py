@@ -7,6 +7,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QComboBox, QFileDialog
 
 from app.tokenization.encodings import Encoding, builtin_encodings, folder_encoding, saved_encodings
+from engine.errors import UserError
 
 OPEN_FOLDER = "open-model-folder"  # the data of the last item, which opens a model folder's tokenizer
 
@@ -72,7 +73,7 @@ class EncodingPicker(QComboBox):
         """Offer the tokenizer of a model folder and select it; False (sig_folder_refused) if it has none."""
         try:
             entry = folder_encoding(path)
-        except ValueError as exc:
+        except UserError as exc:
             self.sig_folder_refused.emit(f"Could not use that folder: {exc}")
             return False
         if all(e.key != entry.key for e in self.encodings()):
@@ -87,7 +88,7 @@ class EncodingPicker(QComboBox):
             if path and os.path.isabs(path) and os.path.isdir(path) and all(e.key != path for e in self.encodings()):
                 try:
                     self.folders.append(folder_encoding(path))
-                except ValueError:
+                except UserError:
                     pass  # its tokenizer was removed since: no longer offered
         self.refresh()
 

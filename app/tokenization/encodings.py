@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.paths import tokenizers_dir
+from engine.errors import UserError
 from app.tokenization.analysis import natural_key
 
 BUILTIN = ("gpt2", "p50k_base", "cl100k_base", "o200k_base")  # engine.tokenizers.ENCODINGS, without importing it yet
@@ -64,7 +65,7 @@ def model_encodings(cache_dir: str | None = None) -> list[Encoding]:
 
 
 def folder_encoding(path: str) -> Encoding:
-    """The tokenizer of a model folder the user picked; ValueError (one line) if it has none.
+    """The tokenizer of a model folder the user picked; UserError (one line) if it has none.
 
     Checks the files only (the tokenizer loads in a worker when used): the folder, or a hub repository's snapshot,
     must hold tokenizer.json.
@@ -73,14 +74,14 @@ def folder_encoding(path: str) -> Encoding:
 
     path = os.path.abspath(os.path.expanduser(os.fspath(path)))
     if not os.path.isdir(path):
-        raise ValueError(f"{path} is not a folder")
+        raise UserError(f"{path} is not a folder")
     try:
         snapshot = resolve_snapshot(path)
     except HFModelError:
         snapshot = path  # a folder with only tokenizer.json (no config.json) is fine for tokenizing
     if not os.path.isfile(os.path.join(snapshot, "tokenizer.json")):
-        raise ValueError(f"{Path(path).name} has no tokenizer.json: pick a Hugging Face model folder "
-                         "(config.json, weights and tokenizer.json)")
+        raise UserError(f"{Path(path).name} has no tokenizer.json: pick a Hugging Face model folder "
+                        "(config.json, weights and tokenizer.json)")
     return Encoding(f"{repo_name(path)} (folder)", path, f"Tokenizer of the model folder\n{path}")
 
 
@@ -91,7 +92,7 @@ _tokenizers_lock = threading.Lock()
 def load_tokenizer(key: str):
     """The tokenizer an :class:`Encoding` key names, cached for the process (files keyed by modification time too).
 
-    Raises ValueError with one line for a missing or broken tokenizer.
+    Raises a UserError (TokenizerError, HFModelError) with one line for a missing or broken tokenizer.
     """
     from engine.tokenizers import get_tokenizer
 

@@ -6,6 +6,7 @@ from PySide6.QtWidgets import QLabel, QTextBrowser, QVBoxLayout, QWidget
 
 from app.tokenization.analysis import character_note
 from app.tokentext import hex_bytes, isolated_html, python_repr
+from engine.errors import UserError
 from engine.tokenizers.text import render_bytes
 
 
@@ -14,7 +15,7 @@ def token_fields(tokenizer, text: str, spans: list, index: int) -> list[tuple[st
     span = spans[index]
     try:
         made_by = tokenizer.merge_info(span.id)
-    except ValueError as exc:
+    except UserError as exc:  # an id the tokenizer cannot explain: say why in its row; a bug is raised
         made_by = str(exc)
     chars = text[span.char_start : span.char_end]
     partial = character_note(text, span, spans) or "no: whole characters"

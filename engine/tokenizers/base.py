@@ -240,7 +240,7 @@ class Tokenizer(ABC):
         return self._encode(sanitize(text), self._allowed(allowed_special))
 
     def decode_bytes(self, ids) -> bytes:
-        """The bytes of a sequence of ids; ValueError naming the first bad id."""
+        """The bytes of a sequence of ids; TokenizerError naming the first bad id."""
         return b"".join(self._all_token_bytes(ids))
 
     def decode(self, ids) -> str:
@@ -248,7 +248,7 @@ class Tokenizer(ABC):
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
 
     def token_bytes(self, id: int) -> bytes:
-        """The bytes of one token; ValueError for an id that is no token."""
+        """The bytes of one token; TokenizerError for an id that is no token."""
         return self._all_token_bytes([id], single=True)[0]
 
     def token_str(self, id: int) -> str:
@@ -351,7 +351,7 @@ def save_json(path, data: dict) -> None:
 
 
 def load_json(path) -> dict:
-    """Read a saved tokenizer file; ValueError with the path for anything that is not a JSON object."""
+    """Read a saved tokenizer file; TokenizerError with the path for anything that is not a JSON object."""
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:

@@ -289,7 +289,7 @@ class BPETokenizer(TiktokenBacked):
         names = sorted(special, key=lambda token: special[token])
         try:
             tok = cls(merges, pattern=pattern, special_tokens=names, name=data.get("name", "bpe"))
-        except ValueError as e:
+        except TokenizerError as e:
             raise TokenizerError(f"{source}: {e}") from None
         if tok.special_tokens != special:
             raise TokenizerError(f"{source}: special token ids {special} do not follow the {len(merges)} merges "

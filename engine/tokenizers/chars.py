@@ -44,7 +44,7 @@ class CharTokenizer(Tokenizer):
         """
         Args:
             chars: the vocabulary, one token per character, no repeats (``from_text`` sorts them).
-            unknown: "error" (encoding an unknown character raises ValueError) or "replace" (it becomes ``<unk>``).
+            unknown: "error" (encoding an unknown character raises TokenizerError) or "replace" (it becomes ``<unk>``).
             name: shown in the app; defaults to "char:" + the first 8 hex digits of the vocabulary's sha256.
         """
         if unknown not in UNKNOWN_POLICIES:
@@ -144,7 +144,7 @@ class CharTokenizer(Tokenizer):
             raise TokenizerError(f"{source}: the name must be a string")
         try:
             return cls(chars, unknown=unknown, name=name)
-        except ValueError as e:
+        except TokenizerError as e:
             raise TokenizerError(f"{source}: {e}") from None
 
     def save(self, path) -> None:
