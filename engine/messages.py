@@ -50,6 +50,8 @@ class Started(Message):
     n_params: int = 0
     world_size: int = 1
     step: int = 0  # 0 for a new run; the checkpoint's step when resuming
+    flops_per_token: float = 0.0  # the model's training FLOPs per token (engine.flops); 0 when not known
+    peak_flops: float = 0.0  # the matmul FLOP/s the run's processes reached together, measured at the start
 
     type = "started"
 
@@ -67,6 +69,7 @@ class Step(Message):
     amp_scale: float = 1.0  # the fp16 GradScaler's scale; 1.0 without one
     skipped_steps: int = 0  # total so far of steps skipped for non-finite gradients
     time: float = 0.0  # time.time() when the step ended
+    mfu: float = 0.0  # model FLOPs utilisation of this step: the model's FLOP/s over Started.peak_flops (0: unknown)
 
     type = "step"
 

@@ -21,12 +21,14 @@ for the progress line, so everything the pane shows can be driven and checked he
 """
 
 import html
+import math
 import os
 import time
 from dataclasses import dataclass
 
 from app.events import Event
 from app.training.history import History
+from engine.flops import mfu
 from engine.messages import Outcome
 from engine.runs import RunFolder
 
@@ -88,6 +90,7 @@ class RunState:
         self._began_at: float | None = None  # wall time of Start / Resume (progress before the first step)
         self._started = False  # the workers said Started
         self._config: dict = {}
+        self._flops = (0.0, 0.0)  # (FLOPs per token, matmul peak FLOP/s) from Started (0: unknown): for MFU
         self._replaying = False
         self._handlers = self._handler_table()
 
@@ -189,6 +192,7 @@ class RunState:
 
     def _on_started(self, msg) -> None:
         self._config = dict(msg.config or {})
+        self._flops = (msg.flops_per_token, msg.peak_flops)
         self._started = True
         if self.phase in ("following", "idle") or not self.max_iters:
             value = self._config.get("max_iters")  # a followed file may say anything
@@ -292,6 +296,9 @@ class RunState:
         rate = self.history.recent_tokens_per_s(RATE_STEPS)
         if rate is not None:
             parts.append(f"{rate:,.0f} tok/s")
+            used = mfu(rate, *self._flops)
+            if math.isfinite(used):
+                parts.append(f"MFU {100 * used:.1f} %")
         eta = self.eta(now)
         if eta is not None:
             parts.append(f"ETA {duration(eta)}")
@@ -342,6 +349,7 @@ class RunState:
         self._began_at = None
         self._started = False
         self._config = {}
+        self._flops = (0.0, 0.0)
         self.run_over = False
         self.set_failure("")
         self.events.samples.emit()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from engine.checkpoint import CheckpointError
 from engine.errors import error_line, is_disk_full, one_line
+from engine.flops import human_flops
 from engine.messages import CheckpointSaved, Eval, Finished, Message, NonFinite, Outcome, Sample, Started, Step
 from engine.presets import TRAIN_PRESETS, preset
 from engine.train.config import USER_ERRORS, ConfigError, TrainConfig, _known, load_run_config, problems, read_error
@@ -37,6 +38,8 @@ class ConsolePrinter:
             ms = 1000.0 * self.tokens_per_iter / msg.tokens_per_s if msg.tokens_per_s else 0.0
             line = (f"step {msg.step}: loss {msg.loss:.4f}, lr {msg.lr:.2e}, grad norm {msg.grad_norm:.3f}, "
                     f"{ms:.1f} ms/iter, {msg.tokens_per_s:,.0f} tokens/s")
+            if msg.mfu > 0:
+                line += f", MFU {100 * msg.mfu:.1f}%"
             if msg.amp_scale != 1.0:
                 line += f", scale {msg.amp_scale:g}"
             if msg.skipped_steps:
@@ -48,8 +51,10 @@ class ConsolePrinter:
             return f"--- sample at step {msg.step} ---\n{msg.text}\n---"
         if isinstance(msg, Started):
             self.tokens_per_iter = TrainConfig.from_dict(msg.config).tokens_per_iter
+            peak = f"; matmul peak {human_flops(msg.peak_flops)}" if msg.peak_flops > 0 else ""
             return (f"run {msg.run_id}: {msg.n_params / 1e6:.2f} M parameters, {msg.world_size} process"
-                    f"{'es' if msg.world_size > 1 else ''}" + (f", resuming at step {msg.step}" if msg.step else ""))
+                    f"{'es' if msg.world_size > 1 else ''}" + (f", resuming at step {msg.step}" if msg.step else "")
+                    + peak)
         if isinstance(msg, CheckpointSaved):
             return f"step {msg.step}: saved {msg.path}"
         if isinstance(msg, NonFinite):

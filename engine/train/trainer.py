@@ -21,6 +21,7 @@ from engine.checkpoint import CheckpointError, check_optimizer_state, save_check
 from engine.data import DataError, get_batch, load_text, prepare
 from engine.decoding import DecodeSettings, probabilities, sample
 from engine.errors import Cancelled, one_line
+from engine.flops import flops_per_token, matmul_peak, mfu, precision_dtype
 from engine.messages import (CheckpointSaved, Eval, Failed, Finished, JsonlWriter, Message, NonFinite, Outcome,
                              Sample, Started, Step)
 from engine.model import GPT, GPTConfig
@@ -176,6 +177,9 @@ class Trainer:
         if self.world_size > 1:
             self.model = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.params = [p for p in self.raw.parameters() if p.requires_grad]
+        # what MFU is measured against: every rank times its matmuls at once, so on a shared CPU each sees its share
+        self.flops_per_token = flops_per_token(self.raw, cfg.block_size)
+        self.peak_flops = matmul_peak(self.device, precision_dtype(cfg.precision)) * self.world_size
         self.start_id = self.tokenizer.start_id
 
         # the run folder is written only once everything above succeeded: a failed start changes nothing there
@@ -253,7 +257,8 @@ class Trainer:
         """Train until max_iters, a stop request or divergence -> the Finished message (also emitted)."""
         cfg = self.config
         self.emit(Started(self.run_id, config=cfg.to_dict(), n_params=self.raw.num_params(),
-                          world_size=self.world_size, step=self.iter_num))
+                          world_size=self.world_size, step=self.iter_num, flops_per_token=self.flops_per_token,
+                          peak_flops=self.peak_flops))
         outcome, detail = Outcome.COMPLETED, ""
         try:
             if self.iter_num == 0 and not cfg.resume:
@@ -344,10 +349,12 @@ class Trainer:
 
         dt = time.perf_counter() - t0
         if self.iter_num % cfg.log_interval == 0 or skipped:
+            rate = cfg.tokens_per_iter / dt if dt > 0 else 0.0
             self.emit(Step(self.run_id, step=self.iter_num, loss=loss_value, lr=lr, grad_norm=grad_norm,
-                           tokens_per_s=cfg.tokens_per_iter / dt if dt > 0 else 0.0, tokens_seen=self.tokens_seen,
+                           tokens_per_s=rate, tokens_seen=self.tokens_seen,
                            amp_scale=self.scaler.get_scale() if self.scaler.is_enabled() else 1.0,
-                           skipped_steps=self.skipped_steps, time=time.time()))
+                           skipped_steps=self.skipped_steps, time=time.time(),
+                           mfu=mfu(rate, self.flops_per_token, self.peak_flops) if rate > 0 else 0.0))
         return "stop" if stop else "ok"
 
     @torch.no_grad()
