@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (QFileDialog, QFrame, QLabel, QMainWindow, QMessag
 
 from app import __version__
 from app.settings import app_settings, read
+from app.theme import install_style
 
 AUTOSAVE_MS = 5000  # typed text and settings are also saved periodically, not only at close
 DEFAULT_SIZE = QSize(1280, 820)
@@ -85,6 +86,7 @@ class MainWindow(QMainWindow):
     _sig_torch_loaded = Signal(str)  # from the loading thread: "" or the import error
 
     def __init__(self, reporter=None, parent=None, *, panes_later: bool = False):
+        install_style()  # before any pane is built: Fusion's check boxes visible in a dark palette
         super().__init__(parent)
         self.reporter = reporter
         self.setWindowTitle("LLM Playground")

@@ -1,10 +1,12 @@
 """Colours from the palette, so a dark desktop theme gives readable panes (no fixed light colours under light text).
 
 ``style_plots`` gives pyqtgraph widgets, which default to black or a fixed white, the palette's base and text colours.
+``install_style`` is the one place the app adjusts its style: Fusion's check boxes drawn visibly in a dark palette.
 """
 
-from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtCore import QRectF
+from PySide6.QtGui import QColor, QPainter, QPalette, QPen
+from PySide6.QtWidgets import QApplication, QProxyStyle, QStyle, QStyleFactory, QWidget
 
 
 def palette(widget: QWidget | None = None) -> QPalette:
@@ -22,6 +24,16 @@ def hint_color(widget: QWidget | None = None) -> str:
     mixed = QColor((text.red() * 3 + window.red() * 2) // 5, (text.green() * 3 + window.green() * 2) // 5,
                    (text.blue() * 3 + window.blue() * 2) // 5)
     return mixed.name()
+
+
+def mix(a: QColor, b: QColor, t: float) -> QColor:
+    """``a`` moved a fraction ``t`` of the way to ``b``.
+
+    >>> mix(QColor("#000000"), QColor("#ffffff"), 0.5).name()
+    '#808080'
+    """
+    return QColor(*(round(x + (y - x) * t) for x, y in ((a.red(), b.red()), (a.green(), b.green()),
+                                                         (a.blue(), b.blue()))))
 
 
 def error_color(widget: QWidget | None = None) -> str:
@@ -54,3 +66,65 @@ def style_plots(view) -> None:
         elif isinstance(item, pg.LabelItem):
             item.setAttr("color", text.name())
             item.setText(item.text)
+
+
+def dark_palette() -> QPalette:
+    """A dark palette like a dark desktop theme gives (the screenshot tools and tests use it)."""
+    p = QPalette()
+    for role, color in (("Window", "#2b2b2b"), ("WindowText", "#e6e6e6"), ("Base", "#1e1e1e"),
+                        ("AlternateBase", "#2b2b2b"), ("Text", "#e6e6e6"), ("Button", "#353535"),
+                        ("ButtonText", "#e6e6e6"), ("Highlight", "#2a82da"), ("HighlightedText", "#ffffff"),
+                        ("ToolTipBase", "#353535"), ("ToolTipText", "#e6e6e6"), ("PlaceholderText", "#8a8a8a")):
+        p.setColor(getattr(QPalette.ColorRole, role), QColor(color))
+    return p
+
+
+def indicator_outline(pal: QPalette) -> QColor | None:
+    """The outline ``VisibleIndicatorStyle`` draws around a check box or radio button: None in a light palette
+    (Fusion's own outline is visible there), else a mix of text and window colours (dimmer when disabled)."""
+    window = pal.color(QPalette.ColorRole.Window)
+    if window.lightness() >= 128:
+        return None
+    return mix(window, pal.color(QPalette.ColorRole.WindowText), 0.55)
+
+
+class VisibleIndicatorStyle(QProxyStyle):
+    """Fusion, with check boxes and radio buttons outlined visibly in a dark palette.
+
+    Fusion outlines an indicator in the window colour darkened and fills it with the base colour; a dark palette's
+    base and window are both near black, so an unchecked box all but vanished. Ticked rows in item views (the runs
+    list) are drawn through the same primitive, so they gain the outline too.
+    """
+
+    def drawPrimitive(self, element, option, painter, widget=None):  # noqa: N802 - Qt override
+        super().drawPrimitive(element, option, painter, widget)
+        if element not in (QStyle.PrimitiveElement.PE_IndicatorCheckBox,
+                           QStyle.PrimitiveElement.PE_IndicatorRadioButton):
+            return
+        focused = QStyle.StateFlag.State_HasFocus | QStyle.StateFlag.State_KeyboardFocusChange
+        if option.state & focused == focused:
+            return  # Fusion's highlighted focus outline is visible: keep it
+        color = indicator_outline(option.palette)
+        if color is None:
+            return
+        if not option.state & QStyle.StateFlag.State_Enabled:
+            color = mix(option.palette.color(QPalette.ColorRole.Window), color, 0.45)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.setPen(QPen(color, 1))
+        painter.setBrush(QColor(0, 0, 0, 0))
+        rect = QRectF(option.rect).adjusted(0.5, 0.5, -1.5, -1.5)
+        if element == QStyle.PrimitiveElement.PE_IndicatorRadioButton:
+            painter.drawEllipse(rect)
+        else:
+            painter.drawRoundedRect(rect, 1, 1)
+        painter.restore()
+
+
+def install_style(app: QApplication | None = None) -> None:
+    """Give the application the visible-indicator Fusion when it runs Fusion (Linux's default; a dark desktop theme
+    then brings a dark palette). Other styles draw their own indicators and are left alone. Idempotent."""
+    app = app or QApplication.instance()
+    if app is None or isinstance(app.style(), VisibleIndicatorStyle) or app.style().name().lower() != "fusion":
+        return
+    app.setStyle(VisibleIndicatorStyle(QStyleFactory.create("Fusion")))

@@ -38,18 +38,10 @@ def _wait(app, until, timeout: float = 300.0):
 
 
 def _dark(app):
-    from PySide6.QtGui import QColor, QPalette
+    from app.theme import dark_palette
 
     app.setStyle("Fusion")
-    p = QPalette()
-    for role, color in ((QPalette.ColorRole.Window, "#2b2b2b"), (QPalette.ColorRole.WindowText, "#e6e6e6"),
-                        (QPalette.ColorRole.Base, "#1e1e1e"), (QPalette.ColorRole.AlternateBase, "#2b2b2b"),
-                        (QPalette.ColorRole.Text, "#e6e6e6"), (QPalette.ColorRole.Button, "#353535"),
-                        (QPalette.ColorRole.ButtonText, "#e6e6e6"), (QPalette.ColorRole.Highlight, "#2a82da"),
-                        (QPalette.ColorRole.HighlightedText, "#ffffff"), (QPalette.ColorRole.ToolTipBase, "#353535"),
-                        (QPalette.ColorRole.ToolTipText, "#e6e6e6"), (QPalette.ColorRole.PlaceholderText, "#8a8a8a")):
-        p.setColor(role, QColor(color))
-    app.setPalette(p)
+    app.setPalette(dark_palette())
 
 
 def main(argv=None) -> Path:
