@@ -1,17 +1,21 @@
 """How long the Runs view's overlay takes to redraw 10 runs of 100 000 points each (a frame is 16.7 ms at 60 Hz).
 
-Synthetic loss curves (noisy, decaying) go into an :class:`app.experiments.overlay.OverlayPlot` at 900x600. Reported,
-the median over the repeats of the wall time and of the process's CPU time (painting is single-threaded; on a shared
-machine the CPU time is what the paint itself costs, the wall time adds the waits for a core):
-  * repaint: the plot repaints with nothing changed but the hover line (what moving the pointer costs),
-  * zoom: the x range becomes a tenth of the data, and the plot repaints (each curve is downsampled again),
-  * reset zoom: back to all the data, and the plot repaints,
-  * new points: one run gets new points (update_run: smoothing + setData) and the plot repaints (a live run),
-  * smoothing: the slider moves (all 10 runs re-smoothed and re-set) and the plot repaints.
-Each is measured with the overlay as built (peak downsampling + clip-to-view) and, as the baseline in the same run,
-with both switched off; the two alternate A B A B so machine load hits both alike.
+Synthetic loss curves (noisy, decaying) go into an :class:`app.experiments.overlay.OverlayPlot` at 900x600. Each case
+makes one change and lets Qt's event loop paint it, as the app does; reported are the median over the repeats of the
+wall time and of the process's CPU time from the change to the painted frame (painting is single-threaded; on a
+shared machine the CPU time is what the work itself costs, the wall time adds the waits for a core), and how many
+times the plot painted (1: one frame; the time covers them all):
+  * repaint: the hover line moves (what moving the pointer costs: the whole plot area repaints),
+  * zoom: the x range becomes a tenth of the data (each curve is clipped and downsampled again),
+  * reset zoom: back to all the data,
+  * new points: one run gets 100 more points (update_run: smoothing what is new + setData), a live run,
+  * smoothing: the slider moves to a weight not used before (all 10 runs re-smoothed and re-set).
+Each is measured with the overlay as built (downsampling + clip-to-view) and, as the baseline in the same run, with
+both switched off (unless --no-baseline: it takes most of the time); the two alternate A B A B so machine load hits
+both alike.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python bench/bench_overlay.py [--points 100000] [--runs 10] [--repeats 10]
+        [--no-baseline]
 """
 
 import argparse
@@ -44,16 +48,35 @@ def make_runs(n_runs: int, n_points: int):
 def set_fast_paths(overlay, on: bool) -> None:
     for name in overlay.runs:
         for item in overlay.curve_items(name):
-            item.setDownsampling(auto=on, method="peak")
+            item.setDownsampling(auto=on, method=item.opts["downsampleMethod"])
             item.setClipToView(on)
 
 
-def timed(fn, app) -> tuple[float, float]:
-    """(wall ms, CPU ms of this process): on a shared machine the CPU time is the steadier of the two."""
+def paint_counter(widget):
+    """An event filter on widget counting its paint events in .n."""
+    from PySide6.QtCore import QEvent, QObject
+
+    class Counter(QObject):
+        n = 0
+
+        def eventFilter(self, watched, event):  # noqa: N802 - Qt's override
+            if event.type() == QEvent.Type.Paint:
+                self.n += 1
+            return False
+
+    counter = Counter(widget)
+    widget.installEventFilter(counter)
+    return counter
+
+
+def timed(fn, app, paints) -> tuple[float, float, int]:
+    """(wall ms, CPU ms of this process, paints) from the change to its painted frame: on a shared machine the CPU
+    time is the steadier of the two."""
+    paints.n = 0
     t, c = time.perf_counter(), time.process_time()
     fn()
-    app.processEvents()
-    return (time.perf_counter() - t) * 1000.0, (time.process_time() - c) * 1000.0
+    app.processEvents()  # what the event loop does after the change: the scene's update, then the viewport's paint
+    return (time.perf_counter() - t) * 1000.0, (time.process_time() - c) * 1000.0, paints.n
 
 
 def main() -> None:
@@ -61,6 +84,7 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--no-baseline", action="store_true", help="measure the overlay as built only")
     args = parser.parse_args()
 
     from PySide6.QtWidgets import QApplication
@@ -72,53 +96,66 @@ def main() -> None:
     overlay = OverlayPlot()
     overlay.resize(900, 600)
     overlay.show()
+    variants = (True,) if args.no_baseline else (True, False)
+    grow = 100  # points per update of the live run
     runs = make_runs(args.runs, args.points)
+    last = list(runs)[-1]
+    full = runs[last]
+    shown = max(2, args.points - grow * args.repeats * len(variants))  # the live run grows back to --points
+
+    def first(n: int) -> RunCurves:
+        return RunCurves(**{k: getattr(full, k)[:n] for k in ("step", "tokens", "seconds", "loss")},
+                         **{k: getattr(full, k) for k in ("eval_step", "eval_tokens", "eval_seconds", "val_loss")})
+
+    runs[last] = first(shown)
     t = time.perf_counter()
     overlay.set_runs(runs)
     app.processEvents()
     print(f"{args.runs} runs x {args.points:,} points: first draw {1000 * (time.perf_counter() - t):.0f} ms "
           f"(machine shared with other jobs: compare the ratios, not the times)")
-    viewport = overlay.graphics.viewport()
-    last = list(runs)[-1]
-    grown = runs[last]
+    overlay.show_values_at(args.points * 0.4)  # the hover text's first lines reflow the window: not measured
+    app.processEvents()
+    paints = paint_counter(overlay.graphics.viewport())
+    hover_x = iter([args.points * (0.5 + 0.01 * (i % 2)) for i in range(args.repeats * len(variants))])
 
     def repaint():
-        overlay.show_values_at(args.points * 0.5)
-        viewport.repaint()
+        overlay.show_values_at(next(hover_x))
 
     def zoom():
         overlay.plot.setXRange(args.points * 0.45, args.points * 0.55, padding=0)
-        viewport.repaint()
 
     def reset():
         overlay.reset_zoom()
-        viewport.repaint()
 
     def new_points():
-        overlay.update_run(last, RunCurves(**{k: getattr(grown, k) for k in grown.__dataclass_fields__}))
-        viewport.repaint()
+        nonlocal shown
+        shown += grow
+        overlay.update_run(last, first(shown))
 
-    weights = iter([0.6, 0.7] * args.repeats * 2)
+    weights = iter([0.5 + 0.01 * i for i in range(args.repeats * len(variants))])  # each one new
 
     def smoothing():
         overlay.set_smoothing(next(weights))
-        viewport.repaint()
 
     cases = {"repaint": repaint, "zoom": zoom, "reset zoom": reset, "new points": new_points,
              "smoothing": smoothing}
-    results = {(case, fast): [] for case in cases for fast in (True, False)}
+    results: dict = {(case, fast): [] for case in cases for fast in variants}
     for _ in range(args.repeats):
-        for fast in (True, False):  # A B A B
+        for fast in variants:  # A B A B
             set_fast_paths(overlay, fast)
-            viewport.repaint()
+            app.processEvents()
             for case, fn in cases.items():  # each starts from the state the one before left: all data shown
-                results[(case, fast)].append(timed(fn, app))
-    print(f"{'':<14}{'as built: wall / CPU ms':>26}{'baseline: wall / CPU ms':>26}{'CPU ratio':>10}")
+                results[(case, fast)].append(timed(fn, app, paints))
+    print(f"{'':<14}{'as built: wall / CPU ms, paints':>33}" + ("" if args.no_baseline else
+                                                                f"{'baseline: wall / CPU ms':>26}{'CPU ratio':>10}"))
     for case in cases:
-        fast, slow = results[(case, True)], results[(case, False)]
-        fw, fc = (statistics.median(x[i] for x in fast) for i in (0, 1))
-        sw, sc = (statistics.median(x[i] for x in slow) for i in (0, 1))
-        print(f"{case:<14}{fw:>17.1f} / {fc:>6.1f}{sw:>19.1f} / {sc:>6.1f}{fc / sc:>10.2f}")
+        fw, fc = (statistics.median(x[i] for x in results[(case, True)]) for i in (0, 1))
+        n = max(x[2] for x in results[(case, True)])
+        line = f"{case:<14}{fw:>17.1f} / {fc:>6.1f}, {n:>6}"
+        if not args.no_baseline:
+            sw, sc = (statistics.median(x[i] for x in results[(case, False)]) for i in (0, 1))
+            line += f"{sw:>19.1f} / {sc:>6.1f}{fc / sc:>10.2f}"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from engine.experiments import CurvesReader, ema, find_runs, summarize
-from engine.experiments.curves import value_at
+from engine.experiments.curves import Smoother, value_at
 from engine.experiments.extrapolation import Row, read_csv, table, write_csv
 from engine.experiments.plan import arms, read_experiment
 from engine.messages import Eval, Failed, Finished, JsonlWriter, Outcome, Started, Step
@@ -62,6 +62,29 @@ def test_ema_is_tensorboards_loop():
     assert np.isnan(ema([math.nan, math.nan], 0.6)).all()
     with pytest.raises(ValueError, match="smoothing weight"):
         ema([1.0], 1.0)
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.01, 0.6, 0.99])
+def test_smoother_continues_a_growing_series_and_starts_over_when_it_was_rewritten(weight):
+    rng = np.random.default_rng(1)
+    values = rng.normal(3.0, 1.0, 5000)  # several of ema()'s blocks at every weight
+    values[[0, 7, 2600]] = [math.nan, math.inf, math.nan]
+    smoother = Smoother(weight)
+    for n in (0, 1, 2, 8, 9, 700, 701, 5000, 5000):  # growing, and a read with nothing new
+        got = smoother.smooth(values[:n])
+        want = np.array(loop_ema(values[:n], weight))
+        assert np.isnan(got).tolist() == np.isnan(want).tolist()
+        np.testing.assert_allclose(got[np.isfinite(want)], want[np.isfinite(want)], rtol=1e-12)
+    rewritten = values.copy()
+    rewritten[3000:] -= 1.0  # a resume redid the steps after 3000
+    for series in (rewritten, rewritten[:4000], values[:100]):  # and shorter, and shorter still
+        got, want = smoother.smooth(series), np.array(loop_ema(series, weight))
+        np.testing.assert_allclose(got[np.isfinite(want)], want[np.isfinite(want)], rtol=1e-12)
+    buffer = values[:200].copy()
+    smoother.smooth(buffer)
+    buffer[50] = 100.0  # the caller's array changed in place: the smoother compares with its own copy
+    got, want = smoother.smooth(buffer), np.array(loop_ema(buffer, weight))
+    np.testing.assert_allclose(got[np.isfinite(want)], want[np.isfinite(want)], rtol=1e-12)
 
 
 def test_value_at_picks_the_nearest_point():

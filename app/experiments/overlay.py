@@ -1,8 +1,11 @@
 """Overlaid training curves of several runs: one colour per run, named in a legend beside the plot (never over the
 data); x in steps, tokens or wall time; log-scale y; TensorBoard's debiased smoothing; hover shows every run's value.
 
-Plot items are made once per run and fed with ``setData``; peak downsampling and clip-to-view keep ten runs of
-100 000 points under a frame (``bench/bench_overlay.py``). Smoothing is :func:`engine.experiments.ema`.
+Plot items are made once per run and fed with ``setData`` only when their data changed; lines are clipped to the
+view and downsampled to one bin per pixel column (peak: each column's min and max), the smoothed lines' 2-pixel pen
+is painted as three 1-pixel lines, the evaluations of every run are one item, and smoothing continues from where it
+was when points are appended (:class:`engine.experiments.curves.Smoother`): ten runs of 100 000 points redraw in
+about a frame (``bench/bench_overlay.py``).
 """
 
 import csv
@@ -11,46 +14,114 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QColor, QPalette, QPen, QTransform
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QSizePolicy, QSlider, QToolBar, QVBoxLayout, QWidget
 
 from app.theme import hint_color, style_plots
-from engine.experiments.curves import RunCurves, ema, value_at
+from engine.experiments.curves import RunCurves, Smoother, ema, value_at
 
 X_AXES = {"steps": "step", "tokens": "tokens seen", "time": "wall time (s)"}
 # tab10: distinct in light and dark palettes, and what TensorBoard and matplotlib users know
 COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
-DOWNSAMPLE_FACTOR = 1.5
 SMOOTHING_STEPS = 100  # the slider's resolution: weight = value / 100, 0 .. 0.99
 
 
+class _BoldCurve(pg.PlotCurveItem):
+    """A curve whose 2-pixel pen is painted as three 1-pixel lines, the second one pixel right, the third one down.
+
+    Qt paints a pen wider than one pixel through its general stroker: ten smoothed curves of 700 points took 12 ms
+    of every repaint. One-pixel lines take its fast cosmetic path, and the three cover the pixels of a 2-pixel line
+    (a 2x2 square swept along the curve) for a quarter of that. Exports (antialiased), any other pen, and a scaled
+    screen (a 1-pixel pen stays one device pixel there, while the offset and the 2-pixel pen are scaled: the three
+    lines would part) are painted as pyqtgraph does.
+    """
+
+    def paint(self, p, opt, widget):
+        pen = self.opts["pen"]
+        ratio = p.device().devicePixelRatioF() if p.device() is not None else 1.0
+        if (self._exportOpts is not False or self.opts["antialias"] or pen is None or pen.widthF() != 2
+                or not pen.isCosmetic() or pen.style() != Qt.PenStyle.SolidLine or ratio != 1.0):
+            super().paint(p, opt, widget)
+            return
+        thin = QPen(pen)
+        thin.setWidthF(1.0)
+        transform = p.worldTransform()
+        self.opts["pen"] = thin
+        try:
+            for dx, dy in ((0, 0), (1, 0), (0, 1)):
+                p.setWorldTransform(transform * QTransform.fromTranslate(dx, dy))
+                super().paint(p, opt, widget)
+        finally:
+            self.opts["pen"] = pen
+            p.setWorldTransform(transform)
+
+
+class _BoldLine(pg.PlotDataItem):
+    """A PlotDataItem (downsampling, clip-to-view, legend) drawing through a :class:`_BoldCurve`."""
+
+    def __init__(self, **kwargs):
+        super().__init__()
+        self.curve.setParentItem(None)  # not in a scene yet: the plain curve just goes
+        self.curve = _BoldCurve()
+        self.curve.setParentItem(self)
+        self.curve.sigClicked.connect(self.sigClicked)
+        self.setData(**kwargs)
+
+
+def _curve_data(x: np.ndarray, y: np.ndarray) -> dict:
+    """setData arguments: finite data is joined point to point with no check while painting; a NaN (a diverged
+    step) leaves a gap."""
+    finite = bool(np.isfinite(y).all())
+    return {"x": x, "y": y, "connect": "all" if finite else "finite", "skipFiniteCheck": finite}
+
+
 class _RunItems:
-    """The plot items of one run: faint raw loss, smoothed loss (in the legend), validation points."""
+    """The plot items of one run: faint raw loss, smoothed loss (in the legend), and what they show.
+
+    Both lines are downsampled to the pixels they cover (clip-to-view, then one bin per pixel column): the raw
+    one keeps each column's min and max ("peak"), so a spike stays drawn at any zoom; the smoothed one draws each
+    column's mean, a line through the raw band (the raw line under it keeps the spikes), and with no smoothing,
+    when it is the raw line itself, its peaks. Data is set again only when it changed: a new weight re-smooths, new
+    points smooth only what was appended. Every line is under the validation points, and every raw line under every
+    smoothed one.
+    """
 
     def __init__(self, plot, color, name: str, background: QColor):
         # the faint raw curve is an opaque mix with the background: alpha-blended lines cost 4x as much to paint
         faint = tuple(round(0.3 * c + 0.7 * b) for c, b in zip(color, background.getRgb()[:3]))
         self.raw = plot.plot(pen=pg.mkPen(faint, width=1))
-        self.smooth = plot.plot(pen=pg.mkPen(color, width=2), name=name)
-        self.val = plot.plot(pen=None, symbol="o", symbolSize=6, symbolBrush=color, symbolPen=None)
+        self.raw.setZValue(-1)  # under every run's smoothed line
+        self.smooth = _BoldLine(pen=pg.mkPen(color, width=2), name=name)
+        plot.addItem(self.smooth)
         for item in (self.raw, self.smooth):
             item.setDownsampling(auto=True, method="peak")
             item.setClipToView(True)
-            # peak keeps each pixel column's min and max, so ~1.5 samples per pixel draws the same envelope as
-            # pyqtgraph's default 5 at a third of the points
-            item.opts["autoDownsampleFactor"] = DOWNSAMPLE_FACTOR
+            item.opts["autoDownsampleFactor"] = 1.0  # one bin per pixel column (pyqtgraph's default is 5)
+        self.smoother: Smoother | None = None
         self.smoothed = np.empty(0)
+        self.curves: RunCurves | None = None  # what the lines show, on x axis self.x_axis
+        self.x_axis = ""
 
-    def set_smoothed(self, smoothed: bool) -> None:
-        """A smoothed curve has no spikes to keep: one mean per pixel draws it (its 2-pixel pen is the costly
-        part of a paint); unsmoothed, it is the raw curve and keeps its peaks."""
-        self.smooth.opts["autoDownsampleFactor"] = 1.0 if smoothed else DOWNSAMPLE_FACTOR
-        self.smooth.setDownsampling(method="mean" if smoothed else "peak")
-        self.raw.setVisible(smoothed)  # with no smoothing the smoothed curve is the raw one
+    def draw(self, curves: RunCurves, x_axis: str, weight: float) -> None:
+        """Show these curves on this x axis with this smoothing; what is already shown is not set again."""
+        new_data = curves is not self.curves or x_axis != self.x_axis
+        new_weight = self.smoother is None or weight != self.smoother.weight
+        if new_weight:
+            self.smoother = Smoother(weight)
+            self.smooth.setDownsampling(method="mean" if weight > 0 else "peak")
+            self.raw.setVisible(weight > 0)  # with no smoothing the smoothed curve is the raw one
+        if not (new_data or new_weight):
+            return
+        x = curves.x(x_axis)
+        if new_data:
+            self.raw.setData(**_curve_data(x, curves.loss))
+        self.smoothed = self.smoother.smooth(curves.loss)
+        self.smooth.setData(**_curve_data(x, self.smoothed))
+        self.curves, self.x_axis = curves, x_axis
 
     def items(self):
-        return self.raw, self.smooth, self.val
+        return self.raw, self.smooth
 
 
 class OverlayPlot(QWidget):
@@ -116,6 +187,13 @@ class OverlayPlot(QWidget):
         self.graphics.ci.layout.setAlignment(self.legend, Qt.AlignmentFlag.AlignTop)
         self.graphics.ci.layout.setColumnStretchFactor(0, 1)
         self.graphics.ci.layout.setColumnStretchFactor(1, 0)
+        # every run's evaluations in one item: it paints in a tenth of the time ten items take
+        self.val_points = self.plot.plot(pen=None, symbol="o", symbolSize=6, symbolPen=None)
+        self.val_points.setZValue(1)
+        # its points are set only when they change: not again for each new y range (their own positions are far
+        # from any coordinate too large to paint, which is what dynamicRangeLimit guards the lines against)
+        self.val_points.setDynamicRangeLimit(None)
+        self._val_shown: tuple = ()  # (x axis, [(name, eval x, val loss) of every run]) the points show
         self.cursor = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(128, 128, 128, 160, width=1))
         self.cursor.setVisible(False)
         self.plot.addItem(self.cursor, ignoreBounds=True)
@@ -158,7 +236,8 @@ class OverlayPlot(QWidget):
         """New points for a shown run (a live one)."""
         if name in self.runs:
             self.runs[name] = curves
-            self._draw(name)
+            self._items[name].draw(curves, self.x_axis, self.weight)
+            self._draw_evaluations()
 
     def _rebuild_legend(self) -> None:
         self.legend.clear()
@@ -168,17 +247,27 @@ class OverlayPlot(QWidget):
 
     # ---- drawing -------------------------------------------------------------------------------------------------
     def refresh(self) -> None:
-        for name in self.runs:
-            self._draw(name)
+        """Bring every item up to the runs, x axis and smoothing (each sets again only what changed)."""
+        for name, curves in self.runs.items():
+            self._items[name].draw(curves, self.x_axis, self.weight)
+        self._draw_evaluations()
 
-    def _draw(self, name: str) -> None:
-        curves, items = self.runs[name], self._items[name]
-        x = curves.x(self.x_axis)
-        items.smoothed = ema(curves.loss, self.weight)
-        items.set_smoothed(self.weight > 0)
-        items.raw.setData(x, curves.loss)
-        items.smooth.setData(x, items.smoothed)
-        items.val.setData(curves.x(self.x_axis, evals=True), curves.val_loss)
+    def _draw_evaluations(self) -> None:
+        """Every run's validation points, in its colour; set again only when one of them changed (a live run's
+        new steps mostly bring no new evaluation)."""
+        shown = [(name, c.x(self.x_axis, evals=True), c.val_loss) for name, c in self.runs.items()]
+        axis, before = self._val_shown or ("", [])
+        if axis == self.x_axis and len(shown) == len(before) and all(
+                a[0] == b[0] and np.array_equal(a[1], b[1]) and np.array_equal(a[2], b[2], equal_nan=True)
+                for a, b in zip(shown, before)):
+            return
+        self._val_shown = (self.x_axis, shown)
+        if not shown:
+            self.val_points.setData([], [])
+            return
+        brushes = {name: pg.mkBrush(self.color(name)) for name, _, _ in shown}
+        self.val_points.setData(np.concatenate([x for _, x, _ in shown]), np.concatenate([y for _, _, y in shown]),
+                                symbolBrush=[brushes[name] for name, x, _ in shown for _ in range(len(x))])
 
     def smoothed_data(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(x, y) of a run's smoothed curve as drawn."""
