@@ -41,6 +41,32 @@ def error_color(widget: QWidget | None = None) -> str:
     return "#ff7b8a" if palette(widget).color(QPalette.ColorRole.Window).lightness() < 128 else "#b00020"
 
 
+def warning_color(widget: QWidget | None = None) -> str:
+    """An amber for cautionary notes that stays readable on the window background, light or dark."""
+    return "#e0b04a" if is_dark(widget) else "#8a5a00"
+
+
+def banner_colors(widget: QWidget | None = None) -> tuple[QColor, QColor]:
+    """(background, text) of an error banner: the window colour tinted red under error-red text, so the banner is a
+    soft pink on a light window and a deep wine on a dark one (never a light box glaring in a dark window)."""
+    p = palette(widget)
+    window = p.color(QPalette.ColorRole.Window)
+    dark = window.lightness() < 128
+    background = mix(window, QColor(220, 40, 50), 0.28 if dark else 0.14)
+    return background, QColor("#ffb4bc" if dark else "#7a1212")
+
+
+def chip_colors(color: QColor, widget: QWidget | None = None) -> tuple[QColor, QColor]:
+    """(background, text) for a colour-coded chip: the light ``color`` under black text on a light base; on a dark
+    base a dark shade of the same hue under the palette's text colour, so it reads without glaring."""
+    p = palette(widget)
+    base = p.color(QPalette.ColorRole.Base)
+    if base.lightness() >= 128:
+        return QColor(color), QColor("black")
+    hue, saturation = max(color.hslHueF(), 0.0), color.hslSaturationF()  # hue -1: a grey
+    return QColor.fromHslF(hue, saturation * 0.55, 0.3), p.color(QPalette.ColorRole.Text)
+
+
 def selection_colors(widget: QWidget | None = None) -> tuple[QColor, QColor]:
     """(background, text) for marking a selected token: the palette's highlight pair, readable in any theme."""
     p = palette(widget)

@@ -1,13 +1,14 @@
 """Take the README screenshots of the Generation pane, mid-generation.
 
-    xvfb-run -a .venv/bin/python tools/screenshot_generation.py [--hf] [--size 1280x820] [--dark] [output.png]
+    xvfb-run -a .venv/bin/python tools/screenshot_generation.py [--hf] [--size 1280x820] [--dark] [--error] [output.png]
 
 Opens the real main window with private settings folders. By default it loads the bundled Shakespeare model (a random
 character model if it is missing), types the prompt, steps ``STEPS`` tokens with a fixed seed and top-p 0.9, and
 saves the window to assets/screenshots/generation.png. With --hf it first writes a tiny Llama-style model with
 random weights by transformers' save_pretrained (tests/hf_tiny.py: width 32, GPT-2's tokenizer, a chat template)
 into a private Hugging Face cache, picks it in the model list as a user would, and steps it with a chat prompt:
-assets/screenshots/generation-hf.png. --dark uses a dark Fusion palette; QT_SCALE_FACTOR is honoured.
+assets/screenshots/generation-hf.png. --dark uses a dark Fusion palette; QT_SCALE_FACTOR is honoured. --error then
+opens a corrupt checkpoint, so the shot shows the pane's error banner (the model stays).
 """
 
 import argparse
@@ -49,6 +50,7 @@ def main(argv=None) -> Path:
     parser.add_argument("--hf", action="store_true", help="step a tiny random imported Hugging Face model")
     parser.add_argument("--size", default="1280x820", help="window size, WIDTHxHEIGHT")
     parser.add_argument("--dark", action="store_true", help="a dark palette")
+    parser.add_argument("--error", action="store_true", help="open a corrupt checkpoint last: the error banner")
     parser.add_argument("out", nargs="?", help="where to save the PNG")
     args = parser.parse_args(argv)
     out = Path(args.out) if args.out else (OUT_HF if args.hf else OUT)
@@ -96,6 +98,11 @@ def main(argv=None) -> Path:
     for _ in range(HF_STEPS if args.hf else STEPS):
         pane.step()
         _wait(app, lambda: not pane.busy)
+    if args.error:
+        broken = Path(home) / "broken.pt"
+        broken.write_bytes(b"PK\x03\x04 not a checkpoint")
+        pane.load_checkpoint(str(broken))
+        _wait(app, lambda: not pane.busy and not pane.banner.isHidden())
     settle = time.monotonic() + 0.3  # let the last layout and repaint happen
     _wait(app, lambda: time.monotonic() > settle)
     out.parent.mkdir(parents=True, exist_ok=True)

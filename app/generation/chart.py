@@ -13,8 +13,10 @@ from PySide6.QtGui import QBrush, QColor, QCursor, QFont, QFontDatabase, QFontMe
 from PySide6.QtWidgets import QLabel, QToolTip, QVBoxLayout, QWidget
 
 from app.generation.distribution import STAGE_TITLES, ChartData, number_format, percent
+from app.theme import is_dark
 
 RAW_PEN = QColor(70, 90, 120)
+RAW_PEN_DARK = QColor(140, 165, 200)  # the raw outline on a dark base: the light theme's slate would vanish there
 AFTER_BRUSH = QColor(52, 101, 164)
 CUT_COLOR = QColor(150, 150, 150)
 DRAWN_COLOR = QColor(230, 120, 20)
@@ -22,6 +24,7 @@ CUTOFF_COLOR = QColor(200, 40, 40)
 STRIP_COLORS = (QColor(52, 101, 164), QColor(114, 159, 207))
 MAX_LABEL = 18  # characters of a token label on the axis
 STRIP_LABEL_MIN = 0.04  # slices of the last-draw strip at least this wide show their token
+STRIP_GAP = 4  # px between the "u = …" label and the bars below it, and the strip's top edge above it
 
 
 class ProbabilityAxis(pg.AxisItem):
@@ -44,6 +47,11 @@ class ProbabilityAxis(pg.AxisItem):
         return [fmt(v) if v > 0 else "0" for v in values]
 
 
+def raw_pen(widget) -> QColor:
+    """The colour of the raw bars' outline, readable on the widget's base colour."""
+    return RAW_PEN_DARK if is_dark(widget) else RAW_PEN
+
+
 def _short(label: str) -> str:
     return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 1] + "…"
 
@@ -53,6 +61,9 @@ class ProbabilityChart(QWidget):
 
     sig_token_clicked = Signal(int)
     """A row was clicked: the token id to force as the next token."""
+    sig_rows_fit_changed = Signal()
+    """The plot was resized (a banner appeared, the user dragged a splitter) and a different number of rows fits:
+    the owner should redraw, or the rows it drew would overlap or leave the plot half empty."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -82,7 +93,7 @@ class ProbabilityChart(QWidget):
         left = self.plot.getAxis("left")
         left.setStyle(tickFont=mono, tickLength=0)
         left.setWidth(_label_width(mono, MAX_LABEL + 2))
-        self.raw_bars = pg.BarGraphItem(x0=[], y=[], height=0.8, width=[], pen=pg.mkPen(RAW_PEN, width=1.2),
+        self.raw_bars = pg.BarGraphItem(x0=[], y=[], height=0.8, width=[], pen=pg.mkPen(raw_pen(self), width=1.2),
                                         brush=None)
         self.cut_bars = pg.BarGraphItem(x0=[], y=[], height=0.8, width=[], pen=pg.mkPen(CUT_COLOR, width=1),
                                         brush=self._hatch())
@@ -100,23 +111,33 @@ class ProbabilityChart(QWidget):
         self.message = pg.TextItem("", color=text_color, anchor=(0.5, 0.5))
         self.plot.addItem(self.message)
         self.plot.vb.sigResized.connect(self._wrap_message)
+        self._rows_fit = 0
+        self.plot.vb.sigResized.connect(self._on_plot_resized)
 
         self.view.nextRow()
         self.strip = self.view.addPlot(row=1, col=0)
         self._setup_plot(self.strip, text_color)
-        self.strip.setMaximumHeight(62)
+        bottom = self.strip.getAxis("bottom")
+        base = self.palette().color(QPalette.ColorRole.Base)
+        self.u_label = pg.TextItem("u = 0.000", color=text_color, anchor=(0.5, 1), fill=base,
+                                   border=pg.mkPen(DRAWN_COLOR, width=1))
+        self.u_label.textItem.document().setDocumentMargin(2)  # Qt's 4 px would make the box needlessly tall
+        label = int(self.u_label.boundingRect().height())
+        self._strip_band = label + 2 * STRIP_GAP  # px above the bars for the "u = …" label, a gap on each side
+        strip_height = self._strip_band + label + STRIP_GAP + bottom.height()  # the bars as tall as the label
+        self.strip.setMinimumHeight(strip_height)
+        self.strip.setMaximumHeight(strip_height)
         self.strip.hideAxis("left")
-        self.strip.getAxis("bottom").setTicks([[(v, f"{v:g}") for v in (0, 0.25, 0.5, 0.75, 1)]])
+        bottom.setTicks([[(v, f"{v:g}") for v in (0, 0.25, 0.5, 0.75, 1)]])
         self.strip.setXRange(0, 1, padding=0.01)
-        self.strip.setYRange(0, 1, padding=0)
         self.strip.getAxis("left").setWidth(left.width())
-        self.strip_bars = pg.BarGraphItem(x0=[], y0=0.15, height=0.7, width=[], pen=None, brush=CUT_COLOR)
+        self.strip_bars = pg.BarGraphItem(x0=[], y0=0.0, height=1.0, width=[], pen=None, brush=CUT_COLOR)
         self.strip.addItem(self.strip_bars)
         self._strip_texts: list[pg.TextItem] = []
-        self.u_line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(DRAWN_COLOR, width=2),
-                                      label="", labelOpts={"position": 0.9, "color": text_color,
-                                                           "fill": self.palette().color(QPalette.ColorRole.Base)})
+        self.u_line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(DRAWN_COLOR, width=2))
         self.strip.addItem(self.u_line)
+        self.strip.addItem(self.u_label)
+        self.strip.vb.sigResized.connect(self._place_u_label)
         self.strip_title = QLabel(self)
         self.strip_title.setTextFormat(Qt.TextFormat.RichText)
         self.strip_title.setWordWrap(True)
@@ -149,6 +170,13 @@ class ProbabilityChart(QWidget):
     def _wrap_message(self, *_):
         """Wrap the message to the plot's width: a long error on one line would be cut off at both ends."""
         self.message.setTextWidth(max(120.0, self.plot.vb.width() - 24))
+
+    def _on_plot_resized(self, *_):
+        rows = self.rows_that_fit()
+        if rows != self._rows_fit:
+            self._rows_fit = rows
+            if self.data is not None:
+                self.sig_rows_fit_changed.emit()
 
     def _on_view_transform(self, *_):
         if self.data is not None:
@@ -263,6 +291,7 @@ class ProbabilityChart(QWidget):
         if strip is None:
             self.strip_bars.setOpts(x0=[], width=[], brushes=[])
             self.u_line.setVisible(False)
+            self.u_label.setVisible(False)
             for item in self._strip_texts:
                 item.setVisible(False)
             self.strip_title.setText("<span style='color:gray'>Last draw: none yet. Step to draw a token: "
@@ -287,13 +316,34 @@ class ProbabilityChart(QWidget):
                 item.setPos(wide[i].x0 + wide[i].width / 2, 0.5)
         if strip.u is not None:
             self.u_line.setPos(strip.u)
-            self.u_line.label.setFormat(f"u = {strip.u:.3f}")
-            self.u_line.setVisible(True)
-        else:
-            self.u_line.setVisible(False)
+            self.u_label.setText(f"u = {strip.u:.3f}")
+            self._place_u_label()
+        for item in (self.u_line, self.u_label):
+            item.setVisible(strip.u is not None)
         self.strip_title.setText(strip.title)
         self.strip_title.setToolTip(strip.detail)
         self.strip.setToolTip(strip.detail)
+
+    def _place_u_label(self, *_):
+        """The bars fill the strip's height below a band for the "u = …" label, which sits in the band's middle
+        (a gap to the bars and to the strip's top) on top of the u line, moved sideways just enough to stay inside."""
+        height, width = self.strip.vb.height(), self.strip.vb.width()
+        if height <= self._strip_band or width <= 0:
+            return
+        bars = height - self._strip_band - STRIP_GAP  # px of the bars, which span y = 0..1
+        top = 1.0 + self._strip_band / bars  # y of the view's top edge
+        self.strip.setYRange(-STRIP_GAP / bars, top, padding=0)
+        self.u_line.setSpan(0.0, (bars + 2 * STRIP_GAP) / height)  # from the strip's foot up to the label's foot
+        x0, x1 = self.strip.vb.viewRange()[0]
+        line_px = (self.u_line.value() - x0) / (x1 - x0) * width
+        label_px = self.u_label.boundingRect().width()
+        anchor = 0.5 if label_px <= 0 else min(max(0.5, 1 - (width - line_px) / label_px), line_px / label_px)
+        self.u_label.setAnchor((min(max(anchor, 0.0), 1.0), 1))
+        self.u_label.setPos(self.u_line.value(), 1.0 + STRIP_GAP / bars)
+
+    def u_label_rect(self):
+        """The "u = …" label's rectangle in scene coordinates (tests check it clears the bars and the top)."""
+        return self.u_label.mapRectToScene(self.u_label.boundingRect())
 
     # ---- mouse -------------------------------------------------------------------------------------------------
     def row_at(self, scene_pos) -> int | None:

@@ -95,7 +95,7 @@ class DecodingControls(QGroupBox):
         self.seed.setRange(0, 2**31 - 1)
         self.seed.setToolTip("Seed of the draws: the same prompt, seed and settings give the same text.")
         self.dice = QToolButton()
-        self.dice.setText("🎲")
+        self.dice.setText("⚄")  # a die face from DejaVu Sans: the 🎲 emoji is a blank box without an emoji font
         self.dice.setToolTip("A new random seed")
 
         self.order = QListWidget()

@@ -23,6 +23,7 @@ from app.generation.widgets import SPEEDS
 from app.jobs import JobRunner
 from app.paths import assets_dir, read_state, write_state
 from app.settings import read
+from app.theme import warning_color
 
 PROMPT_STATE = "generation_prompt.txt"
 DEFAULT_PROMPT = "ROMEO:\nBut soft, what light"
@@ -90,6 +91,7 @@ class GenerationPane(QWidget):
         self.chat.toggled.connect(lambda _: self._apply_prompt())
         self.controls.sig_changed.connect(self.redraw)
         self.top_n.valueChanged.connect(self.redraw)
+        self.chart.sig_rows_fit_changed.connect(self.redraw)
         self.scale.currentIndexChanged.connect(self._on_scale)
         self.chart.sig_token_clicked.connect(self.force)
         self.search.sig_token_chosen.connect(self.force)
@@ -239,7 +241,7 @@ class GenerationPane(QWidget):
     def _on_loaded(self, loaded):
         self.reload_button.setText("↻")
         self.model_info.setText(loaded.description)
-        self.model_info.setToolTip(loaded.source.path or loaded.source.title())
+        self.model_info.set_detail(loaded.source.path or loaded.source.title())
         self.chat.setVisible(bool(loaded.chat_template))
         self.search.set_vocabulary(loaded.labels)
         self.rebuild_sources()
@@ -326,8 +328,8 @@ class GenerationPane(QWidget):
             header += f" · top {n} shown: the chart is too short for {self.top_n.value()}"
         if state.loaded.untrained:
             uniform = max_entropy_bits(data.vocab_size)
-            header += (f"<br><span style='color:#8a5a00'>An untrained, randomly initialised model: its predictions "
-                       f"are close to uniform (a uniform guess has {uniform:.2f} bits).</span>")
+            header += (f"<br><span style='color:{warning_color(self)}'>An untrained, randomly initialised model: "
+                       f"its predictions are close to uniform (a uniform guess has {uniform:.2f} bits).</span>")
         self.chart.set_data(data, header)
 
     def _on_scale(self, index: int):

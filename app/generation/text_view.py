@@ -11,10 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from PySide6.QtCore import QEvent, QPoint, Qt
-from PySide6.QtGui import QColor, QFontDatabase, QTextCharFormat, QTextCursor, QTextOption
+from PySide6.QtGui import QColor, QFontDatabase, QPalette, QTextCharFormat, QTextCursor, QTextOption
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QTextEdit, QToolTip, QWidget
 
-# (upper bound of the bin, background colour, legend text): light colours under black text
+from app.theme import chip_colors, hint_color, is_dark, mix
+
+# (upper bound of the bin, background colour, legend text): light colours under black text on a light base; on a dark
+# base, dark shades of the same hues under light text (app.theme.chip_colors)
 BINS = (
     (0.05, QColor("#f5a3a3"), "< 5%"),
     (0.20, QColor("#f7c99a"), "5–20%"),
@@ -23,8 +26,7 @@ BINS = (
     (float("inf"), QColor("#94d3a9"), "≥ 80%"),
 )
 FORCED_COLOR = QColor("#d3c4ef")
-PROMPT_COLOR = QColor(110, 110, 110)
-START_COLOR = QColor(225, 225, 225)  # behind the start token of an empty prompt
+START_COLOR = QColor(225, 225, 225)  # behind the start token of an empty prompt (on a light base)
 
 
 def bin_color(prob: float) -> QColor:
@@ -77,10 +79,12 @@ class GeneratedText(QTextEdit):
         self._pieces.clear()
         self._decoder.reset()
         fmt = QTextCharFormat()
-        fmt.setForeground(PROMPT_COLOR)
+        fmt.setForeground(QColor(hint_color(self)))
         if start_token is not None and not text:
             boxed = QTextCharFormat(fmt)
-            boxed.setBackground(START_COLOR)
+            p = self.palette()
+            boxed.setBackground(mix(p.color(QPalette.ColorRole.Base), p.color(QPalette.ColorRole.Text), 0.2)
+                                if is_dark(self) else START_COLOR)
             self.textCursor().insertText(start_token, boxed)
         self.textCursor().insertText(text, fmt)
 
@@ -91,8 +95,9 @@ class GeneratedText(QTextEdit):
         cursor.movePosition(QTextCursor.MoveOperation.End)
         start = cursor.position()
         fmt = QTextCharFormat()
-        fmt.setForeground(QColor("black"))
-        fmt.setBackground(FORCED_COLOR if forced else bin_color(prob))
+        background, foreground = chip_colors(FORCED_COLOR if forced else bin_color(prob), self)
+        fmt.setForeground(foreground)
+        fmt.setBackground(background)
         if forced:
             fmt.setFontUnderline(True)
         cursor.insertText(text, fmt)
@@ -142,7 +147,7 @@ class GeneratedText(QTextEdit):
 
 
 class Legend(QWidget):
-    """A row of colour chips saying what the token colours mean."""
+    """A row of colour chips saying what the token colours mean, coloured as the text view colours its tokens."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -152,15 +157,24 @@ class Legend(QWidget):
         title = QLabel("p:")
         title.setToolTip("The colour of a generated token: the probability it had when it was chosen")
         layout.addWidget(title)
+        self.chips: list[tuple[QLabel, QColor, bool]] = []  # (chip, its light colour, underlined)
         for _, color, text in BINS:
-            layout.addWidget(self._chip(color, text))
-        layout.addWidget(self._chip(FORCED_COLOR, "forced", underline=True))
+            self.chips.append((QLabel(text), color, False))
+        self.chips.append((QLabel("forced"), FORCED_COLOR, True))
+        for chip, _, _ in self.chips:
+            chip.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            layout.addWidget(chip)
         layout.addStretch(1)
+        self._restyle()
 
-    @staticmethod
-    def _chip(color: QColor, text: str, underline: bool = False) -> QLabel:
-        chip = QLabel(text)
-        chip.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        deco = "text-decoration: underline;" if underline else ""
-        chip.setStyleSheet(f"background: {color.name()}; color: black; padding: 1px 6px; border-radius: 3px; {deco}")
-        return chip
+    def changeEvent(self, event):  # noqa: N802 - Qt override
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            self._restyle()
+
+    def _restyle(self):
+        for chip, color, underline in self.chips:
+            background, foreground = chip_colors(color, self)
+            deco = "text-decoration: underline;" if underline else ""
+            chip.setStyleSheet(f"background: {background.name()}; color: {foreground.name()}; padding: 1px 6px; "
+                               f"border-radius: 3px; {deco}")

@@ -1,20 +1,104 @@
 """The Generation pane's widgets, built and laid out (no behaviour: pane.py wires them to the state)."""
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt
+from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QSizePolicy,
     QSlider, QSpinBox, QSplitter, QToolButton, QVBoxLayout, QWidget,
 )
 
-from app.generation.chart import ProbabilityChart
+from app.generation.chart import ProbabilityChart, raw_pen
 from app.generation.controls import DecodingControls
 from app.generation.picker import ModelPicker
 from app.generation.text_view import GeneratedText, Legend
 from app.generation.vocab_search import VocabularySearch
-from app.theme import hint_color
+from app.theme import banner_colors, hint_color, warning_color
 
 SPEEDS = (1, 2, 3, 5, 8, 12, 20, 30, 50)  # tokens per second offered by the Run speed slider
 PRECISION_TITLES = {"auto": "auto", "float32": "fp32", "bfloat16": "bf16"}
+# The chart's legend: one entry per (colour, mark, words); an entry is never broken across lines
+BARS_LEGEND = ((None, "▭", "raw"), ("#3465a4", "■", "after controls"), ("#969696", "▨", "cut"),
+               ("#c82828", "- -", "top-p"))  # None: the chart's raw outline colour, which follows the palette
+LEGEND_SEPARATOR = "&nbsp;&nbsp; "  # a wrapped line starts at an entry, not at the space before it
+
+
+class ElidedLabel(QLabel):
+    """A one-line label that ends in … when it is narrower than its text, the full text in its tooltip.
+
+    ``text()`` stays the full text; only the painting is shortened. ``detail`` (a file path, say) is added to the
+    tooltip under the text.
+    """
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setTextFormat(Qt.TextFormat.PlainText)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # takes the room there is
+        self._detail = ""
+
+    def setText(self, text: str):  # noqa: N802 - Qt override
+        super().setText(text)
+        self._update_tooltip()
+
+    def set_detail(self, detail: str):
+        self._detail = detail
+        self._update_tooltip()
+
+    def _update_tooltip(self):
+        self.setToolTip("\n".join(part for part in (self.text(), self._detail) if part))
+
+    def elided_text(self) -> str:
+        """The text as painted: all of it, or as much as fits followed by …"""
+        return self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight, self.contentsRect().width())
+
+    def is_elided(self) -> bool:
+        return self.elided_text() != self.text()
+
+    def paintEvent(self, event):  # noqa: N802 - Qt override
+        painter = QPainter(self)
+        self.style().drawItemText(painter, self.contentsRect(), int(self.alignment() | Qt.AlignmentFlag.AlignVCenter),
+                                  self.palette(), self.isEnabled(), self.elided_text(), self.foregroundRole())
+
+
+class Banner(QLabel):
+    """The pane's error banner: a red-tinted box whose colours come from the palette, set afresh with each message
+    (a fixed light pink glared in a dark window)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setWordWrap(True)
+        self.setVisible(False)
+        self._restyle()
+
+    def setText(self, text: str):  # noqa: N802 - Qt override
+        self._restyle()
+        super().setText(text)
+
+    def changeEvent(self, event):  # noqa: N802 - Qt override
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.ApplicationPaletteChange:
+            self._restyle()
+
+    def colors(self):
+        """(background, text) for the current palette: the parent's, since the style sheet changes our own."""
+        return banner_colors(self.parentWidget())
+
+    def _restyle(self):
+        background, text = self.colors()
+        style = (f"background: {background.name()}; color: {text.name()}; padding: 4px 8px; border-radius: 3px; "
+                 f"border: 1px solid rgba({text.red()}, {text.green()}, {text.blue()}, 70);")
+        if style != self.styleSheet():
+            self.setStyleSheet(style)
+
+
+def bars_legend_html(widget=None) -> str:
+    """The legend as rich text whose entries hold together: the line breaks only between entries (a narrow pane
+    used to leave "- -" on one line and "top-p" on the next). Inside an entry the spaces are no-break spaces and the
+    hyphens non-breaking hyphens."""
+    def held(text: str) -> str:
+        return text.replace(" ", "&nbsp;").replace("-", "&#8209;")
+
+    return LEGEND_SEPARATOR.join(f"<span style='color:{color or raw_pen(widget).name()}'>{held(mark)}</span>&nbsp;"
+                                 f"{held(words)}" for color, mark, words in BARS_LEGEND)
 
 
 def build(pane: QWidget) -> None:
@@ -36,13 +120,8 @@ def build(pane: QWidget) -> None:
     p.cancel_button = QPushButton("Cancel")
     p.cancel_button.setToolTip("Stop loading: the previous model stays")
     p.cancel_button.setVisible(False)
-    p.model_info = QLabel()
-    p.model_info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-    p.model_info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # long: may be cut
-    p.banner = QLabel()
-    p.banner.setWordWrap(True)
-    p.banner.setStyleSheet("background: #fde2e1; color: #7a1212; padding: 4px 8px; border-radius: 3px;")
-    p.banner.setVisible(False)
+    p.model_info = ElidedLabel()
+    p.banner = Banner(p)
 
     p.prompt = QPlainTextEdit()
     p.prompt.setPlaceholderText("Type a prompt…")
@@ -81,7 +160,7 @@ def build(pane: QWidget) -> None:
     p.legend = Legend()
     p.context_note = QLabel()
     p.context_note.setWordWrap(True)
-    p.context_note.setStyleSheet("color: #8a5a00;")
+    p.context_note.setStyleSheet(f"color: {warning_color(p)};")
     p.context_note.setVisible(False)
     p.counts = QLabel()
     p.counts.setWordWrap(True)
@@ -97,10 +176,7 @@ def build(pane: QWidget) -> None:
     p.scale.addItem("log-probability", True)
     p.scale.setToolTip("Bars as probabilities, or as natural log-probabilities (the model's scores up to a "
                        "constant: small differences among unlikely tokens show)")
-    p.bars_legend = QLabel("<span style='color:#465a78'>▭</span> raw &nbsp;"
-                           "<span style='color:#3465a4'>■</span> after controls &nbsp;"
-                           "<span style='color:#969696'>▨</span> cut &nbsp;"
-                           "<span style='color:#c82828'>- -</span> top-p")
+    p.bars_legend = QLabel(bars_legend_html(p))
     p.bars_legend.setToolTip("Outlined: the model's raw softmax. Solid: the probability after the decoding controls. "
                              "Hatched grey: a token a stage cut, drawn at the probability it had just before that "
                              "stage. Dashed red: where the top-p nucleus ends.")
