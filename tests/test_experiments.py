@@ -11,10 +11,10 @@ import pytest
 from engine.experiments import CurvesReader, ema, find_runs, summarize
 from engine.experiments.curves import Smoother, value_at
 from engine.experiments.extrapolation import Row, read_csv, table, write_csv
-from engine.experiments.plan import arms, read_experiment
+from engine.experiments.plan import arms, plan, read_experiment
 from engine.messages import Eval, Failed, Finished, JsonlWriter, Outcome, Started, Step
 from engine.runs import RunFolder
-from engine.train.config import ConfigError
+from engine.train.config import ConfigError, TrainConfig
 
 CONFIG = {"n_layer": 2, "n_embd": 64, "pos": "rope", "tokenizer": "char", "corpus": "shakespeare", "max_iters": 10,
           "batch_size": 8, "grad_accum": 1, "block_size": 32, "precision": "fp32"}
@@ -223,6 +223,14 @@ def test_extrapolation_csv_round_trip_and_table(tmp_path):
 
 def test_experiment_arms_and_bad_experiment_folders(tmp_path):
     assert [a.name for a in arms("precision", cuda=True)] == ["fp32", "bf16", "fp16"]
+    base = TrainConfig(out_dir=str(tmp_path / "exp"), device="cpu")
+    assert [a.name for a in plan("precision", base, cuda=True, gpus=1).arms] == ["fp32", "bf16"]  # fp16 needs CUDA
+    for kind in ("precision", "processes"):
+        with pytest.raises(ConfigError, match="device cuda needs a CUDA GPU, and this machine has none"):
+            plan(kind, TrainConfig(out_dir=str(tmp_path / "exp"), device="cuda"), cuda=False)
+    assert plan("processes", TrainConfig(out_dir=str(tmp_path / "exp"), device="cuda"), cuda=True, gpus=1).base[
+        "device"] == "cpu"  # two ranks cannot share one GPU
+    assert not (tmp_path / "exp").exists()  # planning writes nothing
     with pytest.raises(ConfigError, match="unknown experiment"):
         arms("colours")
     with pytest.raises(ConfigError, match="not an experiment folder"):

@@ -1,5 +1,7 @@
 """llm-train --experiment: the positions experiment on a tiny config trains three runs that differ only in their
-position encoding, and measures them at 1x, 2x and 4x the context; learned positions refuse past their table."""
+position encoding, and measures them at 1x, 2x and 4x the context; learned positions refuse past their table. The
+precision experiment trains fp32 and bf16 autocast on the CPU, the processes experiment 1 and 2 gloo processes to
+the same curve; bad input is one error line, before any folder is made."""
 
 import json
 import math
@@ -8,9 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from engine.experiments import summarize
+from engine.experiments.curves import read_curves
 from engine.experiments.extrapolation import read_csv
 from engine.experiments.plan import read_experiment
 
@@ -20,9 +24,31 @@ TINY = ["n_layer=1", "n_head=2", "n_embd=16", "block_size=16", "batch_size=4", "
         "eval_interval=3", "sample_len=0", "device=cpu", "lr=3e-3", "max_iters=6", "lr_decay_iters=6"]
 
 
-def cli(*args):
+def cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "engine.train", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+
+
+def trained_arms(out, names, done):
+    """Each arm of the experiment in out: a finished run of TINY's 6 steps with a checkpoint, listed in the summary
+    table the command printed; -> {arm: (summary, curves, config)}."""
+    arms = {}
+    for arm in names:
+        s = summarize(out / arm)
+        assert (s.state, s.steps, s.skipped_steps) == ("finished", 6, 0), (arm, s.detail)
+        assert s.has_checkpoint and math.isfinite(s.best_val) and s.ms_per_step > 0 and s.tokens_per_s > 0
+        assert f"[{arm}] finished at step 6: completed" in done.stdout
+        arms[arm] = (s, read_curves(out / arm), json.loads((out / arm / "config.json").read_text()))
+    table = done.stdout[done.stdout.index("\narm ") + 1:].splitlines()
+    assert [line.split()[:2] for line in table[1:]] == [[arm, "6"] for arm in names]
+    assert not (out / "extrapolation.csv").exists()  # only the positions experiment measures contexts
+    return arms
+
+
+def torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 @pytest.fixture
@@ -63,6 +89,46 @@ def test_positions_experiment_writes_three_runs_and_the_extrapolation_table(tmp_
 
 
 @pytest.mark.slow
+def test_precision_experiment_trains_fp32_and_bf16_autocast_on_the_cpu(tmp_path, corpus):
+    out = tmp_path / "exp"
+    done = cli("--experiment", "precision", "--threads", "1", f"corpus={corpus}", f"out_dir={out}", *TINY)
+    assert done.returncode == 0, done.stderr + done.stdout
+    experiment = read_experiment(out)
+    assert experiment.kind == "precision"
+    assert [(a.name, a.overrides) for a in experiment.arms] == [("fp32", {"precision": "fp32"}),
+                                                                ("bf16", {"precision": "bf16"})]  # fp16: CUDA only
+    arms = trained_arms(out, ["fp32", "bf16"], done)
+    assert [arms[a][0].precision for a in arms] == ["fp32", "bf16"]
+    assert arms["fp32"][2] | {"precision": "", "out_dir": ""} == arms["bf16"][2] | {"precision": "", "out_dir": ""}
+    fp32, bf16 = arms["fp32"][1], arms["bf16"][1]
+    assert fp32.step.tolist() == bf16.step.tolist() == [1, 2, 3, 4, 5, 6]
+    # the same run to bf16's precision, and not bit for bit: the autocast really ran
+    np.testing.assert_allclose(bf16.loss, fp32.loss, rtol=1e-2)
+    np.testing.assert_allclose(bf16.val_loss, fp32.val_loss, rtol=1e-2)
+    assert not np.array_equal(bf16.loss, fp32.loss)
+
+
+@pytest.mark.slow
+def test_processes_experiment_trains_one_and_two_gloo_processes_to_the_same_curve(tmp_path, corpus):
+    out = tmp_path / "exp"
+    done = cli("--experiment", "processes", "--threads", "1", f"corpus={corpus}", f"out_dir={out}", *TINY)
+    assert done.returncode == 0, done.stderr + done.stdout
+    experiment = read_experiment(out)
+    assert experiment.kind == "processes"
+    assert [(a.name, a.world_size) for a in experiment.arms] == [("1-process", 1), ("2-processes", 2)]
+    arms = trained_arms(out, ["1-process", "2-processes"], done)
+    assert [arms[a][0].world_size for a in arms] == [1, 2]
+    one, two = arms["1-process"][2], arms["2-processes"][2]
+    assert one | {"out_dir": ""} == two | {"out_dir": ""} and one["batch_size"] == 4  # the same global batch
+    one, two = arms["1-process"][1], arms["2-processes"][1]
+    assert one.step.tolist() == two.step.tolist() == [1, 2, 3, 4, 5, 6]
+    # the same curve to the numerics: rank 1 takes the second half of the batch rank 0 would have taken alone
+    np.testing.assert_allclose(two.loss, one.loss, rtol=1e-5)
+    np.testing.assert_allclose(two.val_loss, one.val_loss, rtol=1e-5)
+    assert "[2-processes] run " in done.stdout and "2 processes" in done.stdout
+
+
+@pytest.mark.slow
 def test_experiment_command_line_errors_are_one_line(tmp_path, corpus):
     no_dir = cli("--experiment", "positions", f"corpus={corpus}")
     assert no_dir.returncode == 2 and no_dir.stderr.count("\n") == 1 and "needs out_dir=DIR" in no_dir.stderr
@@ -90,3 +156,34 @@ def test_under_torchrun_every_arm_trains_in_the_torchrun_processes(tmp_path, cor
         assert (s.state, s.steps, s.world_size) == ("finished", 6, 2)
     assert len(read_csv(out / "extrapolation.csv")) == 9
     assert done.stdout.count("experiment positions in") == 1  # rank 0 speaks, the others do not
+
+
+def test_bad_precision_and_processes_input_is_one_line_before_any_folder(tmp_path, corpus, capsys, monkeypatch):
+    """In this process (llm-train's main), so the refusals cost no torch start-up each."""
+    from engine.train.cli import main
+
+    def refused(kind, *args) -> str:
+        assert main(["--experiment", kind, f"corpus={corpus}", *TINY, *args]) == 2  # args last: they win
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("llm-train: error: ")
+        return err[len("llm-train: error: "):-1]
+
+    q, p = f"out_dir={tmp_path / 'q'}", f"out_dir={tmp_path / 'p'}"
+    assert refused("precision", q, "precision=fp8") == "precision must be one of fp32, bf16, fp16; got 'fp8'"
+    assert refused("processes", p, "batch_size=5") == ("the processes experiment splits batch_size over 2 "
+                                                       "processes; batch_size 5 is odd: use an even one")
+    assert refused("processes", "--threads", "-1", p) == "--threads must be at least 1 (or 0 for automatic), got -1"
+    assert refused("precision", "--resume", str(tmp_path), q).startswith("--experiment cannot be combined with")
+    if not torch_cuda():  # refused up front, not once per arm after each started
+        assert refused("precision", q, "device=cuda") == "device cuda needs a CUDA GPU, and this machine has none"
+    held = tmp_path / "held"
+    (held / "bf16").mkdir(parents=True)
+    (held / "bf16" / "ckpt.pt").write_bytes(b"")  # an arm's folder holds a run: no arm starts (nor is overwritten)
+    assert refused("precision", f"out_dir={held}") == (f"{held / 'bf16'} already holds a run; choose another out_dir "
+                                                       f"for the experiment")
+    assert sorted(p.name for p in held.iterdir()) == ["bf16"]
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun starts it
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert refused("processes", p) == "--experiment processes starts its own processes; run it without torchrun"
+    assert not (tmp_path / "q").exists() and not (tmp_path / "p").exists()

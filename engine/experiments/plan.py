@@ -88,6 +88,8 @@ class Experiment:
 def plan(kind: str, base: TrainConfig, cuda: bool = False, gpus: int = 0) -> Experiment:
     """The experiment ``kind`` over base (its out_dir is the experiment folder); ConfigError if an arm cannot run or
     the folder already holds a run."""
+    if base.device == "cuda" and not cuda:  # else every arm would start, fail the same way, and leave a folder
+        raise ConfigError("device cuda needs a CUDA GPU, and this machine has none")
     chosen = arms(kind, cuda)
     settings = base.to_dict()
     settings.pop("resume", None)
