@@ -132,3 +132,12 @@ def test_chunks_keep_the_ids_of_the_whole_text(name):
     pieces = chunks(text, size=97)
     assert len(pieces) > 10
     assert [i for p in pieces for i in tok.encode(p)] == tok.encode(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab1_ \n\r\t", max_size=60), st.integers(1, 8))
+def test_chunks_join_back_and_stay_bounded(text, size):
+    pieces = chunks(text, size=size)
+    assert "".join(pieces) == text
+    assert all(pieces[:-1]) and all(len(p) <= 2 * size + 1 for p in pieces)  # no empty piece: the loop moves on
+    assert not any(a.endswith("\r") and b.startswith("\n") for a, b in zip(pieces, pieces[1:]))
