@@ -198,3 +198,41 @@ def test_bpe_training_runs_in_its_own_process_and_its_errors_come_back(tmp_path)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert out.stdout.strip() == "False"  # the training process imports no Qt
+
+
+# ---- a long paste of ids stalls the window once, not twice (issue 10) ------------------------------------------------
+def test_a_long_paste_is_inserting_from_its_first_piece_and_drawn_once(pane, qtbot, monkeypatch):
+    pane.input_tabs.setCurrentIndex(DECODE_TAB)
+    qtbot.waitUntil(lambda: pane.analysis is not None, timeout=WAIT_MS)
+    edit = pane.decode.ids_edit
+    inserting = []
+    edit.textChanged.connect(lambda: inserting.append(edit.inserting))
+    drawn = []
+    render = pane.render
+    monkeypatch.setattr(pane, "render", lambda: (drawn.append(pane.analysis and pane.analysis.n_tokens), render()))
+    ids = list(range(1000, 41_000))  # about ten pieces
+    paste(edit, " ".join(map(str, ids)))
+    qtbot.waitUntil(lambda: pane.analysis is not None and pane.analysis.n_tokens == len(ids), timeout=WAIT_MS)
+    # the first piece's change too: an edit seen as typing started a refresh that decoded a part of the paste
+    assert len(inserting) > 5 and all(inserting)
+    assert [n for n in drawn if n] == [len(ids)]
+
+
+def test_the_scroll_bar_appearing_does_not_lay_the_tokens_out_again(qtbot):
+    from app.tokenization.token_view import TokenView
+
+    view = TokenView()
+    qtbot.addWidget(view)
+    view.resize(400, 200)
+    view.show()
+    qtbot.waitExposed(view)
+    view.set_tokens(["short"])
+    qtbot.wait(20)
+    assert not view.verticalScrollBar().isVisible()
+    labels = [f"token{i}" for i in range(3000)]
+    view.set_tokens(labels)
+    last = view.token_rect(len(labels) - 1)
+    qtbot.waitUntil(lambda: view.verticalScrollBar().isVisible(), timeout=WAIT_MS)
+    qtbot.wait(20)
+    assert view.token_rect(len(labels) - 1) == last  # wrapped beside the bar from the start: no second layout
+    assert all(view.token_rect(i).right() <= view.viewport().width() for i in range(0, len(labels), 7))

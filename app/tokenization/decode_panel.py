@@ -1,6 +1,6 @@
 """Decode mode: the user pastes token ids; the panel shows the text they make and names any bad ids."""
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
@@ -40,6 +40,24 @@ class DecodePanel(QWidget):
         layout.addWidget(QLabel("Decoded text:"))
         layout.addWidget(self.decoded, 1)
         layout.addWidget(self.note)
+        # show_result_soon: the decoded text is laid out on a later turn of the event loop than the token views
+        # (a timer, which lets input and painting in first; a posted call could run in the same pass): the two
+        # layouts together were one stall of the window after 300 000 ids were pasted (issue 10)
+        self._pending: tuple | None = None
+        self._show_pending = QTimer(self)
+        self._show_pending.setSingleShot(True)
+        self._show_pending.setInterval(0)
+        self._show_pending.timeout.connect(self._on_show_pending)
+
+    def show_result_soon(self, text: str, n_broken: int, problem: str) -> None:
+        """:meth:`show_result` on the next turn of the event loop (a later call replaces a pending one)."""
+        self._pending = (text, n_broken, problem)
+        self._show_pending.start()
+
+    def _on_show_pending(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self.show_result(*pending)
 
     def show_result(self, text: str, n_broken: int, problem: str) -> None:
         """text: the decoded text; n_broken: byte sequences in it that are not whole UTF-8 characters (each shown as

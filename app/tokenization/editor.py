@@ -42,6 +42,13 @@ class PieceEdit(QPlainTextEdit):
         self._cursor: QTextCursor | None = None
         self._done = self._total = 0
         self._was_read_only = False
+        # A timer between pieces, not QTimer.singleShot(0, ...): Qt 6 posts a zero single-shot as an event, and
+        # posted events can run back to back in one pass of the event loop, so a piece and whatever else was posted
+        # (the token views' layout) made one freeze. A timer lets input, painting and other timers in between.
+        self._next_piece = QTimer(self)
+        self._next_piece.setSingleShot(True)
+        self._next_piece.setInterval(0)
+        self._next_piece.timeout.connect(self._insert_next)
 
     @property
     def inserting(self) -> bool:
@@ -72,14 +79,14 @@ class PieceEdit(QPlainTextEdit):
         self._done, self._total, self._undo = 0, len(text), undo
         self._was_read_only = self.isReadOnly()
         self.setReadOnly(True)  # typing between the pieces would land in the middle of the paste
+        self._cursor = cursor  # inserting from here on: the first piece's textChanged must see it (issue 10)
         cursor.beginEditBlock()  # the first piece opens the undo step the others join
         cursor.removeSelectedText()
         cursor.insertText(self._prepare_piece(self._queue.pop()))
         cursor.endEditBlock()
-        self._cursor = cursor
         self._done = self._total - sum(map(len, self._queue))
         self.sig_insert_progress.emit(self._done, self._total)
-        QTimer.singleShot(0, self._insert_next)
+        self._next_piece.start()
 
     def _insert_next(self) -> None:
         cursor = self._cursor
@@ -93,7 +100,7 @@ class PieceEdit(QPlainTextEdit):
             self._done += len(piece)
             self.sig_insert_progress.emit(self._done, self._total)
         if self._queue:
-            QTimer.singleShot(0, self._insert_next)
+            self._next_piece.start()
             return
         self._stop()
         if self._undo:
@@ -103,6 +110,7 @@ class PieceEdit(QPlainTextEdit):
             self.moveCursor(QTextCursor.MoveOperation.Start)
 
     def _stop(self) -> None:
+        self._next_piece.stop()
         if self._cursor is not None:
             self._cursor = None
             self._queue = []

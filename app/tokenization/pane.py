@@ -76,7 +76,7 @@ class TokenizationPane(QWidget):
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(DEBOUNCE_MS)
-        self._debounce.timeout.connect(self.refresh)
+        self._debounce.timeout.connect(self._on_debounce)
         self._busy_note = QTimer(self)
         self._busy_note.setSingleShot(True)
         self._busy_note.setInterval(BUSY_NOTE_MS)
@@ -253,6 +253,12 @@ class TokenizationPane(QWidget):
             self._debounce.start()
 
     # ---- jobs --------------------------------------------------------------------------------------------------------
+    def _on_debounce(self) -> None:
+        # a long paste going in a piece at a time refreshes when its last piece is in (_on_insert_progress); a
+        # refresh from an edit just before it started would tokenize a part of it and draw that, stalling twice
+        if not (self.decode.ids_edit if self.decode_mode else self.editor).inserting:
+            self.refresh()
+
     def refresh(self) -> None:
         """Tokenize (or decode) the current input now, in a worker thread."""
         self._debounce.stop()
@@ -318,7 +324,7 @@ class TokenizationPane(QWidget):
             return  # went stale while running
         self.tokenizer, self.analysis, decoded = result
         if decoded is not None:
-            self.decode.show_result(*decoded, self.analysis.bad_ids)
+            self.decode.show_result_soon(*decoded, self.analysis.bad_ids)  # after the views: not in one stall
         self.render()
 
     def _report(self, failure: JobFailed, what: str) -> None:

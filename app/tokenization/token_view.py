@@ -199,7 +199,7 @@ class TokenView(QAbstractScrollArea):
         one binary search, not a Python step per token.
         """
         self._clear_layout()
-        self._layout_width = self.viewport().width()
+        self._layout_width = self._wrap_width()
         avail = max(40.0, self._layout_width - 8.0)
         texts, tokens, breaks = self._pieces()
         widths = self._widths_of(texts)
@@ -287,9 +287,17 @@ class TokenView(QAbstractScrollArea):
         return QSize(400, 160)
 
     # ---- events ------------------------------------------------------------------------------------------------------
+    def _wrap_width(self) -> int:
+        """The width lines wrap at: the viewport's with the vertical scroll bar shown, shown or not. When a long
+        text arrives the bar appears a turn later and narrows the viewport; wrapping at the viewport's own width
+        laid 10 000 tokens out a second time then, in both views (issue 10: part of the stall after a paste)."""
+        bar = self.verticalScrollBar()
+        width = self.viewport().width()
+        return width if bar.isVisible() else width - bar.sizeHint().width()
+
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
-        if self.viewport().width() != self._layout_width:
+        if self._wrap_width() != self._layout_width:
             self._relayout()
         else:
             self.verticalScrollBar().setPageStep(self.viewport().height())
