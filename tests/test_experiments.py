@@ -175,6 +175,35 @@ def test_curves_drop_the_steps_a_resume_redoes(tmp_path):
         c.x("furlongs")
 
 
+def test_a_live_reader_keeps_its_points_across_reads_resumes_and_growth(tmp_path):
+    """Reads of a growing run, with a resume inside a read and one between reads, give what one read of the whole
+    file gives (hundreds of points: the reader's arrays grow several times), and curves handed out earlier stay as
+    they were."""
+    folder = write_run(tmp_path / "r", n_steps=300)  # evaluations every 5 steps
+    reader = CurvesReader(folder)
+    reader.update()
+    early = reader.curves()
+    with JsonlWriter(folder / "metrics.jsonl") as w:
+        for step in range(301, 700):
+            w.write(Step("r1", step=step, loss=float(step), tokens_seen=256 * step, time=1_700_000_000.0 + step))
+        w.write(Started("r1", config=CONFIG, step=650))  # resumed from step 650, in the middle of this read
+        for step in range(651, 801):
+            w.write(Step("r1", step=step, loss=-float(step), tokens_seen=256 * step, time=1_700_000_000.0 + step))
+        w.write(Eval("r1", step=800, val_loss=1.0, tokens_seen=256 * 800))
+    assert reader.update()
+    with JsonlWriter(folder / "metrics.jsonl") as w:  # a step that is not past the last: rewinds to before it
+        w.write(Step("r1", step=799, loss=7.0, tokens_seen=256 * 799, time=1_700_000_999.0))
+    assert reader.update() and not reader.update()
+    live, whole = reader.curves(), CurvesReader(folder)
+    whole.update()
+    for name in ("step", "tokens", "seconds", "loss", "eval_step", "eval_tokens", "eval_seconds", "val_loss"):
+        assert getattr(live, name).tolist() == getattr(whole.curves(), name).tolist(), name
+    assert live.step.tolist() == list(range(1, 800)) and live.loss[[649, 650, 797, 798]].tolist() == [650, -651,
+                                                                                                        -798, 7]
+    assert live.eval_step.tolist() == list(range(5, 301, 5))  # the one at 800 was undone by the rewind to 798
+    assert early.step.tolist() == list(range(1, 301)) and early.loss[-1] == pytest.approx(4.0 - 30.0)
+
+
 def test_a_folder_with_only_a_checkpoint_and_garbage(tmp_path):
     empty = tmp_path / "config-only"
     empty.mkdir()

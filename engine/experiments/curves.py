@@ -140,53 +140,99 @@ class RunCurves:
         return len(self.step)
 
 
+class _Table:
+    """Rows of floats that grow at the end and are cut back from it, kept in one numpy array (doubled when full): a
+    live run's 100 000th step costs what its first did. Rows are sorted by their first column (the step)."""
+
+    def __init__(self, width: int):
+        self._data = np.empty((256, width))
+        self.n = 0
+
+    def extend(self, rows: list) -> None:
+        if not rows:
+            return
+        new = np.asarray(rows, dtype=np.float64).reshape(len(rows), self._data.shape[1])
+        if self.n + len(new) > len(self._data):
+            grown = np.empty((max(2 * len(self._data), self.n + len(new)), self._data.shape[1]))
+            grown[:self.n] = self._data[:self.n]
+            self._data = grown
+        self._data[self.n:self.n + len(new)] = new
+        self.n += len(new)
+
+    def last_key(self, pending: list) -> float:
+        """The first column of the last row, counting rows not yet added; -inf for none."""
+        return pending[-1][0] if pending else float(self._data[self.n - 1, 0]) if self.n else -math.inf
+
+    def keep_until(self, key: float, inclusive: bool = True) -> bool:
+        """Drop the rows whose first column is past key (or at it, inclusive=False) -> whether any went."""
+        n = int(np.searchsorted(self._data[:self.n, 0], key, side="right" if inclusive else "left"))
+        dropped, self.n = n != self.n, n
+        return dropped
+
+    def columns(self) -> np.ndarray:
+        """A copy of the rows, (n, width): rows cut back and added again later must not change it."""
+        return self._data[:self.n].copy()
+
+
 class CurvesReader:
     """Reads a run folder's metrics.jsonl from where it stopped last time; :meth:`curves` gives the arrays.
 
         >>> reader = CurvesReader("runs/sc")
         >>> reader.update()        # True when new points arrived (a missing file is no error: nothing yet)
         False
+
+    Points are kept in numpy arrays, not Python lists: turning 100 000 tuples into arrays held the GIL for ~50 ms,
+    a stall of three frames in the app's window at each read of a live run, though the reader runs in a worker.
     """
 
     def __init__(self, folder):
         self.folder = RunFolder(folder)
         self.offset = 0
-        self._steps: list[tuple[float, float, float, float]] = []  # (step, tokens, time, loss)
-        self._evals: list[tuple[float, float, float]] = []  # (step, tokens, val_loss)
+        self._steps = _Table(4)  # (step, tokens, time, loss)
+        self._evals = _Table(3)  # (step, tokens, val_loss)
         self._cache: RunCurves | None = None
 
     def update(self) -> bool:
         msgs, self.offset = read_jsonl(self.folder.metrics_path, self.offset)
         changed = False
+        steps: list[tuple] = []  # new rows, added to the tables before any rewind and at the end
+        evals: list[tuple] = []
+
+        def flush() -> None:
+            self._steps.extend(steps)
+            self._evals.extend(evals)
+            steps.clear()
+            evals.clear()
+
         for msg in msgs:
             if isinstance(msg, Step):
-                if self._steps and msg.step <= self._steps[-1][0]:
+                if msg.step <= self._steps.last_key(steps):
+                    flush()
                     self._rewind(msg.step - 1)
-                self._steps.append((msg.step, msg.tokens_seen, msg.time, msg.loss))
+                steps.append((msg.step, msg.tokens_seen, msg.time, msg.loss))
                 changed = True
             elif isinstance(msg, Eval):
-                if self._evals and msg.step <= self._evals[-1][0]:
-                    self._evals = [e for e in self._evals if e[0] < msg.step]
-                self._evals.append((msg.step, msg.tokens_seen, msg.val_loss))
+                if msg.step <= self._evals.last_key(evals):
+                    flush()
+                    self._evals.keep_until(msg.step, inclusive=False)
+                evals.append((msg.step, msg.tokens_seen, msg.val_loss))
                 changed = True
             elif isinstance(msg, Started) and msg.step:
+                flush()
                 changed |= self._rewind(msg.step)
+        flush()
         if changed:
             self._cache = None
         return changed
 
     def _rewind(self, step: float) -> bool:
         """Keep the points at or before step."""
-        n_steps, n_evals = len(self._steps), len(self._evals)
-        while self._steps and self._steps[-1][0] > step:
-            self._steps.pop()
-        self._evals = [e for e in self._evals if e[0] <= step]
-        return len(self._steps) != n_steps or len(self._evals) != n_evals
+        steps_went = self._steps.keep_until(step)
+        return self._evals.keep_until(step) or steps_went
 
     def curves(self) -> RunCurves:
         if self._cache is None:
-            s = np.array(self._steps, dtype=np.float64).reshape(-1, 4)
-            e = np.array(self._evals, dtype=np.float64).reshape(-1, 3)
+            s, e = self._steps.columns(), self._evals.columns()
             t0 = s[0, 2] if len(s) else 0.0
             seconds = s[:, 2] - t0
             # an evaluation has no time of its own: that of the step it follows (step 0's: the first step's)
