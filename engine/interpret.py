@@ -229,22 +229,43 @@ class Lens:
     final_probs: torch.Tensor  # (n_layer, P): probability of the last layer's top token (the final choice)
 
 
+LENS_ROWS = 384  # (layer, position) rows per matrix product in lens_at: the head's weights are read once per slice
+
+
 @torch.no_grad()
 def lens_at(t: Trace, positions) -> Lens:
-    """The logit lens of a trace at ``positions`` only (a 50k vocabulary times every position and layer is large)."""
+    """The logit lens of a trace at ``positions`` only (a 50k vocabulary times every position and layer is large).
+
+    Every (layer, position) row goes through the final norm and the head in a few large matrix products: one small
+    product per layer would read the head's whole weight matrix (150 MB on GPT-2) once per layer. The last layer is
+    the model's own logits.
+    """
     positions = [int(p) for p in positions]
     if any(not 0 <= p < len(t.ids) for p in positions):
         raise ValueError(f"positions must lie in 0..{len(t.ids) - 1}")
-    final = t.logits[positions].argmax(-1)  # (P,)
-    tops, probs, finals = [], [], []
-    for r in t.residuals:
-        p = F.softmax(lens_logits(t.model, r[positions]), dim=-1)  # (P, V)
-        tp, ti = p.max(-1)
-        tops.append(ti)
-        probs.append(tp)
-        finals.append(p.gather(1, final[:, None])[:, 0])
-    stack = lambda xs: torch.stack(xs).cpu()  # noqa: E731
-    return Lens(positions, stack(tops), stack(probs), stack(finals))
+    L, P = len(t.residuals), len(positions)
+    logits = t.logits[positions]  # (P, V)
+    final = logits.argmax(-1)  # (P,)
+    tops: list[torch.Tensor] = []
+    top_probs: list[torch.Tensor] = []
+    final_probs: list[torch.Tensor] = []
+    rows = torch.cat([r[positions] for r in t.residuals[:-1]]) if L > 1 else t.hidden[:0]  # ((L-1) P, C)
+    finals = final.repeat(L - 1)
+    for s in range(0, rows.size(0), LENS_ROWS):
+        tops_s, probs_s, finals_s = _lens_rows(lens_logits(t.model, rows[s:s + LENS_ROWS]), finals[s:s + LENS_ROWS])
+        tops.append(tops_s)
+        top_probs.append(probs_s)
+        final_probs.append(finals_s)
+    last = _lens_rows(logits.float(), final)
+    shape = lambda xs, extra: torch.cat(xs + [extra]).reshape(L, P).cpu()  # noqa: E731
+    return Lens(positions, shape(tops, last[0]), shape(top_probs, last[1]), shape(final_probs, last[2]))
+
+
+def _lens_rows(logits: torch.Tensor, final: torch.Tensor):
+    """Logits (R, V), the final choice (R,) -> top id, its probability, the final choice's probability (each (R,))."""
+    lse = torch.logsumexp(logits, dim=-1)
+    top, top_id = logits.max(-1)
+    return top_id, (top - lse).exp(), (logits.gather(1, final[:, None])[:, 0] - lse).exp()
 
 
 @dataclass

@@ -64,7 +64,7 @@ def test_typed_text_scores_every_position(qtbot, pane, checkpoints):
     assert a.mean_loss == pytest.approx(float(expected.mean()), rel=1e-5)
     assert "bits per character" in pane.status.text() and f"{a.mean_loss:.3f}" in pane.status.text()
     assert pane.position == len(a.ids) - 1  # the newest token is chosen
-    assert pane.lens.table.rowCount() == 2 and pane.head_view.summary.position == len(a.ids) - 1
+    assert pane.lens.model.rowCount() == 2 and pane.head_view.summary.position == len(a.ids) - 1
     # colour by GLTR rank: the legend changes and the tokens take the bucket colours
     pane.mode.setCurrentIndex(1)
     assert pane.tokens.mode == "rank" and "top 1000" in [w.text() for w in pane.legend.findChildren(type(
@@ -94,7 +94,8 @@ def test_click_token_pick_layer_and_head(qtbot, pane, checkpoints):
     QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=view.rect_of(3).center())
     assert pane.position == 3 and pane.attention.marked == 3 and view.selected == 3
     qtbot.waitUntil(lambda: pane.head_view.summary.position == 3, timeout=10000)
-    assert pane.lens.lens.positions[-1] == 3
+    first, last = pane.lens.visible_positions()
+    assert first <= 3 <= last
     t = interpret.trace(model, pane.result.ids)
     assert torch.allclose(interpret.head_view(t, 3).logits[pane.head_view.summary.rows[0].id],
                           torch.tensor(pane.head_view.summary.rows[0].logit))
@@ -213,3 +214,48 @@ def test_a_layer_chosen_while_a_pass_runs_is_the_one_shown(qtbot, pane, checkpoi
     qtbot.waitUntil(lambda: pane.result is not None and not pane.runner.busy, timeout=20000)
     t = interpret.trace(model, pane.result.ids)
     assert np.allclose(pane.attention.maps, t.attention(1).numpy(), atol=1e-6)
+
+
+def test_lens_shows_every_position_and_fills_in_while_its_tab_is_shown(qtbot, pane):
+    from app.inside import analysis as an
+
+    tok = CharTokenizer.from_text(CORPUS)
+    torch.manual_seed(3)
+    model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=64, n_layer=3, n_head=2, n_embd=16)).eval()
+    pane.set_model(model, tok)
+    text = "the quick brown fox jumps over the lazy dog"
+    fill(qtbot, pane, lambda: pane.set_text(text))
+    lens, T = pane.lens.model, len(text)
+    assert lens.columnCount() == T and lens.rowCount() == 3
+    # another tab is shown: only the first slice is computed, the one ending at the chosen (newest) position
+    assert lens.done.sum() == an.LENS_FIRST and lens.done[-an.LENS_FIRST:].all()
+    assert pane.lens.cell_text(0, 0) == "…"
+    with qtbot.waitSignal(pane.sig_lens_complete, timeout=20000):
+        pane.views.setCurrentIndex(2)
+    assert lens.done.all()
+    expected = interpret.lens_at(interpret.trace(model, pane.result.ids), range(T))
+    assert np.allclose(lens.final_probs, expected.final_probs.numpy(), atol=1e-5)
+    assert np.allclose(lens.top_probs, expected.top_probs.numpy(), atol=1e-5)
+    label = lambda i: an.visible(tok.token_bytes(int(i)))  # noqa: E731
+    for layer in range(3):
+        for p in range(T):
+            top = label(expected.top_ids[layer, p])
+            assert lens.top_labels[layer][p] == top
+            assert pane.lens.cell_text(layer, p) == f"{an.short(top)}\n{100 * lens.final_probs[layer, p]:.0f}%"
+    assert lens.final_labels == [label(i) for i in expected.top_ids[-1]]
+    # hovering a cell names the layer, the position and both tokens with their probabilities
+    table = pane.lens.table
+    pane.lens.show_position(5)
+    where = table.visualRect(lens.index(1, 5)).center()
+    port = table.viewport()
+    QApplication.sendEvent(port, QHelpEvent(QEvent.Type.ToolTip, where, port.mapToGlobal(where)))
+    tip = QToolTip.text()
+    assert f"layer 2, position 5 (after {text[5]!r})" in tip and f"{lens.final_probs[1, 5]:.3f}" in tip
+    assert repr(lens.top_labels[1][5]) in tip and repr(lens.final_labels[5]) in tip
+    QToolTip.hideText()
+    # clicking a token far from the view scrolls the lens to its column
+    pane.views.setCurrentIndex(0)
+    pane.choose_position(40)
+    pane.views.setCurrentIndex(2)
+    first, last = pane.lens.visible_positions()
+    assert first <= 40 <= last

@@ -2,7 +2,7 @@
 
 ``analyse`` runs the model once and returns an :class:`Analysis` of plain data; it keeps the pass (an
 ``engine.interpret.Trace``) so that picking another layer, position or token later costs only that part's work
-(``attention_of``, ``lens_of``, ``head_of``, ``neighbours_of``), never a second forward pass.
+(``attention_of``, ``lens_chunk``, ``head_of``, ``neighbours_of``), never a second forward pass.
 """
 
 from dataclasses import dataclass, field
@@ -13,7 +13,9 @@ import torch
 from engine.tokenizers.text import render_bytes
 
 TOP_K = 5  # predictions shown when hovering a token
-LENS_COLUMNS = 16  # positions the logit lens shows, ending at the chosen one
+LENS_FIRST = 16  # lens positions computed with the text's first pass, ending at the chosen one (what is in view)
+LENS_CHUNK = 24  # lens positions per later job: about 0.3 s for GPT-2 on one thread, so other jobs wait little
+LENS_CELL = 10  # characters of a token in a lens cell
 HEAD_K = 12  # rows of the head's table
 NEIGHBOURS = 12
 
@@ -113,23 +115,65 @@ def attention_of(a: Analysis, layer: int) -> LayerAttention:
     return LayerAttention(layer, maps, [colour_top(m) for m in maps], max_pool(maps))
 
 
+def short(label: str, n: int = LENS_CELL) -> str:
+    return label if len(label) <= n else label[:n - 1] + "…"
+
+
+def label_source(vocab_labels: list, tokenizer):
+    """id -> visible text, from the pane's vocabulary labels when they are ready, else from the tokenizer."""
+    def label(i: int) -> str:
+        if 0 <= i < len(vocab_labels) and vocab_labels[i] is not None:
+            return vocab_labels[i]
+        try:
+            return visible(tokenizer.token_bytes(i))
+        except ValueError:
+            return f"<id {i}>"
+    return label
+
+
+def lens_headers(a: Analysis) -> list[str]:
+    """The lens's column titles: each position's token and the token that follows it in the text."""
+    return [f"{p}: {short(a.labels[p])}\n→ {short(a.labels[p + 1]) if p + 1 < a.n else '?'}" for p in range(a.n)]
+
+
 @dataclass
-class LensView:
+class LensChunk:
+    """The logit lens at some positions, with each cell's text made here (off the UI thread)."""
     positions: list[int]
-    top_ids: list[list[int]]  # [layer][column]
-    top_probs: list[list[float]]
-    final_probs: list[list[float]]
-    final_ids: list[int]  # the last layer's choice per column
+    top_ids: np.ndarray  # (n_layer, P) int64: the top token if the model stopped after this layer
+    top_probs: np.ndarray  # (n_layer, P) float32
+    final_probs: np.ndarray  # (n_layer, P): the probability this layer gives the final choice (the last row's top)
+    texts: list[list[str]]  # [layer][column]: the top token, shortened, and the final choice's probability
+    top_labels: list[list[str]]  # [layer][column]: the top token in full (for hover)
 
 
-def lens_of(a: Analysis, position: int, columns: int = LENS_COLUMNS) -> LensView:
+def lens_chunk(a: Analysis, positions, label) -> LensChunk:
+    """The lens of ``a`` at ``positions``; ``label(id)`` gives a token's visible text (see ``label_source``)."""
     from engine import interpret
 
-    end = min(max(position, 0), a.n - 1) + 1
-    positions = list(range(max(0, end - columns), end))
     lens = interpret.lens_at(a.trace, positions)
-    return LensView(positions, lens.top_ids.tolist(), lens.top_probs.tolist(), lens.final_probs.tolist(),
-                    lens.top_ids[-1].tolist())
+    top_ids = lens.top_ids.numpy()
+    final = lens.final_probs.float().numpy()
+    full = [[label(int(i)) for i in row] for row in top_ids]
+    texts = [[f"{short(t)}\n{100 * p:.0f}%" for t, p in zip(row, probs)] for row, probs in zip(full, final)]
+    return LensChunk(list(lens.positions), top_ids, lens.top_probs.float().numpy(), final, texts, full)
+
+
+def next_lens_positions(done, chosen: int, visible: tuple[int, int], size: int = LENS_CHUNK) -> list[int]:
+    """The positions the next lens job computes: those in view first, then the nearest to the chosen one.
+
+    ``done``: per position, whether it has its lens already; ``visible``: the first and last position in view.
+
+    >>> next_lens_positions([False] * 10, 9, (6, 9), size=4)
+    [6, 7, 8, 9]
+    >>> next_lens_positions([False] * 6 + [True] * 4, 9, (6, 9), size=3)
+    [3, 4, 5]
+    """
+    todo = [p for p in range(max(0, visible[0]), min(len(done), visible[1] + 1)) if not done[p]]
+    if len(todo) < size:
+        rest = sorted((p for p, ok in enumerate(done) if not ok and p not in todo), key=lambda p: abs(p - chosen))
+        todo += rest[:size - len(todo)]
+    return sorted(todo[:size])
 
 
 @dataclass

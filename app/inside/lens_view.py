@@ -1,20 +1,23 @@
 """The logit lens: what the model would predict if it stopped after each layer.
 
-A table of layers (rows, first to last) by positions (columns, ending at the chosen one). A cell shows the top token
-when that layer's residual stream goes straight through the final norm and the head; its shade is the probability
-that layer gives the token the model finally chooses there (the last row's top token), so one can watch the final
-answer form layer by layer.
+A table of layers (rows, first to last) by every position of the text (columns, scrollable). A cell shows the top
+token when that layer's residual stream goes straight through the final norm and the head, and the probability that
+layer gives the token the model finally chooses there (the last row's top token), which also sets its shade: one can
+watch the final answer form layer by layer. Hover a cell for both tokens and both probabilities.
+
+The table is a model over arrays: the pane fills it a slice of positions at a time (each computed in the worker, with
+its text ready), and only the cells in view are ever painted, so a 1024-token text costs the UI thread no more than a
+short one.
 """
 
-from PySide6.QtGui import QBrush, QColor
-from PySide6.QtWidgets import QAbstractItemView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, \
-    QWidget
+import numpy as np
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
+from PySide6.QtGui import QBrush, QColor, QFontMetrics
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableView, QVBoxLayout, QWidget
 
-MAX_CELL = 10  # characters of a token in a cell
-
-
-def _short(label: str, n: int = MAX_CELL) -> str:
-    return label if len(label) <= n else label[:n - 1] + "…"
+SHADES = 64  # the shade of a cell is one of this many blues
+PENDING = QColor(225, 225, 225)  # a cell whose lens is still being computed
+CELL_CHARS = 11  # a column fits this many characters of a token
 
 
 def shade(p: float) -> QColor:
@@ -23,51 +26,152 @@ def shade(p: float) -> QColor:
     return QColor(int(255 - 150 * p), int(255 - 110 * p), 255)
 
 
-class LensView(QWidget):
-    """``set_lens(lens, labels, vocab_labels, next_ids)``: lens is an ``app.inside.analysis.LensView``."""
+_BRUSHES = [QBrush(shade(i / (SHADES - 1))) for i in range(SHADES)]
+_PENDING = QBrush(PENDING)
+_BLACK = QBrush(QColor("black"))
+_ROLE = Qt.ItemDataRole
+
+
+class LensModel(QAbstractTableModel):
+    """Layers x positions. ``reset`` for a new text, ``add`` for each computed slice of positions."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.table = QTableWidget(self)
+        self.n_layer = 0
+        self.headers: list[str] = []
+        self.labels: list[str] = []  # the text's tokens, for hover
+        self.done = np.zeros(0, dtype=bool)
+        self.top_probs = np.zeros((0, 0), dtype=np.float32)
+        self.final_probs = np.zeros((0, 0), dtype=np.float32)
+        self.texts: list[list[str]] = []
+        self.top_labels: list[list[str]] = []
+        self.final_labels: list[str] = []
+
+    def reset(self, n_layer: int, headers: list[str], labels: list[str]):
+        self.beginResetModel()
+        n = len(headers)
+        self.n_layer, self.headers, self.labels = n_layer, headers, labels
+        self.done = np.zeros(n, dtype=bool)
+        self.top_probs = np.zeros((n_layer, n), dtype=np.float32)
+        self.final_probs = np.zeros((n_layer, n), dtype=np.float32)
+        self.texts = [[""] * n for _ in range(n_layer)]
+        self.top_labels = [[""] * n for _ in range(n_layer)]
+        self.final_labels = [""] * n
+        self.endResetModel()
+
+    def add(self, chunk):
+        """Show an ``app.inside.analysis.LensChunk`` (positions of the current text)."""
+        cols = chunk.positions
+        if not cols or chunk.top_probs.shape[0] != self.n_layer or max(cols) >= len(self.done):
+            return
+        self.top_probs[:, cols] = chunk.top_probs
+        self.final_probs[:, cols] = chunk.final_probs
+        for layer in range(self.n_layer):
+            texts, tops = self.texts[layer], self.top_labels[layer]
+            for c, p in enumerate(cols):
+                texts[p] = chunk.texts[layer][c]
+                tops[p] = chunk.top_labels[layer][c]
+        for c, p in enumerate(cols):
+            self.final_labels[p] = chunk.top_labels[-1][c]
+        self.done[cols] = True
+        self.dataChanged.emit(self.index(0, min(cols)), self.index(self.n_layer - 1, max(cols)))
+
+    # ---- the Qt model ----------------------------------------------------------------------------------------------
+    def rowCount(self, parent=QModelIndex()):  # noqa: N802, B008 - Qt override
+        return 0 if parent.isValid() else self.n_layer
+
+    def columnCount(self, parent=QModelIndex()):  # noqa: N802, B008 - Qt override
+        return 0 if parent.isValid() else len(self.headers)
+
+    def data(self, index, role=_ROLE.DisplayRole):
+        layer, p = index.row(), index.column()
+        done = self.done[p]
+        if role == _ROLE.DisplayRole:
+            return self.texts[layer][p] if done else "…"
+        if role == _ROLE.BackgroundRole:
+            return _BRUSHES[int(round(float(self.final_probs[layer, p]) * (SHADES - 1)))] if done else _PENDING
+        if role == _ROLE.ForegroundRole:
+            return _BLACK
+        if role == _ROLE.TextAlignmentRole:
+            return Qt.AlignmentFlag.AlignCenter
+        if role == _ROLE.ToolTipRole:
+            return self.tooltip(layer, p)
+        return None
+
+    def tooltip(self, layer: int, p: int) -> str:
+        where = f"layer {layer + 1}, position {p} (after {self.labels[p]!r})"
+        if not self.done[p]:
+            return f"{where}: being computed"
+        return (f"{where}\ntop token if the model stopped here: {self.top_labels[layer][p]!r}, "
+                f"p = {self.top_probs[layer, p]:.3f}\nthe final choice {self.final_labels[p]!r} (last layer's top): "
+                f"p = {self.final_probs[layer, p]:.3f} here")
+
+    def headerData(self, section, orientation, role=_ROLE.DisplayRole):  # noqa: N802 - Qt override
+        if role != _ROLE.DisplayRole:
+            return None
+        if orientation == Qt.Orientation.Horizontal:
+            return self.headers[section] if section < len(self.headers) else None
+        return f"layer {section + 1}" + (" (output)" if section == self.n_layer - 1 else "")
+
+
+class LensView(QWidget):
+    """The lens table; the pane calls ``reset`` per text, ``add`` per computed slice, ``show_position`` per choice."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.model = LensModel(self)
+        self.table = QTableView(self)
+        self.table.setModel(self.model)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.table.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.table.setWordWrap(False)
         self.note = QLabel("Each cell: the top token if the model stopped after that layer (through the final norm "
-                           "and the head). Shade: that layer's probability of the token finally chosen (last row).")
+                           "and the head), and that layer's probability of the token finally chosen (the last row's "
+                           "top), which also sets its shade. Columns: every position, its token → the next one.")
         self.note.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.note)
         layout.addWidget(self.table, 1)
-        self.lens = None
+        self._size_sections()
 
-    def set_lens(self, lens, labels: list[str], vocab_label, next_ids: list[int]):
-        """labels: the input tokens' visible text; vocab_label(id) -> text; next_ids[t]: the id after position t."""
-        self.lens = lens
-        n_layer, cols = len(lens.top_ids), len(lens.positions)
-        self.table.setUpdatesEnabled(False)
-        self.table.clear()
-        self.table.setRowCount(n_layer)
-        self.table.setColumnCount(cols)
-        self.table.setHorizontalHeaderLabels(
-            [f"{p}: {_short(labels[p])}\n→ {_short(vocab_label(next_ids[p])) if p < len(next_ids) else '?'}"
-             for p in lens.positions])
-        self.table.setVerticalHeaderLabels(
-            [f"layer {i + 1}" + (" (output)" if i == n_layer - 1 else "") for i in range(n_layer)])
-        for layer in range(n_layer):
-            for c, p in enumerate(lens.positions):
-                top = lens.top_ids[layer][c]
-                item = QTableWidgetItem(_short(vocab_label(top)))
-                item.setBackground(QBrush(shade(lens.final_probs[layer][c])))
-                item.setForeground(QBrush(QColor("black")))
-                final = lens.final_ids[c]
-                item.setToolTip(f"layer {layer + 1}, position {p} (after {labels[p]!r}):\n"
-                                f"top token {vocab_label(top)!r}, p = {lens.top_probs[layer][c]:.3f}\n"
-                                f"final choice {vocab_label(final)!r}: p = {lens.final_probs[layer][c]:.3f} here")
-                self.table.setItem(layer, c, item)
-        self.table.resizeColumnsToContents()  # once, after filling (resize-to-contents mode relayouts per cell)
-        self.table.resizeRowsToContents()
-        self.table.setUpdatesEnabled(True)
-        self.table.scrollToItem(self.table.item(n_layer - 1, cols - 1))
+    def _size_sections(self):
+        """Fixed sizes from the font (sizing each section to its contents would read every cell)."""
+        metrics = QFontMetrics(self.table.font())
+        across = self.table.horizontalHeader()
+        across.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        across.setDefaultSectionSize(metrics.horizontalAdvance("M" * CELL_CHARS) + 8)
+        down = self.table.verticalHeader()
+        down.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        down.setDefaultSectionSize(2 * metrics.lineSpacing() + 6)
+
+    def changeEvent(self, event):  # noqa: N802 - Qt override
+        super().changeEvent(event)
+        if event.type() == event.Type.FontChange:
+            self._size_sections()
+
+    def reset(self, n_layer: int, headers: list[str], labels: list[str]):
+        self.model.reset(n_layer, headers, labels)
+
+    def add(self, chunk):
+        self.model.add(chunk)
+
+    def show_position(self, p: int):
+        """Scroll so that position ``p``'s column is in view."""
+        if 0 <= p < self.model.columnCount():
+            self.table.scrollTo(self.model.index(max(0, self.model.n_layer - 1), p),
+                                QAbstractItemView.ScrollHint.EnsureVisible)
+
+    def visible_positions(self) -> tuple[int, int]:
+        """The first and last position whose column is (partly) in view."""
+        n = self.model.columnCount()
+        if n == 0:
+            return (0, -1)
+        header = self.table.horizontalHeader()
+        first = header.logicalIndexAt(0)
+        last = header.logicalIndexAt(max(0, header.viewport().width() - 1))
+        return (max(first, 0), last if last >= 0 else n - 1)
 
     def cell_text(self, layer: int, column: int) -> str:
-        return self.table.item(layer, column).text()
+        return self.model.data(self.model.index(layer, column)) or ""

@@ -32,6 +32,9 @@ class InsidePane(QWidget):
     sig_filled = Signal()
     """Every view shows the current text and model (emitted after each analysis is shown)."""
 
+    sig_lens_complete = Signal()
+    """The logit lens shows every position of the current text (it fills in slices while its tab is shown)."""
+
     def __init__(self, reporter=None, parent=None):
         super().__init__(parent)
         self.reporter = reporter
@@ -45,6 +48,7 @@ class InsidePane(QWidget):
         self.last_timings: dict = {}  # of the last fill: the worker's compute_s, the UI thread's show_s
         self._embeddings_for = None  # the model whose embeddings the Embeddings view shows
         self._stale = False  # a refresh was asked for while the pane was hidden
+        self._lens_in_flight = None  # the analysis whose next lens slice is being computed
         self._build()
         self._typing = QTimer(self)
         self._typing.setSingleShot(True)
@@ -228,23 +232,27 @@ class InsidePane(QWidget):
         model, tokenizer, layer = self.model, self.tokenizer, self.layer.value() - 1
         follow_newest = self.result is None or self.position in (-1, self.result.n - 1)
         wanted = self.position
+        label = an.label_source(self.vocab_labels, tokenizer)
 
         def job(job):
             started = time.perf_counter()
             result = an.analyse(model, tokenizer, ids)
             position = result.n - 1 if follow_newest or wanted >= result.n else wanted
-            return (model, result, position, an.attention_of(result, layer), an.lens_of(result, position),
-                    an.head_of(result, position), time.perf_counter() - started)
+            first = range(max(0, position + 1 - an.LENS_FIRST), position + 1)  # what the lens shows first
+            return (model, result, position, an.attention_of(result, layer), an.lens_headers(result),
+                    an.lens_chunk(result, first, label), an.head_of(result, position),
+                    time.perf_counter() - started)
 
         self.status.setText(f"<span style='color:{hint_color(self)}'>Reading {len(ids)} tokens…</span>")
         self.runner.cancel("attention")
         self.runner.cancel("position")
+        self.runner.cancel("lens")
         self.runner.submit("analyse", job, self._on_analysed)
 
     def _on_analysed(self, result):
         if isinstance(result, JobFailed):
             return self._failed(result)
-        model, a, position, layer_attention, lens, head, compute_s = result
+        model, a, position, layer_attention, headers, lens, head, compute_s = result
         if model is not self.model:
             return
         started = time.perf_counter()
@@ -261,16 +269,19 @@ class InsidePane(QWidget):
             self.attention.set_maps(layer_attention, a.labels)
         else:  # the layer was changed while this pass ran: fetch the one now chosen
             self._on_layer(self.layer.value())
-        self._show_position(lens, head)
+        self.lens.reset(a.n_layer, headers, a.labels)
+        self.lens.add(lens)
+        self._show_position(head)
         self.last_timings = {"compute_s": compute_s, "show_s": time.perf_counter() - started}
         self.sig_filled.emit()
+        self._next_lens()
 
-    def _show_position(self, lens, head):
+    def _show_position(self, head):
         a, p = self.result, self.position
         self.attention.mark_row(p)
         newest = p == a.n - 1
         self.row_note.setText(f"marked row: position {p} {a.labels[p]!r}" + (" (the newest token)" if newest else ""))
-        self.lens.set_lens(lens, a.labels, self.vocab_label, a.ids[1:])
+        self.lens.show_position(p)
         self.head_view.set_head(head, self.vocab_label, a.labels[p])
         if self.views.currentWidget() is self.embeddings:
             self.choose_token(a.ids[p])
@@ -284,17 +295,47 @@ class InsidePane(QWidget):
         self.attention.mark_row(t)
         a = self.result
 
+        self.lens.show_position(t)
+
         def job(job):
-            return a, t, an.lens_of(a, t), an.head_of(a, t)
+            return a, t, an.head_of(a, t)
 
         self.runner.submit("position", job, self._on_position)
 
     def _on_position(self, result):
         if isinstance(result, JobFailed):
             return self._failed(result)
-        a, t, lens, head = result
+        a, t, head = result
         if a is self.result and t == self.position:
-            self._show_position(lens, head)
+            self._show_position(head)
+
+    # ---- the logit lens, a slice of positions per job ---------------------------------------------------------------
+    def _next_lens(self):
+        """Compute the next slice of the lens (the positions in view first) while its tab is shown."""
+        a = self.result
+        if a is None or self._lens_in_flight is a or not self.isVisible() or self.views.currentWidget() is not \
+                self.lens:
+            return
+        positions = an.next_lens_positions(self.lens.model.done, self.position, self.lens.visible_positions())
+        if not positions:
+            self.sig_lens_complete.emit()
+            return
+        label = an.label_source(self.vocab_labels, self.tokenizer)
+        self._lens_in_flight = a
+
+        def job(job):
+            return a, an.lens_chunk(a, positions, label)
+
+        self.runner.submit("lens", job, self._on_lens)
+
+    def _on_lens(self, result):
+        self._lens_in_flight = None
+        if isinstance(result, JobFailed):
+            return self._failed(result)
+        a, chunk = result
+        if a is self.result:
+            self.lens.add(chunk)
+            self._next_lens()
 
     def _on_layer(self, value: int):
         if self.result is None:
@@ -324,6 +365,8 @@ class InsidePane(QWidget):
     def _on_view_changed(self, index: int):
         if self.views.widget(index) is self.embeddings:
             self._load_embeddings()
+        elif self.views.widget(index) is self.lens:
+            self._next_lens()
 
     def _load_embeddings(self):
         if self.model is None or not self.vocab_labels or self._embeddings_for is self.model:
@@ -399,6 +442,8 @@ class InsidePane(QWidget):
         super().showEvent(event)
         if self._stale:
             QTimer.singleShot(0, self.refresh)
+        else:
+            QTimer.singleShot(0, self._next_lens)
 
     # ---- pane protocol -------------------------------------------------------------------------------------------
     def save_settings(self, s):
