@@ -259,3 +259,31 @@ def test_lens_shows_every_position_and_fills_in_while_its_tab_is_shown(qtbot, pa
     pane.views.setCurrentIndex(2)
     first, last = pane.lens.visible_positions()
     assert first <= 40 <= last
+
+
+def test_every_alibi_head_can_be_shown_on_one_colour_scale(qtbot, pane):
+    tok = CharTokenizer.from_text(CORPUS)
+    torch.manual_seed(4)
+    model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=24, n_layer=1, n_head=4, n_embd=16, pos="alibi"))
+    pane.set_model(model.eval(), tok)
+    fill(qtbot, pane, lambda: pane.set_text("the dog"))
+    pane.views.setCurrentIndex(3)
+    view = pane.embeddings
+    qtbot.waitUntil(lambda: "ALiBi head 0 of 4" in view.scheme_title.text(), timeout=10000)
+    assert view.scheme_head.isVisible() and view.scheme_head.maximum() == 3
+    bias = interpret.alibi_biases(model, 24).numpy()
+    shown = []
+    for h in range(4):
+        view.scheme_head.setValue(h)
+        assert f"ALiBi head {h} of 4" in view.scheme_title.text()
+        image = view.scheme_image.image.T
+        below = np.tril_indices(24)
+        assert np.allclose(image[below], bias[h][below]) and np.isnan(image[np.triu_indices(24, 1)]).all()
+        assert view.scheme_image.levels is not None and tuple(view.scheme_image.levels) == (bias[0][23, 0], 0.0)
+        shown.append(image[below])
+    assert all(not np.allclose(shown[a], shown[b]) for a in range(4) for b in range(a + 1, 4))
+    # another scheme has one picture: no head to choose
+    learned = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=24, n_layer=1, n_head=4, n_embd=16)).eval()
+    fill(qtbot, pane, lambda: pane.set_context(learned, tok, []))
+    qtbot.waitUntil(lambda: "learned positions" in view.scheme_title.text(), timeout=10000)
+    assert not view.scheme_head.isVisible()

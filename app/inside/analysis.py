@@ -205,13 +205,14 @@ def head_of(a: Analysis, position: int, k: int = HEAD_K) -> HeadSummary:
 
 @dataclass
 class Embeddings:
-    """The model's embedding table in two dimensions, and its position scheme as a picture."""
+    """The model's embedding table in two dimensions, and its position scheme as one or more pictures."""
     coords: object  # numpy (N, 2)
     explained: tuple[float, float]
     scheme: str  # "learned" | "rope" | "alibi"
-    picture: object  # numpy (rows, cols): the scheme's table (see picture_title)
-    picture_title: str
+    pictures: list  # numpy (rows, cols) each: the scheme's table; ALiBi has one per head
+    picture_titles: list[str]  # one per picture
     picture_axes: tuple[str, str]  # (x, y) axis titles
+    levels: tuple[float, float] | None = None  # one colour scale for every picture (None: each its own)
 
 
 POSITION_PICTURE_LEN = 128  # positions drawn for RoPE and ALiBi (learned draws its whole table)
@@ -223,22 +224,28 @@ def embeddings_of(model, n_valid: int) -> Embeddings:
     coords, explained = interpret.embedding_pca(model, n_valid=n_valid)
     pos = model.config.pos
     n = min(POSITION_PICTURE_LEN, model.config.block_size)
+    levels = None
     if pos == "learned":
-        picture = interpret.position_similarity(model)
-        title = "learned positions: cosine similarity of every pair of position embeddings"
+        pictures = [interpret.position_similarity(model).numpy()]
+        titles = ["learned positions: cosine similarity of every pair of position embeddings"]
         axes = ("position", "position")
     elif pos == "rope":
-        picture = interpret.rope_angles(model, n).cos().T  # (pairs, positions)
-        title = ("RoPE: cos of the angle each frequency pair of q and k is turned by at each position "
-                 "(pair 0 turns fastest)")
+        pictures = [interpret.rope_angles(model, n).cos().T.numpy()]  # (pairs, positions)
+        titles = ["RoPE: cos of the angle each frequency pair of q and k is turned by at each position "
+                  "(pair 0 turns fastest)"]
         axes = ("position", "frequency pair")
     else:
-        bias = interpret.alibi_biases(model, n)
-        picture = bias.clamp(min=-1e4)[0]  # the first (steepest) head; -inf above the diagonal drawn as its floor
-        picture = torch.where(torch.isinf(bias[0]), torch.full_like(picture, float("nan")), picture)
-        title = "ALiBi: the bias head 0 adds to a query's score for each earlier key (−slope × distance)"
+        bias = interpret.alibi_biases(model, n)  # (n_head, n, n), -inf above the diagonal: drawn empty
+        bias = torch.where(torch.isinf(bias), torch.full_like(bias, float("nan")), bias)
+        pictures = list(bias.numpy())
+        slopes = model.alibi_slopes.detach().float().cpu().tolist()
+        low = float(np.nanmin(bias.numpy())) if n > 1 else -1.0
+        levels = (low, 0.0)  # one scale: heads differ only by their slope, which a per-head scale would hide
+        titles = [f"ALiBi head {h} of {len(slopes)}: the bias added to a query's score for each earlier key, "
+                  f"−{slope:.4g} × distance (colour: 0 bright to {low:.1f} dark, the same for every head)"
+                  for h, slope in enumerate(slopes)]
         axes = ("key position", "query position")
-    return Embeddings(coords.numpy(), tuple(float(e) for e in explained), pos, picture.numpy(), title, axes)
+    return Embeddings(coords.numpy(), tuple(float(e) for e in explained), pos, pictures, titles, axes, levels)
 
 
 def neighbours_of(model, token_id: int, n_valid: int, k: int = NEIGHBOURS) -> list[tuple[int, float]]:

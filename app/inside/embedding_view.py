@@ -56,6 +56,12 @@ class EmbeddingView(QWidget):
         style_plots(self.scheme_plot)
         self.scheme_title = QLabel("")
         self.scheme_title.setWordWrap(True)
+        self.scheme_head = QSpinBox(self)  # ALiBi: which head's bias is drawn
+        self.scheme_head.setPrefix("head ")
+        self.scheme_head.setToolTip("Each ALiBi head has its own slope: the steeper, the shorter it looks back")
+        self.scheme_head.valueChanged.connect(self.show_picture)
+        self.scheme_head.hide()
+        self.emb = None
 
         picker = QHBoxLayout()
         picker.addWidget(QLabel("Token id:"))
@@ -72,7 +78,10 @@ class EmbeddingView(QWidget):
         grid.addWidget(self.pca_title, 0, 1)
         grid.addWidget(self.scatter_plot, 1, 1)
         grid.addWidget(self.hover, 2, 1)
-        grid.addWidget(self.scheme_title, 0, 2)
+        scheme_top = QHBoxLayout()
+        scheme_top.addWidget(self.scheme_title, 1)
+        scheme_top.addWidget(self.scheme_head, 0, Qt.AlignmentFlag.AlignTop)
+        grid.addLayout(scheme_top, 0, 2)
         grid.addWidget(self.scheme_plot, 1, 2)
         grid.setColumnStretch(0, 2)
         grid.setColumnStretch(1, 3)
@@ -88,11 +97,28 @@ class EmbeddingView(QWidget):
         self.scatter.setData(pos=emb.coords, data=np.arange(n))
         self.pca_title.setText(f"PCA of {n} token embeddings (axes hold {100 * emb.explained[0]:.0f}% and "
                                f"{100 * emb.explained[1]:.0f}% of the variance)")
-        self.scheme_title.setText(emb.picture_title)
-        self.scheme_image.setImage(np.asarray(emb.picture, dtype=np.float32).T)
-        rows, cols = np.asarray(emb.picture).shape
+        self.emb = emb
         self.scheme_plot.setLabel("bottom", emb.picture_axes[0])
         self.scheme_plot.setLabel("left", emb.picture_axes[1])
+        self.scheme_head.blockSignals(True)
+        self.scheme_head.setMaximum(len(emb.pictures) - 1)
+        self.scheme_head.setValue(min(self.scheme_head.value(), len(emb.pictures) - 1))
+        self.scheme_head.blockSignals(False)
+        self.scheme_head.setVisible(len(emb.pictures) > 1)
+        self.show_picture(self.scheme_head.value())
+
+    def show_picture(self, index: int):
+        """Draw the position scheme's picture ``index`` (an ALiBi head; the others have one picture)."""
+        emb = self.emb
+        if emb is None or not 0 <= index < len(emb.pictures):
+            return
+        picture = np.asarray(emb.pictures[index], dtype=np.float32)
+        self.scheme_title.setText(emb.picture_titles[index])
+        if emb.levels is None:
+            self.scheme_image.setImage(picture.T)
+        else:
+            self.scheme_image.setImage(picture.T, levels=emb.levels)
+        rows, cols = picture.shape
         self.scheme_plot.setRange(xRange=(0, cols), yRange=(0, rows), padding=0)
 
     def set_neighbours(self, token_id: int, neighbours: list[tuple[int, float]]):
