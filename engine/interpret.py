@@ -20,7 +20,7 @@ learned, RoPE or ALiBi positions, and imported GPT-2, Llama and Qwen2 (one famil
 
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch.nn import functional as F
@@ -71,6 +71,11 @@ class Trace:
         x, rope, bias = self.attention_inputs[layer]
         attn = self.model.blocks[layer].attn
         return attn.probabilities(x, rope=rope, bias=bias)[0].float().cpu()
+
+    def without_logits(self) -> "Trace":
+        """This trace less its (T, V) logits (200 MB for GPT-2 at 1024 tokens), to keep once they are scored:
+        ``lens_at`` and ``head_view`` compute what they need from ``hidden``."""
+        return replace(self, logits=self.logits[:0])
 
 
 @torch.no_grad()
@@ -238,13 +243,14 @@ def lens_at(t: Trace, positions) -> Lens:
 
     Every (layer, position) row goes through the final norm and the head in a few large matrix products: one small
     product per layer would read the head's whole weight matrix (150 MB on GPT-2) once per layer. The last layer is
-    the model's own logits.
+    the head on the final norm's output, the model's own logits.
     """
     positions = [int(p) for p in positions]
     if any(not 0 <= p < len(t.ids) for p in positions):
         raise ValueError(f"positions must lie in 0..{len(t.ids) - 1}")
     L, P = len(t.residuals), len(positions)
-    logits = t.logits[positions]  # (P, V)
+    head = t.model.lm_head
+    logits = head(t.hidden[positions].to(head.weight.dtype)).float()  # (P, V): the model's logits there
     final = logits.argmax(-1)  # (P,)
     tops: list[torch.Tensor] = []
     top_probs: list[torch.Tensor] = []
@@ -256,7 +262,7 @@ def lens_at(t: Trace, positions) -> Lens:
         tops.append(tops_s)
         top_probs.append(probs_s)
         final_probs.append(finals_s)
-    last = _lens_rows(logits.float(), final)
+    last = _lens_rows(logits, final)
     shape = lambda xs, extra: torch.cat(xs + [extra]).reshape(L, P).cpu()  # noqa: E731
     return Lens(positions, shape(tops, last[0]), shape(top_probs, last[1]), shape(final_probs, last[2]))
 

@@ -104,13 +104,21 @@ def test_click_token_pick_layer_and_head(qtbot, pane, checkpoints):
     pane.layer.setValue(2)
     idle(qtbot, pane)
     assert np.allclose(pane.attention.maps, t.attention(1).numpy(), atol=1e-6)
-    assert len(pane.attention.thumbs) == 2
-    thumb = pane.attention.thumbs[1]
     grid = pane.attention.grid
-    centre = grid.mapFromScene(thumb.sceneBoundingRect().center())
-    QTest.mouseClick(grid.viewport(), Qt.MouseButton.LeftButton, pos=centre)
+    assert grid.n_heads == 2
+    QTest.mouseClick(grid, Qt.MouseButton.LeftButton, pos=grid.head_rect(1).center())
     assert pane.attention.head == 1 and pane.head.value() == 1
-    assert np.array_equal(pane.attention.image.image, pane.attention.maps[1].T)
+    # the enlarged head and the thumbnails are the maps through the colour map, 0 to the head's 99th percentile
+    from app.inside.analysis import colourise, max_pool
+    view = pane.attention
+    top = view.tops[1]
+    assert np.array_equal(view.image.image, colourise(view.maps[1:2], [top], view.lut)[0])
+    bright = np.unravel_index(np.argmax(view.maps[1]), view.maps[1].shape)
+    assert tuple(view.image.image[bright]) == tuple(view.lut[255])  # the largest weight is drawn brightest
+    thumb = max_pool(view.maps)[1]
+    image = grid.images[1]
+    assert (image.width(), image.height()) == thumb.shape[::-1]
+    assert image.pixelColor(0, 0).getRgb() == tuple(int(c) for c in view.lut[int(min(thumb[0, 0] / top, 1) * 255)])
     pane.head.setValue(0)
     assert pane.attention.head == 0
     assert "reads key 0" in pane.attention.cell_text(3, 0) and "cannot read" in pane.attention.cell_text(0, 3)
@@ -287,3 +295,22 @@ def test_every_alibi_head_can_be_shown_on_one_colour_scale(qtbot, pane):
     fill(qtbot, pane, lambda: pane.set_context(learned, tok, []))
     qtbot.waitUntil(lambda: "learned positions" in view.scheme_title.text(), timeout=10000)
     assert not view.scheme_head.isVisible()
+
+
+def test_a_long_text_is_shown_whole_though_a_piece_at_a_time(qtbot, pane):
+    from app.inside.tokens_view import PIECE
+
+    tok = CharTokenizer.from_text(CORPUS)
+    model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=2 * PIECE + 50, n_layer=1, n_head=2, n_embd=16)).eval()
+    pane.set_model(model, tok)
+    text = (CORPUS * 20)[:2 * PIECE + 40]
+    pane.set_text(text)
+    steps = []
+    pane.tokens.insert_more = (lambda more: lambda count=PIECE: steps.append(count) or more(count))(
+        pane.tokens.insert_more)
+    fill(qtbot, pane, pane.refresh)
+    assert len(steps) == 3  # the text went in over three event-loop turns ...
+    assert pane.tokens.toPlainText() == text  # ... and all of it is there, each token coloured
+    assert pane.tokens.n_tokens == len(text) and pane.last_timings["longest_step_s"] <= pane.last_timings["show_s"]
+    last = len(text) - 1
+    assert pane.tokens.position_at(pane.tokens.rect_of(last).center()) == last

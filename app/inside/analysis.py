@@ -27,6 +27,8 @@ class Analysis:
     skipped: int  # ids before the window (the text was longer than the context)
     labels: list[str]  # visible text of each id
     pieces: list[str]  # each id's share of the decoded text (may be "" for part of a character)
+    shown: list[str]  # the pieces as the text view shows them ("" drawn as a thin marker, to hover)
+    spans: list[tuple[int, int]]  # where each shown piece lies in that text, in UTF-16 units: (start, length)
     losses: list[float]  # T-1: position t's loss on id t+1
     probs: list[float]
     ranks: list[int]
@@ -39,6 +41,10 @@ class Analysis:
     n_layer: int
     n_head: int
     trace: object = field(repr=False)  # engine.interpret.Trace: only touched in the worker thread
+
+    def release(self):
+        """Drop the kept pass (call in the worker: freeing its tensors takes a while)."""
+        self.trace = None
 
     @property
     def n(self) -> int:
@@ -69,13 +75,17 @@ def analyse(model, tokenizer, ids, k: int = TOP_K) -> Analysis:
     p = interpret.predictions(t.logits, seen, k=k)
     labels = [render_bytes(tokenizer.token_bytes(i), whitespace="chips") for i in seen]
     pieces = token_pieces(tokenizer, seen)
+    shown = [piece if piece else "·" for piece in pieces]
+    lengths = [len(s.encode("utf-16-le", "surrogatepass")) // 2 for s in shown]
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist() if lengths else []
     n_chars = sum(len(s) for s in pieces[1:])
     return Analysis(
-        ids=seen, skipped=start, labels=labels, pieces=pieces,
+        ids=seen, skipped=start, labels=labels, pieces=pieces, shown=shown, spans=list(zip(starts, lengths)),
         losses=p.losses.tolist(), probs=p.probs.tolist(), ranks=p.ranks.tolist(), buckets=p.buckets().tolist(),
         top=[list(zip(i.tolist(), q.tolist())) for i, q in zip(p.top_ids, p.top_probs)],
         entropy=p.entropy.tolist(), mean_loss=p.mean_loss, perplexity=p.perplexity,
-        bits_per_char=p.bits_per_char(n_chars), n_layer=model.config.n_layer, n_head=model.config.n_head, trace=t)
+        bits_per_char=p.bits_per_char(n_chars), n_layer=model.config.n_layer, n_head=model.config.n_head,
+        trace=t.without_logits())  # scored: freeing them later would cost the UI thread
 
 
 THUMB = 96  # thumbnails are at most this many cells across
@@ -88,6 +98,8 @@ class LayerAttention:
     maps: np.ndarray  # (n_head, T, T) float32: query rows, key columns
     tops: list[float]  # per head: the weight drawn brightest (see colour_top)
     thumbs: np.ndarray  # (n_head, t, t) with t <= THUMB: each cell the largest weight of the block it covers
+    thumb_colours: np.ndarray | None = None  # (n_head, t, t, 4) uint8 RGBA: thumbs through the colour map, ready
+    colours: np.ndarray | None = None  # (n_head, T, T, 4) uint8 RGBA: the maps coloured, ready to paint
 
 
 def colour_top(m: np.ndarray) -> float:
@@ -110,9 +122,22 @@ def max_pool(maps: np.ndarray, size: int = THUMB) -> np.ndarray:
     return padded.reshape(n, t, b, t, b).max(axis=(2, 4))
 
 
-def attention_of(a: Analysis, layer: int) -> LayerAttention:
+def colourise(values: np.ndarray, tops: list[float], lut: np.ndarray) -> np.ndarray:
+    """(n, ...) values, each of the n scaled from 0 to its top, through ``lut`` (256, 4) uint8 -> (n, ..., 4)."""
+    scale = np.asarray(tops, dtype=np.float32).reshape((-1,) + (1,) * (values.ndim - 1))
+    index = np.clip(values / scale * 255.0, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(lut[index])
+
+
+def attention_of(a: Analysis, layer: int, lut: np.ndarray | None = None) -> LayerAttention:
+    """Layer ``layer``'s maps; with a colour ``lut`` (256, 4) its thumbnails come coloured, ready to paint."""
     maps = a.trace.attention(layer).numpy()
-    return LayerAttention(layer, maps, [colour_top(m) for m in maps], max_pool(maps))
+    tops = [colour_top(m) for m in maps]
+    thumbs = max_pool(maps)
+    if lut is None:
+        return LayerAttention(layer, maps, tops, thumbs)
+    return LayerAttention(layer, maps, tops, thumbs, colourise(thumbs, tops, lut),
+                          colourise(maps, tops, lut))
 
 
 def short(label: str, n: int = LENS_CELL) -> str:
@@ -241,9 +266,8 @@ def embeddings_of(model, n_valid: int) -> Embeddings:
         slopes = model.alibi_slopes.detach().float().cpu().tolist()
         low = float(np.nanmin(bias.numpy())) if n > 1 else -1.0
         levels = (low, 0.0)  # one scale: heads differ only by their slope, which a per-head scale would hide
-        titles = [f"ALiBi head {h} of {len(slopes)}: the bias added to a query's score for each earlier key, "
-                  f"−{slope:.4g} × distance (colour: 0 bright to {low:.1f} dark, the same for every head)"
-                  for h, slope in enumerate(slopes)]
+        titles = [f"ALiBi head {h} of {len(slopes)}: added to a query's score for each earlier key, −{slope:.3g} × "
+                  f"distance (0 bright, {low:.1f} dark: one scale for all heads)" for h, slope in enumerate(slopes)]
         axes = ("key position", "query position")
     return Embeddings(coords.numpy(), tuple(float(e) for e in explained), pos, pictures, titles, axes, levels)
 

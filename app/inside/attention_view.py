@@ -14,6 +14,8 @@ from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFontMetrics, QPen
 from PySide6.QtWidgets import QGraphicsRectItem, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from app.inside.analysis import colourise
+from app.inside.thumb_grid import ThumbGrid
 from app.theme import style_plots
 
 MARK_COLOR = QColor(255, 90, 40)
@@ -23,20 +25,6 @@ AXIS_LABEL = 8  # characters of a token label on an axis
 
 def _short(label: str, n: int = AXIS_LABEL) -> str:
     return label if len(label) <= n else label[:n - 1] + "…"
-
-
-class _Thumb(pg.ViewBox):
-    """A thumbnail's view: no panning or zooming; a click asks for its head."""
-
-    def __init__(self, head: int, on_click):
-        super().__init__(lockAspect=True, enableMouse=False, invertY=True, enableMenu=False)
-        self.head = head
-        self._on_click = on_click
-
-    def mouseClickEvent(self, ev):  # noqa: N802 - pyqtgraph override
-        if ev.button() == Qt.MouseButton.LeftButton:
-            ev.accept()
-            self._on_click(self.head)
 
 
 class AttentionView(QWidget):
@@ -53,6 +41,7 @@ class AttentionView(QWidget):
         self.head = 0
         self.marked = -1
         self.cmap = pg.colormap.get("viridis")
+        self.lut = self.cmap.getLookupTable(0.0, 1.0, 256, alpha=True)  # (256, 4) uint8: the worker colours with it
 
         self.plot = pg.PlotWidget(self)
         self.plot.setMenuEnabled(False)
@@ -61,8 +50,7 @@ class AttentionView(QWidget):
         self.plot.getPlotItem().hideButtons()
         self.plot.setLabel("left", "query (the token reading)")
         self.plot.setLabel("bottom", "key (the token read)")
-        self.image = pg.ImageItem()
-        self.image.setColorMap(self.cmap)
+        self.image = pg.ImageItem(axisOrder="row-major")  # rows are queries (y), columns keys (x)
         self.plot.addItem(self.image)
         self.row_mark = QGraphicsRectItem()
         pen = QPen(MARK_COLOR)
@@ -79,10 +67,9 @@ class AttentionView(QWidget):
         self.hover.setTextFormat(Qt.TextFormat.PlainText)
         self.scale = QLabel("")
         self.scale.setWordWrap(True)
-        self.grid = pg.GraphicsLayoutWidget(self)
+        self.grid = ThumbGrid(SELECTED_BORDER, self)
         self.grid.setMinimumWidth(160)
-        style_plots(self.grid)
-        self.thumbs: list[_Thumb] = []
+        self.grid.sig_clicked.connect(self.choose_head)
 
         left = QVBoxLayout()
         left.setContentsMargins(0, 0, 0, 0)
@@ -102,36 +89,12 @@ class AttentionView(QWidget):
     def set_maps(self, layer, labels: list[str]):
         """layer: an ``app.inside.analysis.LayerAttention``; labels: the tokens' visible text."""
         maps = layer.maps
-        n_head = maps.shape[0]
-        rebuild = self.maps is None or self.maps.shape[0] != n_head
         self.maps, self.tops, self.labels = maps, layer.tops, list(labels)
-        self.head = min(self.head, n_head - 1)
-        if rebuild:
-            self._build_thumbs(n_head)
-        t = layer.thumbs.shape[1]
-        for thumb in self.thumbs:
-            item = thumb.addedItems[0]
-            item.setImage(layer.thumbs[thumb.head].T, levels=(0.0, self.tops[thumb.head]))
-            thumb.setRange(xRange=(0, t), yRange=(0, t), padding=0)
+        self.colours = layer.colours if layer.colours is not None else colourise(maps, layer.tops, self.lut)
+        self.head = min(self.head, maps.shape[0] - 1)
+        colours = layer.thumb_colours
+        self.grid.set_images(colours if colours is not None else colourise(layer.thumbs, layer.tops, self.lut))
         self._show_head()
-
-    def _build_thumbs(self, n_head: int):
-        self.grid.clear()
-        self.thumbs = []
-        cols = max(1, math.ceil(math.sqrt(n_head)))
-        for h in range(n_head):
-            if h and h % cols == 0:
-                self.grid.nextRow()
-            cell = self.grid.addLayout()
-            cell.addLabel(f"head {h}", size="8pt")
-            cell.nextRow()
-            thumb = _Thumb(h, self.choose_head)
-            item = pg.ImageItem()
-            item.setColorMap(self.cmap)
-            thumb.addItem(item)
-            cell.addItem(thumb)
-            self.thumbs.append(thumb)
-        style_plots(self.grid)
 
     def choose_head(self, head: int):
         if self.maps is None or not 0 <= head < self.maps.shape[0]:
@@ -145,15 +108,14 @@ class AttentionView(QWidget):
             return
         m = self.maps[self.head]
         top = self.tops[self.head]
-        self.image.setImage(m.T, levels=(0.0, top))  # ImageItem's first axis is x: keys across
+        self.image.setImage(self.colours[self.head], levels=None)  # coloured in the worker: query rows, key columns
         self.plot.setTitle(f"head {self.head}")
         T = m.shape[0]
         self.plot.setRange(xRange=(0, T), yRange=(0, T), padding=0)
         self.scale.setText(f"Colour: 0 (dark) to {top:.3f} and above (yellow), the 99th percentile of this head's "
                            "weights (the first rows are close to 1 and would darken the rest). Rows sum to 1; "
                            "nothing right of the diagonal.")
-        for thumb in self.thumbs:
-            thumb.setBorder(pg.mkPen(SELECTED_BORDER, width=2) if thumb.head == self.head else None)
+        self.grid.set_selected(self.head)
         self._update_ticks()
         self.mark_row(self.marked)
 

@@ -12,12 +12,13 @@ short one.
 
 import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
-from PySide6.QtGui import QBrush, QColor, QFontMetrics
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableView, QVBoxLayout, QWidget
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics
+from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QLabel, QStyledItemDelegate, QTableView, QVBoxLayout,
+                               QWidget)
 
 SHADES = 64  # the shade of a cell is one of this many blues
 PENDING = QColor(225, 225, 225)  # a cell whose lens is still being computed
-CELL_CHARS = 11  # a column fits this many characters of a token
+CELL_CHARS = 10  # a column fits this many (average) characters of a token
 
 
 def shade(p: float) -> QColor:
@@ -29,6 +30,9 @@ def shade(p: float) -> QColor:
 _BRUSHES = [QBrush(shade(i / (SHADES - 1))) for i in range(SHADES)]
 _PENDING = QBrush(PENDING)
 _BLACK = QBrush(QColor("black"))
+_TEXT = QColor("black")
+
+PAD = 4  # pixels between a cell's edge and its text
 _ROLE = Qt.ItemDataRole
 
 
@@ -46,6 +50,7 @@ class LensModel(QAbstractTableModel):
         self.texts: list[list[str]] = []
         self.top_labels: list[list[str]] = []
         self.final_labels: list[str] = []
+        self.chosen = -1  # the chosen position: its title is bold
 
     def reset(self, n_layer: int, headers: list[str], labels: list[str]):
         self.beginResetModel()
@@ -106,12 +111,46 @@ class LensModel(QAbstractTableModel):
                 f"p = {self.top_probs[layer, p]:.3f}\nthe final choice {self.final_labels[p]!r} (last layer's top): "
                 f"p = {self.final_probs[layer, p]:.3f} here")
 
+    def set_chosen(self, p: int):
+        old, self.chosen = self.chosen, p
+        for section in (old, p):
+            if 0 <= section < len(self.headers):
+                self.headerDataChanged.emit(Qt.Orientation.Horizontal, section, section)
+
     def headerData(self, section, orientation, role=_ROLE.DisplayRole):  # noqa: N802 - Qt override
+        if role == _ROLE.FontRole and orientation == Qt.Orientation.Horizontal and section == self.chosen:
+            font = QFont()
+            font.setBold(True)
+            return font
         if role != _ROLE.DisplayRole:
             return None
         if orientation == Qt.Orientation.Horizontal:
             return self.headers[section] if section < len(self.headers) else None
         return f"layer {section + 1}" + (" (output)" if section == self.n_layer - 1 else "")
+
+
+class _CellPainter(QStyledItemDelegate):
+    """Paints a cell straight from the model's arrays: the stock delegate asks the model for a dozen roles per cell
+    through Python, which made a screenful of cells cost 20-35 ms of the UI thread."""
+
+    def __init__(self, model: LensModel, parent=None):
+        super().__init__(parent)
+        self.lens = model
+
+    def paint(self, painter, option, index):
+        model, layer, p, rect = self.lens, index.row(), index.column(), option.rect
+        if not model.done[p]:
+            painter.fillRect(rect, _PENDING)
+            painter.setPen(_TEXT)
+            painter.drawText(rect.x() + PAD, rect.y() + PAD + option.fontMetrics.ascent(), "…")
+            return
+        painter.fillRect(rect, model.data(index, _ROLE.BackgroundRole))
+        painter.setPen(_TEXT)
+        # two lines drawn at points: laying text out in the rectangle (alignment, wrapping) cost several times more
+        top, _, share = model.texts[layer][p].rpartition("\n")
+        baseline = rect.y() + PAD + option.fontMetrics.ascent()
+        painter.drawText(rect.x() + PAD, baseline, top)
+        painter.drawText(rect.x() + PAD, baseline + option.fontMetrics.lineSpacing(), share)
 
 
 class LensView(QWidget):
@@ -122,6 +161,7 @@ class LensView(QWidget):
         self.model = LensModel(self)
         self.table = QTableView(self)
         self.table.setModel(self.model)
+        self.table.setItemDelegate(_CellPainter(self.model, self.table))
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.table.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
@@ -141,10 +181,10 @@ class LensView(QWidget):
         metrics = QFontMetrics(self.table.font())
         across = self.table.horizontalHeader()
         across.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
-        across.setDefaultSectionSize(metrics.horizontalAdvance("M" * CELL_CHARS) + 8)
+        across.setDefaultSectionSize(metrics.horizontalAdvance("m" * CELL_CHARS) + 2 * PAD)
         down = self.table.verticalHeader()
         down.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
-        down.setDefaultSectionSize(2 * metrics.lineSpacing() + 6)
+        down.setDefaultSectionSize(2 * metrics.lineSpacing() + 2 * PAD)
 
     def changeEvent(self, event):  # noqa: N802 - Qt override
         super().changeEvent(event)
@@ -158,7 +198,8 @@ class LensView(QWidget):
         self.model.add(chunk)
 
     def show_position(self, p: int):
-        """Scroll so that position ``p``'s column is in view."""
+        """Scroll so that position ``p``'s column is in view, its title in bold."""
+        self.model.set_chosen(p)
         if 0 <= p < self.model.columnCount():
             self.table.scrollTo(self.model.index(max(0, self.model.n_layer - 1), p),
                                 QAbstractItemView.ScrollHint.EnsureVisible)

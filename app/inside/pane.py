@@ -17,6 +17,7 @@ from app.inside.attention_view import AttentionView
 from app.inside.embedding_view import EmbeddingView
 from app.inside.head_view import HeadView
 from app.inside.lens_view import LensView
+from app.inside.steps import Steps
 from app.inside.tokens_view import MODES, Legend, TokensView
 from app.jobs import JobFailed, JobRunner
 from app.settings import read
@@ -45,10 +46,12 @@ class InsidePane(QWidget):
         self.generation_ids: list[int] = []
         self.result: an.Analysis | None = None
         self.position = -1  # the chosen position in result (-1: the newest)
-        self.last_timings: dict = {}  # of the last fill: the worker's compute_s, the UI thread's show_s
+        self.last_timings: dict = {}  # of the last fill: compute_s (worker), show_s and longest_step_s (UI thread)
         self._embeddings_for = None  # the model whose embeddings the Embeddings view shows
         self._stale = False  # a refresh was asked for while the pane was hidden
         self._lens_in_flight = None  # the analysis whose next lens slice is being computed
+        self._fill = Steps(self)  # shows an analysis a step per event-loop turn
+        self._retired: list = []  # analyses shown no more, whose passes the next "release" job frees
         self._build()
         self._typing = QTimer(self)
         self._typing.setSingleShot(True)
@@ -233,13 +236,14 @@ class InsidePane(QWidget):
         follow_newest = self.result is None or self.position in (-1, self.result.n - 1)
         wanted = self.position
         label = an.label_source(self.vocab_labels, tokenizer)
+        lut = self.attention.lut
 
         def job(job):
             started = time.perf_counter()
             result = an.analyse(model, tokenizer, ids)
             position = result.n - 1 if follow_newest or wanted >= result.n else wanted
             first = range(max(0, position + 1 - an.LENS_FIRST), position + 1)  # what the lens shows first
-            return (model, result, position, an.attention_of(result, layer), an.lens_headers(result),
+            return (model, result, position, an.attention_of(result, layer, lut), an.lens_headers(result),
                     an.lens_chunk(result, first, label), an.head_of(result, position),
                     time.perf_counter() - started)
 
@@ -255,26 +259,43 @@ class InsidePane(QWidget):
         model, a, position, layer_attention, headers, lens, head, compute_s = result
         if model is not self.model:
             return
-        started = time.perf_counter()
-        self.result, self.position = a, position
+        old, self.result, self.position = self.result, a, position
+        if old is not None:  # its pass (70 MB for GPT-2 at 1024 tokens) is freed in the worker, not on this thread
+            retired = self._retired
+            retired.append(old)
+            self.runner.submit("release", lambda job: [retired.pop().release() for _ in range(len(retired))])
+        # shown in steps, one per event-loop turn (and the text a piece per turn), so that no turn holds the UI
+        # thread for long: repaints and input get in between
+        self._fill.run([lambda: self._show_scores(a), self.tokens.insert_more,
+                        lambda: self._show_attention(a, layer_attention),
+                        lambda: self._show_lens(a, headers, lens, head)], self._on_filled, compute_s=compute_s)
+
+    def _on_filled(self, timings: dict):
+        self.last_timings = timings
+        self.sig_filled.emit()
+        self._next_lens()
+
+    def _show_scores(self, a):
         note = a.window_note()
         self.status.setText(
             f"{a.n} tokens · mean loss {a.mean_loss:.3f} nats per token · perplexity {a.perplexity:.1f} · "
             f"{a.bits_per_char:.2f} bits per character"
             + (f"<br><span style='color:{hint_color(self)}'>Note: {note}</span>" if note else "")
             if a.n > 1 else "One token: nothing to score yet (a position predicts the token after it).")
-        self.tokens.set_tokens(a.pieces, a.probs, a.buckets, selected=position)
-        self.tokens.verticalScrollBar().setValue(self.tokens.verticalScrollBar().maximum())
+        self.tokens.begin(a.shown, a.spans, a.probs, a.buckets, selected=self.position)
+
+    def _show_attention(self, a, layer_attention):
         if layer_attention.layer == self.layer.value() - 1:
             self.attention.set_maps(layer_attention, a.labels)
         else:  # the layer was changed while this pass ran: fetch the one now chosen
             self._on_layer(self.layer.value())
+        self.attention.mark_row(self.position)
+
+    def _show_lens(self, a, headers, lens, head):
         self.lens.reset(a.n_layer, headers, a.labels)
         self.lens.add(lens)
-        self._show_position(head)
-        self.last_timings = {"compute_s": compute_s, "show_s": time.perf_counter() - started}
-        self.sig_filled.emit()
-        self._next_lens()
+        if head.position == self.position:
+            self._show_position(head)
 
     def _show_position(self, head):
         a, p = self.result, self.position
@@ -340,10 +361,10 @@ class InsidePane(QWidget):
     def _on_layer(self, value: int):
         if self.result is None:
             return
-        a, layer = self.result, value - 1
+        a, layer, lut = self.result, value - 1, self.attention.lut
 
         def job(job):
-            return a, an.attention_of(a, layer)
+            return a, an.attention_of(a, layer, lut)
 
         self.runner.submit("attention", job, self._on_attention)
 
@@ -469,4 +490,5 @@ class InsidePane(QWidget):
 
     def shutdown(self):
         self._typing.stop()
+        self._fill.stop()
         self.runner.close()

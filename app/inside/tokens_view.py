@@ -28,6 +28,7 @@ RANK_COLORS = (  # GLTR's buckets, best first
 FIRST_COLOR = QColor(200, 200, 200)  # the first token: nothing came before it, so nothing predicted it
 SELECTED_UNDERLINE = QColor(30, 80, 200)
 MODES = ("probability", "rank")
+PIECE = 256  # tokens inserted per event-loop turn
 
 
 def prob_color(p: float) -> QColor:
@@ -39,7 +40,7 @@ def prob_color(p: float) -> QColor:
 
 def _utf16_len(text: str) -> int:
     """Length in the UTF-16 units QTextDocument counts positions in (an emoji is 2)."""
-    return len(text) + sum(1 for c in text if ord(c) > 0xFFFF)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 class TokensView(QTextEdit):
@@ -63,6 +64,9 @@ class TokensView(QTextEdit):
         self._probs: list[float] = []
         self._buckets: list[int] = []
         self.selected = -1
+        self._formats: dict[tuple[int, bool], QTextCharFormat] = {}
+        self._shown: list[str] = []  # each token's text as inserted
+        self._inserted = 0  # tokens inserted so far (see insert_more)
 
     @property
     def n_tokens(self) -> int:
@@ -70,20 +74,39 @@ class TokensView(QTextEdit):
 
     def set_tokens(self, pieces: list[str], probs: list[float], buckets: list[int], selected: int = -1):
         """pieces: each token's text; probs / buckets: of tokens 1..T-1 (the first has no prediction)."""
-        self._probs, self._buckets, self.selected = list(probs), list(buckets), selected
+        # an empty piece (the first bytes of a character) still needs a spot to hover: a thin marker
+        shown = [piece if piece else "·" for piece in pieces]
+        spans, start = [], 0
+        for piece in shown:
+            spans.append((start, _utf16_len(piece)))
+            start += spans[-1][1]
+        self.begin(shown, spans, probs, buckets, selected)
+        while self.insert_more():
+            pass
+
+    def begin(self, shown: list[str], spans: list[tuple[int, int]], probs: list[float], buckets: list[int],
+              selected: int = -1):
+        """Start showing a new text: each token's text, its (start, length) in UTF-16 units, as ``set_tokens`` makes
+        them. ``insert_more`` then adds it a piece at a time (one per event-loop turn keeps a long text from holding
+        up the UI)."""
+        self._probs, self._buckets, self.selected = probs, buckets, selected
         self.clear()
-        self._spans = []
+        self._shown, self._spans, self._inserted = shown, spans, 0
+
+    def insert_more(self, count: int = PIECE) -> bool:
+        """Insert the next ``count`` tokens; True while some are left. Scrolls to the end after the last."""
+        end = min(len(self._shown), self._inserted + count)
         cursor = QTextCursor(self.document())
-        cursor.beginEditBlock()  # one layout for the whole text, not one per token
-        start = 0
-        for t, piece in enumerate(pieces):
-            # an empty piece (the first bytes of a character) still needs a spot to hover: a thin marker
-            shown = piece if piece else "·"
-            cursor.insertText(shown, self._format(t))
-            length = _utf16_len(shown)
-            self._spans.append((start, length))
-            start += length
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.beginEditBlock()  # one layout for the piece, not one per token
+        for t in range(self._inserted, end):
+            cursor.insertText(self._shown[t], self._format(t))
         cursor.endEditBlock()
+        self._inserted = end
+        if end < len(self._shown):
+            return True
+        self.verticalScrollBar().setValue(self.verticalScrollBar().maximum())
+        return False
 
     def color_of(self, t: int) -> QColor:
         if t == 0 or t - 1 >= len(self._probs):
@@ -93,19 +116,24 @@ class TokensView(QTextEdit):
         return prob_color(self._probs[t - 1])
 
     def _format(self, t: int) -> QTextCharFormat:
-        fmt = QTextCharFormat()
-        fmt.setForeground(QColor("black"))
-        fmt.setBackground(self.color_of(t))
-        if t == self.selected:
-            fmt.setFontUnderline(True)
-            fmt.setUnderlineStyle(QTextCharFormat.UnderlineStyle.SingleUnderline)
-            fmt.setUnderlineColor(SELECTED_UNDERLINE)
-            fmt.setFontWeight(700)
+        color, selected = self.color_of(t), t == self.selected
+        key = (color.rgba(), selected)
+        fmt = self._formats.get(key)  # a dozen formats serve every token: making one per token cost ~0.1 ms each
+        if fmt is None:
+            fmt = QTextCharFormat()
+            fmt.setForeground(QColor("black"))
+            fmt.setBackground(color)
+            if selected:
+                fmt.setFontUnderline(True)
+                fmt.setUnderlineStyle(QTextCharFormat.UnderlineStyle.SingleUnderline)
+                fmt.setUnderlineColor(SELECTED_UNDERLINE)
+                fmt.setFontWeight(700)
+            self._formats[key] = fmt
         return fmt
 
     def _restyle(self, positions):
         for t in positions:
-            if 0 <= t < len(self._spans):
+            if 0 <= t < self._inserted:
                 start, length = self._spans[t]
                 cursor = QTextCursor(self.document())
                 cursor.setPosition(start)
