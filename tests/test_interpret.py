@@ -129,7 +129,8 @@ def test_attention_equals_transformers(hf_models, name):
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_last_lens_layer_is_the_logits_and_the_head_reproduces_them(models, name):
+def test_last_lens_layer_is_the_logits_and_the_head_reproduces_them(models, name, monkeypatch):
+    monkeypatch.setattr(interpret, "LENS_ROWS", 7)  # several slices, one ending mid-layer
     model = models[name]
     ids = some_ids(model, n=10)
     lens = interpret.logit_lens(model, ids)
@@ -145,6 +146,15 @@ def test_last_lens_layer_is_the_logits_and_the_head_reproduces_them(models, name
     assert torch.allclose(head.logits, t.logits[4], atol=1e-5)
     assert torch.allclose(head.probs.sum(), torch.tensor(1.0), atol=1e-5)
     assert int(head.top_ids[0]) == int(t.logits[4].argmax())
+    # a kept trace drops its logits: the lens and the head are the same without them, over many rows in slices
+    light = t.without_logits()
+    assert light.logits.numel() == 0 and t.logits.numel() > 0
+    again = interpret.lens_at(light, range(len(ids)))
+    everything = F.softmax(lens, dim=-1)
+    assert torch.equal(again.top_ids, everything.argmax(-1))
+    final = everything[-1].argmax(-1)
+    assert torch.allclose(again.final_probs, everything[:, torch.arange(len(ids)), final], atol=1e-6)
+    assert torch.allclose(interpret.head_view(light, 4).logits, t.logits[4], atol=1e-5)
 
 
 def test_predictions_rank_probability_and_buckets():
