@@ -1,16 +1,22 @@
 """How long the Inside pane takes to fill for a 64, 256 and 1024-token text, on the bundled models and a
 GPT-2-small-shaped one (124 M parameters, random weights: the cost does not depend on what the weights learned).
 
-For each model and length it types the text into a real pane and waits for it to fill, reporting
-  * fill: from the request to every view showing the text (worker + delivery + UI),
-  * worker: the job's compute (one forward pass watched through hooks, per-position scores, the current layer's
-    attention maps, the logit lens at the chosen position's columns, the head),
-  * UI: the UI thread's share of showing it, and the longest the event loop was late (a 5 ms timer's lateness),
-  * baseline: a plain forward pass over the same ids (logits only) in the same run, and fill / baseline.
-Runs alternate fill and baseline (A B A B) and report medians, because the machine may be shared.
-Texts longer than a model's context slide to its last block_size tokens, as in the Generation pane.
+For each model and length it types the text into a real pane (900x600, the tab ``--view`` shown: the logit lens
+unless told) and waits for it to fill, reporting
+  * fill: from the request to every view showing the text (worker + delivery + the UI's steps),
+  * painted: from the request to the end of the repaints that follow (posted events drained): the issue's figure,
+  * lens: from the request to the logit lens showing every position (its tab computes the rest a slice per job),
+  * worker: the text's job's compute (one forward pass watched through hooks, per-position scores, the current
+    layer's attention maps coloured, the lens at the positions in view, the head),
+  * UI: the UI thread's share of showing it (the sum of its steps) and its longest step,
+  * late: the longest the event loop was late (a 5 ms timer's lateness, paints and lens slices included),
+  * baseline: a plain forward pass over the same ids (logits only) in the same run, and painted / baseline.
+Runs alternate fill and baseline (A B A B) and report medians (late: the worst), because the machine may be shared.
+Texts longer than a model's context slide to its last block_size tokens, as in the Generation pane. Garbage is
+collected on the UI thread by a timer, as in the app.
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python bench/bench_inside.py [--repeats 3] [--no-gpt2]
+    QT_QPA_PLATFORM=offscreen .venv/bin/python bench/bench_inside.py [--repeats 3] [--no-gpt2] [--only gpt2]
+        [--lengths 256] [--view 1]
     .venv/bin/python bench/bench_inside.py --bpc     # bits per character of the bundled models instead
 
 --bpc scores every bundled model on the same held-out text, the last 10% of the Shakespeare corpus's characters
@@ -87,6 +93,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-gpt2", action="store_true", help="leave out the 124 M model (its load takes a while)")
+    parser.add_argument("--only", default="", help="only the models whose name contains this")
+    parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)), help="comma-separated token counts")
+    parser.add_argument("--view", type=int, default=2, help="the tab shown (0 predictions, 1 attention, 2 lens...)")
     parser.add_argument("--bpc", action="store_true", help="bits per character of the bundled models")
     args = parser.parse_args()
     if args.bpc:
@@ -101,24 +110,35 @@ def main():
 
     torch.set_num_threads(1)  # as the pane's worker runs
     app = QApplication.instance() or QApplication(sys.argv)
+    from app.gcguard import collect_on_ui_thread
+    collect_on_ui_thread()  # as the app does
     text = load_corpus("shakespeare")[:200_000]
+    lengths = [int(n) for n in args.lengths.split(",")]
     print(f"torch {torch.__version__}, {os.cpu_count()} cores (shared with other work: ratios matter, not seconds)")
-    print(f"{'model':<20} {'tokens':>6} {'seen':>5} {'fill s':>8} {'worker s':>9} {'UI ms':>7} {'late ms':>8} "
-          f"{'baseline s':>10} {'ratio':>6}")
-    for name, model, tok in models(not args.no_gpt2):
+    print(f"{'model':<18} {'tokens':>6} {'seen':>5} {'fill s':>7} {'painted s':>9} {'lens s':>7} {'worker s':>8} "
+          f"{'UI ms':>6} {'step ms':>7} {'late ms':>7} {'baseline s':>10} {'ratio':>6}")
+    for name, model, tok in models(not args.no_gpt2 and (not args.only or args.only in "gpt2-small shape")):
+        if args.only and args.only not in name:
+            continue
         pane = InsidePane()
         pane.resize(900, 600)
         pane.show()
+        pane.views.setCurrentIndex(args.view)
         pane.set_model(model, tok, name)
+        settle = time.perf_counter() + 1.0  # the pane is on screen, its first paint and vocabulary labels done
+        while pane.runner.busy or time.perf_counter() < settle:
+            app.processEvents()
+            time.sleep(0.005)
         all_ids = tok.encode(text)
-        for n in LENGTHS:
+        for n in lengths:
             ids = all_ids[:n]
             seen = ids[-model.config.block_size:]  # what the pane slides to (one token more on odd repeats)
-            fills, workers, shows, lates, bases = [], [], [], [], []
+            rows: dict[str, list] = {k: [] for k in ("fill", "painted", "lens", "worker", "ui", "step", "late", "base")}
             for r in range(args.repeats):
                 # A: the pane
-                done = []
-                pane.sig_filled.connect(lambda: done.append(time.perf_counter()))
+                marks: dict[str, float] = {}
+                pane.sig_filled.connect(lambda: marks.setdefault("fill", time.perf_counter()))
+                pane.sig_lens_complete.connect(lambda: marks.setdefault("lens", time.perf_counter()))
                 ticks = []
                 timer = QTimer()
                 timer.setInterval(5)
@@ -127,25 +147,36 @@ def main():
                 started = time.perf_counter()
                 pane.set_text(tok.decode(ids) + ("" if r % 2 == 0 else " "))  # a changed text each repeat
                 pane.refresh()  # now, not after the typing pause
-                while not done:
+                while "fill" not in marks:
+                    app.processEvents()
+                    time.sleep(0.001)
+                app.sendPostedEvents()  # the repaints the fill asked for
+                app.processEvents()
+                marks["painted"] = time.perf_counter()
+                while "lens" not in marks and args.view == 2:
                     app.processEvents()
                     time.sleep(0.001)
                 timer.stop()
                 pane.sig_filled.disconnect()
-                fills.append(done[0] - started)
-                workers.append(pane.last_timings["compute_s"])
-                shows.append(pane.last_timings["show_s"])
+                pane.sig_lens_complete.disconnect()
+                for key in ("fill", "painted", "lens"):
+                    rows[key].append(marks.get(key, started) - started)
+                rows["worker"].append(pane.last_timings["compute_s"])
+                rows["ui"].append(pane.last_timings["show_s"])
+                rows["step"].append(pane.last_timings["longest_step_s"])
                 gaps = [b - a for a, b in zip(ticks, ticks[1:])] or [0.0]
-                lates.append(max(gaps) - 0.005)
+                rows["late"].append(max(gaps) - 0.005)
                 # B: the plain forward pass over what the model saw
                 with torch.no_grad():
                     t0 = time.perf_counter()
                     model(torch.tensor([seen]))
-                    bases.append(time.perf_counter() - t0)
-            fill, base = statistics.median(fills), statistics.median(bases)
-            print(f"{name:<20} {n:>6} {len(seen):>5} {fill:>8.3f} {statistics.median(workers):>9.3f} "
-                  f"{1000 * statistics.median(shows):>7.1f} {1000 * max(lates):>8.1f} {base:>10.3f} "
-                  f"{fill / base:>6.2f}", flush=True)
+                    rows["base"].append(time.perf_counter() - t0)
+            med = {k: statistics.median(v) for k, v in rows.items()}
+            lens = f"{med['lens']:>7.3f}" if args.view == 2 else f"{'-':>7}"
+            print(f"{name:<18} {n:>6} {len(seen):>5} {med['fill']:>7.3f} {med['painted']:>9.3f} {lens} "
+                  f"{med['worker']:>8.3f} {1000 * med['ui']:>6.1f} {1000 * max(rows['step']):>7.1f} "
+                  f"{1000 * max(rows['late']):>7.1f} {med['base']:>10.3f} {med['painted'] / med['base']:>6.2f}",
+                  flush=True)
         pane.shutdown()
         pane.deleteLater()
 

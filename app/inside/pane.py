@@ -268,7 +268,8 @@ class InsidePane(QWidget):
         # thread for long: repaints and input get in between
         self._fill.run([lambda: self._show_scores(a), self.tokens.insert_more,
                         lambda: self._show_attention(a, layer_attention),
-                        lambda: self._show_lens(a, headers, lens, head)], self._on_filled, compute_s=compute_s)
+                        lambda: self._show_lens(a, headers, lens), lambda: self._show_head(head)], self._on_filled,
+                       compute_s=compute_s)
 
     def _on_filled(self, timings: dict):
         self.last_timings = timings
@@ -291,10 +292,13 @@ class InsidePane(QWidget):
             self._on_layer(self.layer.value())
         self.attention.mark_row(self.position)
 
-    def _show_lens(self, a, headers, lens, head):
+    def _show_lens(self, a, headers, lens):
         self.lens.reset(a.n_layer, headers, a.labels)
         self.lens.add(lens)
-        if head.position == self.position:
+        self.lens.show_position(self.position)
+
+    def _show_head(self, head):
+        if head.position == self.position:  # else the position chosen meanwhile has its own job
             self._show_position(head)
 
     def _show_position(self, head):
