@@ -244,7 +244,7 @@ def test_lens_shows_every_position_and_fills_in_while_its_tab_is_shown(qtbot, pa
     expected = interpret.lens_at(interpret.trace(model, pane.result.ids), range(T))
     assert np.allclose(lens.final_probs, expected.final_probs.numpy(), atol=1e-5)
     assert np.allclose(lens.top_probs, expected.top_probs.numpy(), atol=1e-5)
-    label = lambda i: an.visible(tok.token_bytes(int(i)))  # noqa: E731
+    label = lambda i: an.render_bytes(tok.token_bytes(int(i)), whitespace="chips")  # noqa: E731
     for layer in range(3):
         for p in range(T):
             top = label(expected.top_ids[layer, p])

@@ -150,7 +150,7 @@ def label_source(vocab_labels: list, tokenizer):
         if 0 <= i < len(vocab_labels) and vocab_labels[i] is not None:
             return vocab_labels[i]
         try:
-            return visible(tokenizer.token_bytes(i))
+            return render_bytes(tokenizer.token_bytes(i), whitespace="chips")
         except ValueError:
             return f"<id {i}>"
     return label
