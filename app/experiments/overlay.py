@@ -56,6 +56,9 @@ class _BoldCurve(pg.PlotCurveItem):
             self.opts["pen"] = pen
             p.setWorldTransform(transform)
 
+    def pixelPadding(self):  # noqa: N802 - pyqtgraph override
+        return super().pixelPadding() + 1.0  # the copies one pixel right and down stay inside its bounds
+
 
 class _BoldLine(pg.PlotDataItem):
     """A PlotDataItem (downsampling, clip-to-view, legend) drawing through a :class:`_BoldCurve`."""
