@@ -209,13 +209,18 @@ def test_a_long_paste_is_inserting_from_its_first_piece_and_drawn_once(pane, qtb
     edit.textChanged.connect(lambda: inserting.append(edit.inserting))
     drawn = []
     render = pane.render
-    monkeypatch.setattr(pane, "render", lambda: (drawn.append(pane.analysis and pane.analysis.n_tokens), render()))
+    monkeypatch.setattr(pane, "render", lambda **kw: (drawn.append(pane.analysis and pane.analysis.n_tokens),
+                                                     render(**kw)))
     ids = list(range(1000, 41_000))  # about ten pieces
     paste(edit, " ".join(map(str, ids)))
     qtbot.waitUntil(lambda: pane.analysis is not None and pane.analysis.n_tokens == len(ids), timeout=WAIT_MS)
     # the first piece's change too: an edit seen as typing started a refresh that decoded a part of the paste
     assert len(inserting) > 5 and all(inserting)
     assert [n for n in drawn if n] == [len(ids)]
+    # a long result is drawn in two turns: the ids view, the counts and the status follow the token view
+    shown = pane.analysis.spans
+    qtbot.waitUntil(lambda: pane.ids_view.count() == len(shown), timeout=WAIT_MS)
+    assert pane.ids_view.label(len(shown) - 1) == str(shown[-1].id) and f"{len(ids):,}" in pane.counts.text()
 
 
 def test_the_scroll_bar_appearing_does_not_lay_the_tokens_out_again(qtbot):

@@ -252,6 +252,12 @@ def label(data: bytes, show_whitespace: bool) -> str:
     return text if show_whitespace else text.replace("\t", "    ")
 
 
+def token_styles(analysis: Analysis, tokenizer) -> list[int]:
+    """How the views draw each shown token: 0 plain, 1 a piece of a character, 2 a special token."""
+    special = set(tokenizer.special_tokens.values())
+    return [2 if s.id in special else 1 if s.partial else 0 for s in analysis.spans]
+
+
 def plural(n: int, word: str) -> str:
     """plural(1, "token") -> 'token'; plural(2, "token") -> 'tokens'"""
     return word if n == 1 else word + "s"

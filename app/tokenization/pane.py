@@ -21,7 +21,8 @@ from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QSizePolicy, QSpl
 from app.jobs import JobFailed, JobRunner
 from app.paths import read_state, write_state
 from app.settings import read
-from app.tokenization.analysis import Analysis, follow_token, plural, token_tooltip, write_token_table
+from app.tokenization.analysis import (Analysis, follow_token, plural, token_styles, token_tooltip,
+                                       write_token_table)
 from app.tokenization.bpe_panel import BPEPanel
 from app.tokenization.compare import DECODE_HEADING, TEXT_HEADING, ComparePanel
 from app.tokenization.decode_panel import DecodePanel
@@ -35,6 +36,9 @@ from app.theme import error_color, hint_color
 
 DEBOUNCE_MS = 150
 BUSY_NOTE_MS = 300  # "tokenizing…" appears only if a job takes longer than this
+# A result of more tokens is drawn in two turns of the event loop (the token view, then the ids view and the rest, on
+# a timer: input and painting get in between): both 10 000-token layouts in one go stalled the window (issue 10)
+STAGED_TOKENS = 2_000
 TEXT_STATE = "tokenization.txt"
 IDS_STATE = "tokenization-ids.txt"
 DEFAULT_COMPARE = ("gpt2", "cl100k_base", "o200k_base")
@@ -73,14 +77,9 @@ class TokenizationPane(QWidget):
         # its own thread: scanning the cache imports torch, which takes seconds
         self._listing = JobRunner(self, torch_threads=None)
         self._listing.sig_done.connect(self._on_job_done)
-        self._debounce = QTimer(self)
-        self._debounce.setSingleShot(True)
-        self._debounce.setInterval(DEBOUNCE_MS)
-        self._debounce.timeout.connect(self._on_debounce)
-        self._busy_note = QTimer(self)
-        self._busy_note.setSingleShot(True)
-        self._busy_note.setInterval(BUSY_NOTE_MS)
-        self._busy_note.timeout.connect(self._on_busy_note)
+        self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS, timeout=self._on_debounce)
+        self._busy_note = QTimer(self, singleShot=True, interval=BUSY_NOTE_MS, timeout=self._on_busy_note)
+        self._render_rest = QTimer(self, singleShot=True, interval=0, timeout=self._render_ids)
 
         self._build()
         self.compare.set_encodings(self.encodings(), checked=list(DEFAULT_COMPARE))
@@ -254,8 +253,7 @@ class TokenizationPane(QWidget):
 
     # ---- jobs --------------------------------------------------------------------------------------------------------
     def _on_debounce(self) -> None:
-        # a long paste going in a piece at a time refreshes when its last piece is in (_on_insert_progress); a
-        # refresh from an edit just before it started would tokenize a part of it and draw that, stalling twice
+        # a paste going in a piece at a time refreshes at its last piece: not for a part of it (a second stall)
         if not (self.decode.ids_edit if self.decode_mode else self.editor).inserting:
             self.refresh()
 
@@ -325,27 +323,33 @@ class TokenizationPane(QWidget):
         self.tokenizer, self.analysis, decoded = result
         if decoded is not None:
             self.decode.show_result_soon(*decoded, self.analysis.bad_ids)  # after the views: not in one stall
-        self.render()
+        self.render(staged=len(self.analysis.spans) > STAGED_TOKENS)
 
     def _report(self, failure: JobFailed, what: str) -> None:
         if not failure.expected and self.reporter is not None:
             self.reporter.report_message(f"{what}: {failure.message}", failure.traceback)
 
     # ---- drawing -----------------------------------------------------------------------------------------------------
-    def render(self) -> None:
-        """Push self.analysis into the views, the counts and the status line."""
+    def render(self, *, staged: bool = False) -> None:
+        """Push self.analysis into the views, the counts and the status line; ``staged``: the ids view and the rest
+        on the next turn of the event loop (a long result, see STAGED_TOKENS)."""
         a = self.analysis
+        self._render_rest.stop()
         if a is None:
             self.token_view.set_tokens([])
             self.ids_view.set_tokens([])
             self.counts.setText("")
             self.inspector.clear()
             return
-        show_ws = self.show_whitespace.isChecked()
-        special = set(self.tokenizer.special_tokens.values())
-        styles = [2 if s.id in special else 1 if s.partial else 0 for s in a.spans]
-        self.token_view.set_tokens(a.labels_for(show_ws), styles)
-        self.ids_view.set_tokens([str(s.id) for s in a.spans], styles)
+        self.token_view.set_tokens(a.labels_for(self.show_whitespace.isChecked()), token_styles(a, self.tokenizer))
+        if staged:
+            self._render_rest.start()
+        else:
+            self._render_ids()
+
+    def _render_ids(self) -> None:  # self.analysis is set: render() stops the timer whenever it changes
+        a = self.analysis
+        self.ids_view.set_tokens([str(s.id) for s in a.spans], token_styles(a, self.tokenizer))
         self.counts.setText(a.counts_html())
         self._set_status(a.notes(self.decode_mode))
         self._follow_selection()
