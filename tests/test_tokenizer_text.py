@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.tokenizers import get_tokenizer
+from engine.tokenizers.base import sanitize, sanitize_counted
 from engine.tokenizers.text import _INVISIBLE, chunks, render_bytes
 
 ESCAPED_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Zs"}
@@ -141,3 +142,10 @@ def test_chunks_join_back_and_stay_bounded(text, size):
     assert "".join(pieces) == text
     assert all(pieces[:-1]) and all(len(p) <= 2 * size + 1 for p in pieces)  # no empty piece: the loop moves on
     assert not any(a.endswith("\r") and b.startswith("\n") for a, b in zip(pieces, pieces[1:]))
+
+
+def test_one_surrogate_rule_counted_for_the_pane():
+    """The Tokenization pane says how many lone surrogates a broken paste had: the engine's rule, counted."""
+    broken = "a\ud800b\udfff\U0001f917"
+    assert sanitize_counted(broken) == (sanitize(broken), 2) == ("a\ufffdb\ufffd\U0001f917", 2)
+    assert sanitize_counted("fine \ufffd") == ("fine \ufffd", 0)

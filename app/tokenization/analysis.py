@@ -19,23 +19,13 @@ from functools import lru_cache
 import numpy as np
 from engine.errors import UserError
 from engine.tokenizers import TokenSpan
+from engine.tokenizers.base import sanitize_counted
 from engine.tokenizers.text import render_bytes
 
 from app.tokentext import hex_bytes
 
 MAX_SHOWN_TOKENS = 10_000  # the views draw at most this many tokens (30,000 took 60-80 ms to lay out) ...
 MAX_SHOWN_BYTES = 100_000  # ... or this many bytes of text; the counts always cover the whole text
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def sanitise(text: str) -> tuple[str, int]:
-    """Lone surrogates (a broken paste) -> U+FFFD, one character for one, as the engine does.
-
-    >>> sanitise("a\\ud800b")
-    ('a\\ufffdb', 1)
-    """
-    return _SURROGATE.subn("\ufffd", text)
 
 
 @dataclass
@@ -109,7 +99,7 @@ def analyse(tokenizer, text: str, *, allowed_special=(), max_tokens: int = MAX_S
     The engine's span table holds the spans of the whole text as numpy arrays (cheap even for 10 MB); only the
     first ``max_tokens`` tokens (at most ``max_bytes`` of text) become TokenSpan objects.
     """
-    clean, n_surrogates = sanitise(text)
+    clean, n_surrogates = sanitize_counted(text)  # as every encode does
     table = tokenizer.span_table(clean, allowed_special=allowed_special)
     if is_stale():
         return None

@@ -48,6 +48,15 @@ def sanitize(text: str) -> str:
     return sanitize_encode(text)[0]
 
 
+def sanitize_counted(text: str) -> tuple[str, int]:
+    """``sanitize(text)`` and how many lone surrogates it replaced, for saying so. "a\\ud800b" -> ("a\\ufffdb", 1)"""
+    try:
+        text.encode("utf-8")
+        return text, 0
+    except UnicodeEncodeError:
+        return _SURROGATE.subn("\ufffd", text)
+
+
 def sanitize_encode(text: str) -> tuple[str, bytes]:
     """``sanitize(text)`` and its UTF-8 bytes, for one encode. "a\\ud800" -> ("a\\ufffd", b"a\\xef\\xbf\\xbd")"""
     if not isinstance(text, str):
