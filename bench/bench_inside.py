@@ -8,7 +8,8 @@ unless told) and waits for it to fill, reporting
   * lens: from the request to the logit lens showing every position (its tab computes the rest a slice per job),
   * worker: the text's job's compute (one forward pass watched through hooks, per-position scores, the current
     layer's attention maps coloured, the lens at the positions in view, the head),
-  * UI: the UI thread's share of showing it (the sum of its steps) and its longest step,
+  * UI: the UI thread's share of showing it (the sum of its steps) and its longest step (#: which; 0 the scores,
+    1 the text, a piece per turn, 2 attention, 3 lens, 4 head: see InsidePane._on_analysed),
   * late: the longest the event loop was late (a 5 ms timer's lateness, paints and lens slices included),
   * baseline: a plain forward pass over the same ids (logits only) in the same run, and painted / baseline.
 Runs alternate fill and baseline (A B A B) and report medians (late: the worst), because the machine may be shared.
@@ -116,7 +117,7 @@ def main():
     lengths = [int(n) for n in args.lengths.split(",")]
     print(f"torch {torch.__version__}, {os.cpu_count()} cores (shared with other work: ratios matter, not seconds)")
     print(f"{'model':<18} {'tokens':>6} {'seen':>5} {'fill s':>7} {'painted s':>9} {'lens s':>7} {'worker s':>8} "
-          f"{'UI ms':>6} {'step ms':>7} {'late ms':>7} {'baseline s':>10} {'ratio':>6}")
+          f"{'UI ms':>6} {'step ms':>7}    {'late ms':>7} {'baseline s':>10} {'ratio':>6}")
     for name, model, tok in models(not args.no_gpt2 and (not args.only or args.only in "gpt2-small shape")):
         if args.only and args.only not in name:
             continue
@@ -133,7 +134,8 @@ def main():
         for n in lengths:
             ids = all_ids[:n]
             seen = ids[-model.config.block_size:]  # what the pane slides to (one token more on odd repeats)
-            rows: dict[str, list] = {k: [] for k in ("fill", "painted", "lens", "worker", "ui", "step", "late", "base")}
+            rows: dict[str, list] = {k: [] for k in ("fill", "painted", "lens", "worker", "ui", "step", "which",
+                                                     "late", "base")}
             for r in range(args.repeats):
                 # A: the pane
                 marks: dict[str, float] = {}
@@ -164,6 +166,7 @@ def main():
                 rows["worker"].append(pane.last_timings["compute_s"])
                 rows["ui"].append(pane.last_timings["show_s"])
                 rows["step"].append(pane.last_timings["longest_step_s"])
+                rows["which"].append(pane.last_timings["longest_step"])
                 gaps = [b - a for a, b in zip(ticks, ticks[1:])] or [0.0]
                 rows["late"].append(max(gaps) - 0.005)
                 # B: the plain forward pass over what the model saw
@@ -175,6 +178,7 @@ def main():
             lens = f"{med['lens']:>7.3f}" if args.view == 2 else f"{'-':>7}"
             print(f"{name:<18} {n:>6} {len(seen):>5} {med['fill']:>7.3f} {med['painted']:>9.3f} {lens} "
                   f"{med['worker']:>8.3f} {1000 * med['ui']:>6.1f} {1000 * max(rows['step']):>7.1f} "
+                  f"#{rows['which'][rows['step'].index(max(rows['step']))]} "
                   f"{1000 * max(rows['late']):>7.1f} {med['base']:>10.3f} {med['painted'] / med['base']:>6.2f}",
                   flush=True)
         pane.shutdown()

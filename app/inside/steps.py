@@ -24,9 +24,11 @@ class Steps(QObject):
         self._timer.timeout.connect(self._step)
 
     def run(self, steps: list[Callable[[], object]], on_done: Callable[[dict], None], **timings):
-        """timings: figures to hand on to ``on_done`` with the steps' own (show_s: their sum, longest_step_s)."""
+        """timings: figures to hand on to ``on_done`` with the steps' own (show_s: their sum, longest_step_s, and
+        longest_step: which step that was, 0 the first)."""
         self._steps, self._on_done = list(steps), on_done
-        self.timings = {**timings, "show_s": 0.0, "longest_step_s": 0.0}
+        self._index = 0
+        self.timings = {**timings, "show_s": 0.0, "longest_step_s": 0.0, "longest_step": 0}
         self._step()
 
     @property
@@ -41,11 +43,14 @@ class Steps(QObject):
         if not self._steps:
             return
         started = time.perf_counter()
-        if self._steps[0]() is not True:
-            self._steps.pop(0)
+        again = self._steps[0]() is True
         took = time.perf_counter() - started
         self.timings["show_s"] += took
-        self.timings["longest_step_s"] = max(self.timings["longest_step_s"], took)
+        if took > self.timings["longest_step_s"]:
+            self.timings["longest_step_s"], self.timings["longest_step"] = took, self._index
+        if not again:
+            self._steps.pop(0)
+            self._index += 1
         if self._steps:
             self._timer.start()
         elif self._on_done is not None:
