@@ -314,3 +314,23 @@ def test_a_long_text_is_shown_whole_though_a_piece_at_a_time(qtbot, pane):
     assert pane.tokens.n_tokens == len(text) and pane.last_timings["longest_step_s"] <= pane.last_timings["show_s"]
     last = len(text) - 1
     assert pane.tokens.position_at(pane.tokens.rect_of(last).center()) == last
+
+
+def test_the_lens_tab_shown_while_a_shorter_text_is_being_shown_waits_for_it(qtbot, pane):
+    tok = CharTokenizer.from_text(CORPUS)
+    model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=64, n_layer=2, n_head=2, n_embd=16)).eval()
+    pane.set_model(model, tok)
+    fill(qtbot, pane, lambda: pane.set_text("the quick brown fox jumps over the lazy dog"))
+    shown = pane._show_scores
+
+    def scores_then_lens_tab(a):  # the lens tab opens while the shorter text is shown, before the lens's step
+        shown(a)
+        assert pane._fill.pending
+        pane.views.setCurrentIndex(2)
+
+    pane._show_scores = scores_then_lens_tab
+    pane.set_text("the dog")
+    with qtbot.waitSignal(pane.sig_lens_complete, timeout=20000):
+        pane.refresh()
+    assert pane.lens.model.columnCount() == 7 and pane.lens.model.done.all()
+    assert "positions must lie" not in pane.status.text()

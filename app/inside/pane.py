@@ -339,7 +339,7 @@ class InsidePane(QWidget):
         """Compute the next slice of the lens (the positions in view first) while its tab is shown."""
         a = self.result
         if a is None or self._lens_in_flight is a or not self.isVisible() or self.views.currentWidget() is not \
-                self.lens:
+                self.lens or self._fill.pending:  # (the lens shows the previous text until its step: _on_filled)
             return
         positions = an.next_lens_positions(self.lens.model.done, self.position, self.lens.visible_positions())
         if not positions:
