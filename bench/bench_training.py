@@ -1,20 +1,31 @@
-"""Training speed and quality of the nanoGPT-equivalent preset on tiny Shakespeare, beside nanoGPT's figures.
+"""Training speed against nanoGPT and between 1 and 2 processes, and the validation loss at 2000 iterations.
 
-    python bench/bench_training.py                 # 2000 iterations single-process, 300 with 2 DDP processes
-    python bench/bench_training.py --iters 500     # shorter (val loss reported at the steps reached)
+    python bench/bench_training.py --nanogpt ~/src/nanoGPT    # everything, nanoGPT's train.py beside ours
+    python bench/bench_training.py --quick                   # shorter rounds, no 2000-iteration run
+    python bench/bench_training.py --skip-quality            # speed only
 
 Preset "shakespeare-char-cpu" = nanoGPT's documented CPU run (4 layers, 4 heads, 128 wide, context 64, batch 12,
-lr 1e-3 -> 1e-4 over 2000 iterations, dropout 0). Corpus: ../shared/data/tinyshakespeare.txt beside the repository
-(the text behind nanoGPT's published numbers), else the built-in "shakespeare" corpus (a different, larger text).
-ms/iter is the median time of an optimizer step (forward, backward, clip, AdamW; evaluations not included);
-"wall" also counts evaluations, samples and checkpoints.
+lr 1e-3 -> 1e-4 over 2000 iterations, dropout 0, fp32). Corpus: ../shared/data/tinyshakespeare.txt beside the
+repository (the text behind nanoGPT's published numbers) if it is there, else the built-in "shakespeare" corpus.
+
+Speed is measured A B A B in one run, so that whatever else the machine does falls on both sides alike:
+- ours vs nanoGPT: `llm-train` and nanoGPT's `train.py` (from a checkout given by --nanogpt, copied into a temporary
+  folder with its data prepared from the same corpus; nothing of it is kept) run in turns as the processes a user
+  starts, each with torch's default threads. ms/iter is the time between consecutive iterations as each program logs
+  them (nanoGPT's "time" and our Step times), everything included, the first 10 of a round left out.
+- 1 vs 2 processes: engine.train.launch at the same global batch (12; 6 per process), 2 torch threads for the one
+  process, 1 each for the two.
+The 2000-iteration run trains in this process with torch's default threads and reports the validation loss.
 """
 
 import argparse
 import multiprocessing
 import os
 import queue
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,13 +36,14 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from engine.messages import Eval, Failed, Finished, Step  # noqa: E402
+from engine.messages import Eval, Failed, Finished, Step, read_jsonl  # noqa: E402
 from engine.presets import preset  # noqa: E402
 from engine.train import TrainConfig, launch, train  # noqa: E402
 
-NANOGPT_MS = "33-55"
-NANOGPT_VAL_2000 = 1.89
+NANOGPT_VAL_2000 = 1.89  # nanoGPT's README, "I only have a macbook"
 VAL_AT = (250, 500, 1000, 2000)
+SKIP = 10  # iterations at the start of every round left out (allocators, caches, the first evaluation)
+PRESET = "shakespeare-char-cpu"
 
 
 def corpus_path() -> str:
@@ -39,88 +51,177 @@ def corpus_path() -> str:
     return str(shared) if shared.exists() else "shakespeare"
 
 
-def step_ms(config: TrainConfig, msgs) -> list[float]:
-    return [1000.0 * config.tokens_per_iter / m.tokens_per_s for m in msgs if isinstance(m, Step) and m.tokens_per_s]
+def corpus_file(tmp: Path) -> Path:
+    """The corpus as a file both programs read (the built-in corpus written out when the shared one is absent)."""
+    path = corpus_path()
+    if os.path.isfile(path):
+        return Path(path)
+    from engine.data import load_text
+
+    out = tmp / "corpus.txt"
+    out.write_text(load_text(path), encoding="utf-8")
+    return out
 
 
-def single(config: TrainConfig, threads: int):
-    torch.set_num_threads(threads)
-    msgs = []
-    t0 = time.perf_counter()
-    train(config, msgs.append)
-    return msgs, time.perf_counter() - t0
+def median_ms(intervals: list[float]) -> float:
+    return 1000.0 * statistics.median(intervals)
 
 
-def ddp(config: TrainConfig, world_size: int):
+# --- ours and nanoGPT, as processes ------------------------------------------------------------------------------
+
+def ours_round(corpus: Path, tmp: Path, iters: int, n: int) -> list[float]:
+    """One `llm-train` run of iters iterations -> seconds between consecutive logged steps."""
+    out = tmp / f"ours-{n}"
+    cmd = [sys.executable, "-m", "engine.train", "--preset", PRESET, f"corpus={corpus}", f"out_dir={out}",
+           f"max_iters={iters}", f"lr_decay_iters={2000}", "log_interval=1", f"eval_interval={10 * iters}",
+           "checkpoint_interval=0", "sample_len=0"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"llm-train failed: {done.stderr.strip().splitlines()[-1:]}")
+    msgs, _ = read_jsonl(out / "metrics.jsonl", 0)
+    times = [m.time for m in msgs if isinstance(m, Step)]
+    shutil.rmtree(out)
+    return [b - a for a, b in zip(times, times[1:])][SKIP:]
+
+
+def prepare_nanogpt(checkout: Path, corpus: Path, tmp: Path) -> Path:
+    """A copy of nanoGPT's code in tmp with data/shakespeare_char prepared from corpus by nanoGPT's prepare.py."""
+    if not (checkout / "train.py").is_file() or not (checkout / "data" / "shakespeare_char" / "prepare.py").is_file():
+        raise SystemExit(f"{checkout} is not a nanoGPT checkout (no train.py / data/shakespeare_char/prepare.py)")
+    work = tmp / "nanogpt"
+    shutil.copytree(checkout, work, ignore=shutil.ignore_patterns(".git", "*.bin", "input.txt", "out*"))
+    data = work / "data" / "shakespeare_char"
+    shutil.copyfile(corpus, data / "input.txt")  # prepare.py downloads only when input.txt is missing
+    subprocess.run([sys.executable, "prepare.py"], cwd=data, check=True, capture_output=True)
+    return work
+
+
+def nanogpt_round(work: Path, iters: int, n: int) -> list[float]:
+    """nanoGPT's documented CPU command for iters iterations -> seconds per iteration as it logs them."""
+    cmd = [sys.executable, "train.py", "config/train_shakespeare_char.py", "--device=cpu", "--compile=False",
+           "--eval_iters=20", "--log_interval=1", "--block_size=64", "--batch_size=12", "--n_layer=4",
+           "--n_head=4", "--n_embd=128", f"--max_iters={iters}", "--lr_decay_iters=2000", "--dropout=0.0",
+           f"--eval_interval={10 * iters}", f"--out_dir=out-bench-{n}", "--always_save_checkpoint=False"]
+    done = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"nanoGPT's train.py failed: {done.stderr.strip().splitlines()[-1:]}")
+    ms = [float(x) for x in re.findall(r"^iter \d+: loss [\d.]+, time ([\d.]+)ms", done.stdout, re.M)]
+    return [m / 1000.0 for m in ms[1:]][SKIP:]  # iter 0 includes the first evaluation
+
+
+def against_nanogpt(checkout: Path, rounds: int, iters: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-nanogpt-") as name:
+        tmp = Path(name)
+        corpus = corpus_file(tmp)
+        work = prepare_nanogpt(checkout, corpus, tmp)
+        ours, theirs, ratios = [], [], []
+        for n in range(rounds):
+            a = ours_round(corpus, tmp, iters, n)
+            b = nanogpt_round(work, iters, n)
+            ours += a
+            theirs += b
+            ratios.append(median_ms(a) / median_ms(b))
+            print(f"  round {n + 1}: ours {median_ms(a):6.1f} ms/iter, nanoGPT {median_ms(b):6.1f} ms/iter, "
+                  f"ratio {ratios[-1]:.3f}", flush=True)
+    print(f"ours vs nanoGPT, {PRESET}, {rounds} x {iters} iterations each, alternating: "
+          f"{median_ms(ours):.1f} vs {median_ms(theirs):.1f} ms/iter = {median_ms(ours) / median_ms(theirs):.3f}x "
+          f"(per-round ratios {min(ratios):.3f}-{max(ratios):.3f})")
+
+
+# --- 1 vs 2 processes ----------------------------------------------------------------------------------------------
+
+def launched_round(config: TrainConfig, world_size: int, threads: int) -> list[float]:
     ctx = multiprocessing.get_context("spawn")
     q = ctx.Queue()
-    t0 = time.perf_counter()
-    handle = launch(config, world_size=world_size, emit_queue=q, stop_event=ctx.Event(), threads=1, nice=0)
-    msgs = []
+    handle = launch(config, world_size=world_size, emit_queue=q, stop_event=ctx.Event(), threads=threads, nice=0)
+    msgs: list = []
     try:
         while not (msgs and isinstance(msgs[-1], (Finished, Failed))):
             try:
                 msgs.append(q.get(timeout=1.0))
             except queue.Empty:
                 if handle.poll():
-                    raise SystemExit(f"the DDP run ended without a report (exit codes {handle.exitcodes})") from None
+                    raise SystemExit(f"the run ended without a report (exit codes {handle.exitcodes})") from None
         handle.join(60)
     finally:
         handle.kill()
     if isinstance(msgs[-1], Failed):
-        raise SystemExit(f"the DDP run failed: {msgs[-1].error}\n{msgs[-1].traceback}")
-    return msgs, time.perf_counter() - t0
+        raise SystemExit(f"the run failed: {msgs[-1].error}\n{msgs[-1].traceback}")
+    times = [m.time for m in msgs if isinstance(m, Step)]
+    return [b - a for a, b in zip(times, times[1:])][SKIP:]
 
 
-def summary(name, config, msgs, wall, skip=10):
-    ms = step_ms(config, msgs)[skip:]  # the first steps warm up allocators and caches
-    med = statistics.median(ms)
-    n = sum(isinstance(m, Step) for m in msgs)
-    print(f"{name:<28} {med:8.1f} ms/iter  {config.tokens_per_iter / med * 1000:9,.0f} tokens/s   "
-          f"(mean {statistics.mean(ms):.1f}, p90 {sorted(ms)[int(len(ms) * 0.9)]:.1f}; "
-          f"wall {wall:.1f} s for {n} iterations)")
-    return med
+def processes(corpus: str, rounds: int, iters: int) -> None:
+    one, two, ratios = [], [], []
+    with tempfile.TemporaryDirectory(prefix="bench-ddp-") as tmp:
+        for n in range(rounds):
+            base = {**preset(PRESET), "corpus": corpus, "device": "cpu", "max_iters": iters, "log_interval": 1,
+                    "eval_interval": 10 * iters, "checkpoint_interval": 0, "sample_len": 0}
+            a = launched_round(TrainConfig.from_dict({**base, "out_dir": f"{tmp}/one-{n}"}), 1, 2)
+            b = launched_round(TrainConfig.from_dict({**base, "out_dir": f"{tmp}/two-{n}"}), 2, 1)
+            one += a
+            two += b
+            ratios.append(median_ms(b) / median_ms(a))
+            print(f"  round {n + 1}: 1 process {median_ms(a):6.1f} ms/step, 2 processes {median_ms(b):6.1f} "
+                  f"ms/step, ratio {ratios[-1]:.3f}", flush=True)
+    print(f"2 processes (gloo, 1 thread each) vs 1 (2 threads), global batch 12, alternating: "
+          f"{median_ms(two):.1f} vs {median_ms(one):.1f} ms/step = {median_ms(two) / median_ms(one):.3f}x "
+          f"(per-round ratios {min(ratios):.3f}-{max(ratios):.3f})")
+
+
+# --- quality ---------------------------------------------------------------------------------------------------------
+
+def quality(corpus: str, iters: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
+        config = TrainConfig.from_dict({**preset(PRESET), "corpus": corpus, "device": "cpu", "sample_len": 100,
+                                        "out_dir": f"{tmp}/single", "max_iters": iters})
+        msgs: list = []
+        t0 = time.perf_counter()
+        train(config, msgs.append)
+        wall = time.perf_counter() - t0
+    steps = [m for m in msgs if isinstance(m, Step)]
+    rates = [m.tokens_per_s for m in steps[SKIP:] if m.tokens_per_s]
+    mfus = [m.mfu for m in steps[SKIP:] if m.mfu > 0]
+    print(f"{iters} iterations in this process ({torch.get_num_threads()} threads): {wall:.0f} s wall, median "
+          f"{statistics.median(rates):,.0f} tokens/s, MFU {100 * statistics.median(mfus):.1f}% of the matmul peak "
+          f"measured at the start")
+    evals = {m.step: m for m in msgs if isinstance(m, Eval)}
+    print(f"{'step':>6} {'train loss':>11} {'val loss':>9}   nanoGPT val loss")
+    for step in VAL_AT:
+        if step in evals:
+            ref = f"{NANOGPT_VAL_2000:.2f}" if step == 2000 else ""
+            print(f"{step:>6} {evals[step].train_loss:>11.4f} {evals[step].val_loss:>9.4f}   {ref}")
+    samples = [m for m in msgs if type(m).__name__ == "Sample"]
+    if samples:
+        print(f"\nsample at step {samples[-1].step}:\n{samples[-1].text}")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--iters", type=int, default=2000, help="single-process iterations (default 2000)")
-    parser.add_argument("--ddp-iters", type=int, default=300, help="iterations of the 2-process run (timing only)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads of the single process")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
-                        help="fp32 is nanoGPT's setting; bf16 autocast is faster on CPUs with AVX512-BF16/AMX")
-    parser.add_argument("--no-ddp", action="store_true")
+    parser.add_argument("--nanogpt", type=Path, help="a checkout of github.com/karpathy/nanoGPT to run beside ours")
+    parser.add_argument("--rounds", type=int, default=3, help="A B rounds of each comparison (default 3)")
+    parser.add_argument("--round-iters", type=int, default=200, help="iterations per round (default 200)")
+    parser.add_argument("--iters", type=int, default=2000, help="iterations of the quality run (default 2000)")
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 80 iterations, no quality run")
+    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--skip-ddp", action="store_true")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.round_iters, args.skip_quality = 2, 80, True
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
 
     corpus = corpus_path()
-    base = {**preset("shakespeare-char-cpu"), "corpus": corpus, "device": "cpu", "sample_len": 100,
-            "precision": args.precision}
-    print(f"corpus: {corpus}; preset shakespeare-char-cpu, {args.precision}; torch {torch.__version__}, "
-          f"{os.cpu_count()} CPUs; load average before: {os.getloadavg()[0]:.2f} (other work skews the timings)")
-    with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
-        config = TrainConfig.from_dict({**base, "out_dir": f"{tmp}/single", "max_iters": args.iters})
-        msgs, wall = single(config, args.threads)
-        print()
-        print(f"{'':<28} {'ours':>8}          {'':>9}           nanoGPT (this machine kind): {NANOGPT_MS} ms/iter")
-        summary(f"1 process, {args.threads} threads", config, msgs, wall)
-        if not args.no_ddp:
-            dconf = TrainConfig.from_dict({**base, "out_dir": f"{tmp}/ddp", "max_iters": args.ddp_iters,
-                                           "eval_interval": 10**6, "checkpoint_interval": 0})
-            dmsgs, dwall = ddp(dconf, 2)
-            summary("2 DDP processes (gloo), 1 thread each", dconf, dmsgs, dwall)
-
-        print(f"load average after: {os.getloadavg()[0]:.2f}")
-        evals = {m.step: m for m in msgs if isinstance(m, Eval)}
-        print()
-        print(f"{'step':>6} {'train loss':>11} {'val loss':>9}   nanoGPT val loss")
-        for step in VAL_AT:
-            if step in evals:
-                ref = f"{NANOGPT_VAL_2000:.2f}" if step == 2000 else ""
-                print(f"{step:>6} {evals[step].train_loss:>11.4f} {evals[step].val_loss:>9.4f}   {ref}")
-        samples = [m for m in msgs if type(m).__name__ == "Sample"]
-        if samples:
-            print(f"\nsample at step {samples[-1].step}:\n{samples[-1].text}")
+    print(f"corpus: {corpus}; torch {torch.__version__}, {os.cpu_count()} CPUs; load average before: "
+          f"{os.getloadavg()[0]:.2f} (other work skews the timings; the alternation spreads it over both sides)")
+    if args.nanogpt:
+        against_nanogpt(args.nanogpt.expanduser(), args.rounds, args.round_iters)
+    else:
+        print("(no --nanogpt checkout given: the comparison with nanoGPT's train.py is skipped)")
+    if not args.skip_ddp:
+        processes(corpus, args.rounds, args.round_iters)
+    if not args.skip_quality:
+        quality(corpus, args.iters)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
