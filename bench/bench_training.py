@@ -9,13 +9,16 @@ lr 1e-3 -> 1e-4 over 2000 iterations, dropout 0, fp32). Corpus: ../shared/data/t
 repository (the text behind nanoGPT's published numbers) if it is there, else the built-in "shakespeare" corpus.
 
 Speed is measured A B A B in one run, so that whatever else the machine does falls on both sides alike:
-- ours vs nanoGPT: `llm-train` and nanoGPT's `train.py` (from a checkout given by --nanogpt, copied into a temporary
-  folder with its data prepared from the same corpus; nothing of it is kept) run in turns as the processes a user
-  starts, each with torch's default threads. ms/iter is the time between consecutive iterations as each program logs
-  them (nanoGPT's "time" and our Step times), everything included, the first 10 of a round left out.
+- ours vs nanoGPT: `llm-train` and nanoGPT's `train.py` (from a checkout given by --nanogpt, copied into a
+  temporary folder with its data prepared from the same corpus; nothing of it is kept), each eager (nanoGPT's
+  documented command) and with torch.compile (compile=true; the compile is in the first iterations, left out), run
+  in turns as the processes a user starts, each with torch's default threads. ms/iter is the time between
+  consecutive iterations as each program logs them (nanoGPT's "time" and our Step times), everything included, the
+  first 10 of a round left out.
 - 1 vs 2 processes: engine.train.launch at the same global batch (12; 6 per process), 2 torch threads for the one
   process, 1 each for the two.
-The 2000-iteration run trains in this process with torch's default threads and reports the validation loss.
+The 2000-iteration runs (eager, then compiled) train in this process with torch's default threads and report the
+validation loss.
 """
 
 import argparse
@@ -69,12 +72,12 @@ def median_ms(intervals: list[float]) -> float:
 
 # --- ours and nanoGPT, as processes ------------------------------------------------------------------------------
 
-def ours_round(corpus: Path, tmp: Path, iters: int, n: int) -> list[float]:
+def ours_round(corpus: Path, tmp: Path, iters: int, n: int, compile_: bool) -> list[float]:
     """One `llm-train` run of iters iterations -> seconds between consecutive logged steps."""
-    out = tmp / f"ours-{n}"
+    out = tmp / f"ours-{n}-{compile_}"
     cmd = [sys.executable, "-m", "engine.train", "--preset", PRESET, f"corpus={corpus}", f"out_dir={out}",
            f"max_iters={iters}", f"lr_decay_iters={2000}", "log_interval=1", f"eval_interval={10 * iters}",
-           "checkpoint_interval=0", "sample_len=0"]
+           "checkpoint_interval=0", "sample_len=0", f"compile={compile_}"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"llm-train failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -96,9 +99,9 @@ def prepare_nanogpt(checkout: Path, corpus: Path, tmp: Path) -> Path:
     return work
 
 
-def nanogpt_round(work: Path, iters: int, n: int) -> list[float]:
+def nanogpt_round(work: Path, iters: int, n: int, compile_: bool) -> list[float]:
     """nanoGPT's documented CPU command for iters iterations -> seconds per iteration as it logs them."""
-    cmd = [sys.executable, "train.py", "config/train_shakespeare_char.py", "--device=cpu", "--compile=False",
+    cmd = [sys.executable, "train.py", "config/train_shakespeare_char.py", "--device=cpu", f"--compile={compile_}",
            "--eval_iters=20", "--log_interval=1", "--block_size=64", "--batch_size=12", "--n_layer=4",
            "--n_head=4", "--n_embd=128", f"--max_iters={iters}", "--lr_decay_iters=2000", "--dropout=0.0",
            f"--eval_interval={10 * iters}", f"--out_dir=out-bench-{n}", "--always_save_checkpoint=False"]
@@ -109,23 +112,39 @@ def nanogpt_round(work: Path, iters: int, n: int) -> list[float]:
     return [m / 1000.0 for m in ms[1:]][SKIP:]  # iter 0 includes the first evaluation
 
 
+ARMS = ("ours", "ours compiled", "nanoGPT", "nanoGPT compiled")
+
+
 def against_nanogpt(checkout: Path, rounds: int, iters: int) -> None:
+    """Four arms in turn each round: ours and nanoGPT's documented command (eager), then both with torch.compile
+    (its time is the first iteration's, left out with the rest of the first SKIP)."""
     with tempfile.TemporaryDirectory(prefix="bench-nanogpt-") as name:
         tmp = Path(name)
         corpus = corpus_file(tmp)
         work = prepare_nanogpt(checkout, corpus, tmp)
-        ours, theirs, ratios = [], [], []
+        times: dict[str, list[float]] = {arm: [] for arm in ARMS}
+        ratios: dict[str, list[float]] = {"eager": [], "compiled": [], "ours compiled / nanoGPT eager": []}
         for n in range(rounds):
-            a = ours_round(corpus, tmp, iters, n)
-            b = nanogpt_round(work, iters, n)
-            ours += a
-            theirs += b
-            ratios.append(median_ms(a) / median_ms(b))
-            print(f"  round {n + 1}: ours {median_ms(a):6.1f} ms/iter, nanoGPT {median_ms(b):6.1f} ms/iter, "
-                  f"ratio {ratios[-1]:.3f}", flush=True)
-    print(f"ours vs nanoGPT, {PRESET}, {rounds} x {iters} iterations each, alternating: "
-          f"{median_ms(ours):.1f} vs {median_ms(theirs):.1f} ms/iter = {median_ms(ours) / median_ms(theirs):.3f}x "
-          f"(per-round ratios {min(ratios):.3f}-{max(ratios):.3f})")
+            got = {
+                "ours": ours_round(corpus, tmp, iters, n, False),
+                "nanoGPT": nanogpt_round(work, iters, n, False),
+                "ours compiled": ours_round(corpus, tmp, iters, n, True),
+                "nanoGPT compiled": nanogpt_round(work, iters, n, True),
+            }
+            for arm, got_times in got.items():
+                times[arm] += got_times
+            ms = {arm: median_ms(t) for arm, t in got.items()}
+            ratios["eager"].append(ms["ours"] / ms["nanoGPT"])
+            ratios["compiled"].append(ms["ours compiled"] / ms["nanoGPT compiled"])
+            ratios["ours compiled / nanoGPT eager"].append(ms["ours compiled"] / ms["nanoGPT"])
+            print(f"  round {n + 1}: " + ", ".join(f"{arm} {ms[arm]:.1f}" for arm in ARMS) + " ms/iter", flush=True)
+    ms = {arm: median_ms(t) for arm, t in times.items()}
+    print(f"ours vs nanoGPT, {PRESET}, {rounds} x {iters} iterations per arm, in turns (ms/iter, medians):")
+    for arm in ARMS:
+        print(f"  {arm:17} {ms[arm]:6.1f}")
+    for what, (a, b) in {"eager": ("ours", "nanoGPT"), "compiled": ("ours compiled", "nanoGPT compiled"),
+                         "ours compiled / nanoGPT eager": ("ours compiled", "nanoGPT")}.items():
+        print(f"  {what:30} {ms[a] / ms[b]:.3f}x (per-round {min(ratios[what]):.3f}-{max(ratios[what]):.3f})")
 
 
 # --- 1 vs 2 processes ----------------------------------------------------------------------------------------------
@@ -171,10 +190,10 @@ def processes(corpus: str, rounds: int, iters: int) -> None:
 
 # --- quality ---------------------------------------------------------------------------------------------------------
 
-def quality(corpus: str, iters: int) -> None:
+def quality(corpus: str, iters: int, compile_: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
         config = TrainConfig.from_dict({**preset(PRESET), "corpus": corpus, "device": "cpu", "sample_len": 100,
-                                        "out_dir": f"{tmp}/single", "max_iters": iters})
+                                        "out_dir": f"{tmp}/single", "max_iters": iters, "compile": compile_})
         msgs: list = []
         t0 = time.perf_counter()
         train(config, msgs.append)
@@ -182,9 +201,9 @@ def quality(corpus: str, iters: int) -> None:
     steps = [m for m in msgs if isinstance(m, Step)]
     rates = [m.tokens_per_s for m in steps[SKIP:] if m.tokens_per_s]
     mfus = [m.mfu for m in steps[SKIP:] if m.mfu > 0]
-    print(f"{iters} iterations in this process ({torch.get_num_threads()} threads): {wall:.0f} s wall, median "
-          f"{statistics.median(rates):,.0f} tokens/s, MFU {100 * statistics.median(mfus):.1f}% of the matmul peak "
-          f"measured at the start")
+    print(f"\n{iters} iterations{' compiled' if compile_ else ''} in this process ({torch.get_num_threads()} "
+          f"threads): {wall:.0f} s wall, median {statistics.median(rates):,.0f} tokens/s, MFU "
+          f"{100 * statistics.median(mfus):.1f}% of the matmul peak measured at the start")
     evals = {m.step: m for m in msgs if isinstance(m, Eval)}
     print(f"{'step':>6} {'train loss':>11} {'val loss':>9}   nanoGPT val loss")
     for step in VAL_AT:
@@ -220,7 +239,8 @@ def main(argv=None):
     if not args.skip_ddp:
         processes(corpus, args.rounds, args.round_iters)
     if not args.skip_quality:
-        quality(corpus, args.iters)
+        for compile_ in (False, True):
+            quality(corpus, args.iters, compile_)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

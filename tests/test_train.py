@@ -14,7 +14,7 @@ from engine.messages import (CheckpointSaved, Eval, Failed, Finished, NonFinite,
                              read_jsonl)
 from engine.model import GPT
 from engine.presets import MODEL_SIZES, TRAIN_PRESETS, model_size, preset
-from engine.train import ConfigError, TrainConfig, get_lr, launch, train
+from engine.train import ConfigError, TrainConfig, get_lr, launch, problems, train
 
 TEXT = "".join(f"{name}:\nWhat say you, {i}? I say {i * 7 % 11} and no more.\n\n"
                for i in range(120) for name in ("ROMEO", "JULIET"))
@@ -78,6 +78,15 @@ def test_config_coerces_command_line_strings():
 def test_config_errors_are_clear(settings, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig.from_dict(settings)
+
+
+def test_compile_on_a_cpu_without_a_cxx_compiler_is_refused_before_start(monkeypatch):
+    import torch._inductor.config as inductor
+
+    monkeypatch.setattr(inductor.cpp, "cxx", (None, "no-such-c++-compiler"))
+    [problem] = problems({"compile": "true", "device": "cpu"})
+    assert "needs a C++ compiler" in problem and "no-such-c++-compiler" in problem and "compile=false" in problem
+    assert problems({"compile": "false", "device": "cpu"}) == []
 
 
 def test_lr_schedule():

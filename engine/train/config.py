@@ -26,7 +26,7 @@ from pathlib import Path
 
 from engine.checkpoint import CheckpointError, read_checkpoint
 from engine.choices import DEVICES, MLPS, NORMS, POSITIONS, PRECISIONS, vocab_size
-from engine.errors import UserError, one_line
+from engine.errors import UserError, error_line, one_line
 from engine.model import GPTConfig
 from engine.train.memory import memory_problem
 from engine.runs import CKPT_NAME, CONFIG_NAME, METRICS_NAME  # noqa: F401 - re-exported by engine.train
@@ -181,6 +181,14 @@ def problems(settings: "dict | TrainConfig", *, world_size: int = 1, cuda: bool 
             what = "precision fp16" if cfg.precision == "fp16" else "device cuda"
             found.append(f"{what} needs a CUDA GPU (its GradScaler is CUDA-only); on the CPU use bf16 or fp32"
                          if cfg.precision == "fp16" else f"{what} needs a CUDA GPU, and this machine has none")
+    if cfg.compile and cfg.device == "auto" and cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    if cfg.compile and (cfg.device == "cpu" or (cfg.device == "auto" and not cuda)):
+        problem = _cpu_compile_problem()
+        if problem:
+            found.append(problem)
     if found or cfg.init_from:
         return found
     try:
@@ -194,6 +202,19 @@ def problems(settings: "dict | TrainConfig", *, world_size: int = 1, cuda: bool 
     if problem:
         found.append(problem)
     return found
+
+
+def _cpu_compile_problem() -> str:
+    """Why torch.compile cannot build CPU kernels here ("" when it can): it compiles C++ with the system's compiler."""
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+        from torch._inductor.exc import InvalidCxxCompiler
+
+        get_cpp_compiler()
+    except (InvalidCxxCompiler, OSError, RuntimeError) as e:  # inductor says which compiler it looked for
+        return (f"compile=true on the CPU needs a C++ compiler for torch.compile ({error_line(e)}); install one "
+                f"(Debian/Ubuntu: apt install g++) or set compile=false")
+    return ""
 
 
 def _checks(cfg: TrainConfig):

@@ -175,7 +175,9 @@ class Trainer:
         if cfg.compile:
             self.model = cast(torch.nn.Module, torch.compile(self.model))  # an OptimizedModule
         if self.world_size > 1:
-            self.model = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            # gradients live in the buckets DDP reduces: no copy back and forth each step (same values)
+            self.model = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                             gradient_as_bucket_view=True)
         self.params = [p for p in self.raw.parameters() if p.requires_grad]
         # what MFU is measured against: every rank times its matmuls at once, so on a shared CPU each sees its share
         self.flops_per_token = flops_per_token(self.raw, cfg.block_size)
