@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_generation_models.py
 	$(PY) bench/bench_generation_load.py
 	$(PY) bench/bench_training.py
+	$(PY) bench/bench_training_mfu.py
 	QT_QPA_PLATFORM=offscreen $(PY) bench/bench_training_ui.py
 	QT_QPA_PLATFORM=offscreen $(PY) bench/bench_overlay.py
 
