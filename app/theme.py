@@ -102,6 +102,9 @@ def dark_palette() -> QPalette:
                         ("ButtonText", "#e6e6e6"), ("Highlight", "#2a82da"), ("HighlightedText", "#ffffff"),
                         ("ToolTipBase", "#353535"), ("ToolTipText", "#e6e6e6"), ("PlaceholderText", "#8a8a8a")):
         p.setColor(getattr(QPalette.ColorRole, role), QColor(color))
+    # as a desktop theme does: disabled text greyed, or a running form looks editable and every button pressable
+    for role in ("WindowText", "Text", "ButtonText"):
+        p.setColor(QPalette.ColorGroup.Disabled, getattr(QPalette.ColorRole, role), QColor("#7f7f7f"))
     return p
 
 
