@@ -111,10 +111,11 @@ def dark_palette() -> QPalette:
 def indicator_outline(pal: QPalette) -> QColor | None:
     """The outline ``VisibleIndicatorStyle`` draws around a check box or radio button: None in a light palette
     (Fusion's own outline is visible there), else a mix of text and window colours (dimmer when disabled)."""
-    window = pal.color(QPalette.ColorRole.Window)
+    active = QPalette.ColorGroup.Active  # the dimming of a disabled box is the style's, not the palette's grey text
+    window = pal.color(active, QPalette.ColorRole.Window)
     if window.lightness() >= 128:
         return None
-    return mix(window, pal.color(QPalette.ColorRole.WindowText), 0.55)
+    return mix(window, pal.color(active, QPalette.ColorRole.WindowText), 0.55)
 
 
 class VisibleIndicatorStyle(QProxyStyle):
