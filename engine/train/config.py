@@ -186,9 +186,9 @@ def problems(settings: "dict | TrainConfig", *, world_size: int = 1, cuda: bool 
 
         cuda = torch.cuda.is_available()
     if cfg.compile and (cfg.device == "cpu" or (cfg.device == "auto" and not cuda)):
-        problem = _cpu_compile_problem()
-        if problem:
-            found.append(problem)
+        compile_problem = _cpu_compile_problem()
+        if compile_problem:
+            found.append(compile_problem)
     if found or cfg.init_from:
         return found
     try:
