@@ -361,11 +361,14 @@ class GPT(nn.Module):
             self.register_buffer("rope_inv_freq", rope_inv_freq(config.head_size, config.rope_theta,
                                                                 config.rope_scaling), persistent=False)
 
-        # GPT-2 init: N(0, 0.02) everywhere, residual projections scaled down by 1/sqrt(2 * n_layer)
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():
-            if name.endswith("c_proj.weight"):
-                torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+        # GPT-2 init: N(0, 0.02) everywhere, residual projections scaled down by 1/sqrt(2 * n_layer). Not on the meta
+        # device (a shape only, for counting or loading weights into): there it has no values to fill and costs
+        # ~2.5 ms a tensor through torch's reference ops, which made the form's parameter estimate stall the UI
+        if not self.lm_head.weight.is_meta:
+            self.apply(self._init_weights)
+            for name, p in self.named_parameters():
+                if name.endswith("c_proj.weight"):
+                    torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
 
     @staticmethod
     def _init_weights(module):
