@@ -3,7 +3,7 @@ visibly; a light palette is left as Fusion draws it."""
 
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import (QApplication, QCheckBox, QListWidget, QListWidgetItem, QStyle, QStyleFactory,
+from PySide6.QtWidgets import (QApplication, QCheckBox, QListWidget, QListWidgetItem, QStyle, QStyleFactory, QWidget,
                                QStyleOptionButton)
 
 from app.theme import VisibleIndicatorStyle, dark_palette, indicator_outline, install_style
@@ -71,3 +71,20 @@ def test_install_style_wraps_fusion_once(qapp):
         assert isinstance(style, VisibleIndicatorStyle)
         install_style(qapp)
         assert qapp.style() is style
+
+
+def test_token_chips_follow_the_palette(qtbot):
+    """Light pastels under near-black text in a light palette; dark shades under the palette's light text in a dark
+    one, with partial and special tokens still told apart from plain ones and readable on their chips."""
+    from app.tokenization.token_view import token_colors
+
+    light, dark = QWidget(), QWidget()
+    for w in (light, dark):
+        qtbot.addWidget(w)
+    dark.setPalette(dark_palette())
+    fills, pens, _ = token_colors(light)
+    assert all(f.lightness() > 180 for f in fills) and pens[0].lightness() < 40
+    fills, pens, hover = token_colors(dark)
+    assert all(f.lightness() < 100 for f in fills)
+    assert all(p.lightness() > 150 for p in pens) and len({p.name() for p in pens}) == 3
+    assert hover.lightness() > 150  # the hover outline shows on a dark chip

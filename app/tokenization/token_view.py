@@ -19,6 +19,7 @@ from PySide6.QtGui import (QColor, QFontDatabase, QFontMetricsF, QPainter, QPale
 from PySide6.QtWidgets import (QAbstractScrollArea, QHBoxLayout, QLabel, QTextEdit, QToolTip, QVBoxLayout,
                                QWidget)
 
+from app import theme
 from app.theme import hint_color, selection_colors
 from app.tokentext import shaping_runs
 
@@ -28,6 +29,19 @@ PARTIAL_TEXT = QColor("#a0213a")  # the <E2> pieces of a split character
 SPECIAL_TEXT = QColor("#0b4f9c")
 HOVER_PEN = QColor("#202020")
 SELECTED_PEN = QColor("#1f6feb")
+DARK_PARTIAL_TEXT = QColor("#ff9db0")  # the same two meanings, light enough to read on a dark chip
+DARK_SPECIAL_TEXT = QColor("#9ccaff")
+
+
+def token_colors(widget: QWidget) -> tuple[list[QColor], list[QColor], QColor]:
+    """(chip fills, text pens for plain / partial / special tokens, hover outline) for widget's palette: light
+    pastels under near-black text on a light base; on a dark base, dark shades of the same hues (theme.chip_colors)
+    under the palette's text, so a dark theme neither glares nor loses the partial and special colours."""
+    if not theme.is_dark(widget):
+        return [QColor(c) for c in PASTELS], [QColor("#111111"), PARTIAL_TEXT, SPECIAL_TEXT], HOVER_PEN
+    chips = [theme.chip_colors(QColor(c), widget) for c in PASTELS]
+    text = chips[0][1]
+    return [fill for fill, _ in chips], [text, DARK_PARTIAL_TEXT, DARK_SPECIAL_TEXT], text
 PAD_X = 1.0  # inner horizontal padding of a box (text mode: boxes touch, so text keeps its natural spacing)
 EMPTY_W = 6.0  # width given to an empty piece (the end of a "\\n" token without visible whitespace)
 
@@ -320,9 +334,7 @@ class TokenView(QAbstractScrollArea):
         if first_line > last_line:
             return
         ascent = self._fm.ascent() + 1.0
-        black = QColor("#111111")
-        fills = [QColor(c) for c in PASTELS]
-        text_pens = [black, PARTIAL_TEXT, SPECIAL_TEXT]
+        fills, text_pens, hover_pen = token_colors(self)
         marked = {self._hover, self._linked, self._selected} - {-1}
         for box in range(self._line_first_box[first_line], self._line_first_box[last_line + 1]):
             token = self._box_token[box]
@@ -335,11 +347,11 @@ class TokenView(QAbstractScrollArea):
                 painter.drawText(QPointF(x, rect.y() + ascent), run)
                 x += self._fm.horizontalAdvance(run)
             if style == 1:  # partial: a dashed underline says "this is a piece of a character"
-                painter.setPen(QPen(PARTIAL_TEXT, 1, Qt.PenStyle.DashLine))
+                painter.setPen(QPen(text_pens[1], 1, Qt.PenStyle.DashLine))
                 y = rect.bottom() - 1
                 painter.drawLine(QPointF(rect.left() + 1, y), QPointF(rect.right() - 1, y))
             if token in marked:
-                pen = QPen(SELECTED_PEN if token == self._selected else HOVER_PEN, 2.0)
+                pen = QPen(SELECTED_PEN if token == self._selected else hover_pen, 2.0)
                 painter.setPen(pen)
                 painter.drawRect(rect.adjusted(1, 1, -1, -1))
 
