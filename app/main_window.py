@@ -120,6 +120,11 @@ class MainWindow(QMainWindow):
                 import numpy  # noqa: F401
                 import torch  # noqa: F401
                 import engine.model  # noqa: F401
+                from engine.choices import estimate_params
+
+                # a first model on the meta device imports torch._dynamo (its weight init runs through torch's
+                # reference ops): 2-3 s that the Training form's parameter count would otherwise take on the UI thread
+                estimate_params({"n_layer": 1, "n_head": 1, "n_embd": 8, "block_size": 8}, 8)
             except Exception as exc:  # noqa: BLE001 - shown to the user below
                 self._sig_torch_loaded.emit(f"{type(exc).__name__}: {exc}")
             else:
