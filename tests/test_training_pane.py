@@ -188,6 +188,30 @@ def test_history_smooths_rewinds_and_writes_csv(tmp_path):
         History(smoothing=1.0)
 
 
+def test_curves_set_the_evaluations_and_marks_again_only_when_they_change(qtbot):
+    from app.training.curves import CurvesWidget
+
+    h = History()
+    curves = CurvesWidget(h)
+    qtbot.addWidget(curves)
+    given = []
+    real = curves.val_curve.setData
+    curves.val_curve.setData = lambda *a, **k: (given.append(len(a[0])), real(*a, **k))[1]
+    for step in range(1, 4):
+        h.add_step(step, step * 10, 3.0 - step / 10, 1e-3, 1.0)
+        if step == 2:
+            h.add_eval(2, 20, 2.7)  # its train loss unknown: a NaN in the row must not count as a change
+        curves.refresh()
+    assert given == [1]  # the evaluation once (the empty table was shown when the widget was made), not again
+    assert curves.val_curve.getData()[1].tolist() == [2.7]
+    curves.set_x_axis("tokens")  # another x axis: set again, at the tokens seen
+    curves.refresh()
+    assert given == [1, 1] and curves.val_curve.getData()[0].tolist() == [20]
+    h.rewind(2)  # a resume from step 2 drops the evaluation there
+    curves.refresh()
+    assert given == [1, 1, 0]
+
+
 # ---- real runs -------------------------------------------------------------------------------------------------
 
 def test_a_run_draws_curves_stops_with_a_checkpoint_and_resumes(qtbot, reporter, tmp_path):

@@ -108,6 +108,7 @@ class CurvesWidget(QWidget):
         self.nonfinite_marks = pg.ScatterPlotItem(symbol="x", size=12, brush=pg.mkBrush(COLORS["nonfinite"]),
                                                   pen=pg.mkPen(COLORS["nonfinite"]))
         self._mark_names = {id(self.skipped_marks): "skipped AMP step", id(self.nonfinite_marks): "non-finite"}
+        self._shown: dict[int, tuple] = {}  # per sparse item (evaluations, marks): the data it shows, in brief
         self.loss_plot.addItem(self.skipped_marks)
         self.loss_plot.addItem(self.nonfinite_marks)
 
@@ -173,14 +174,29 @@ class CurvesWidget(QWidget):
         self.smooth_curve.setData(x, h.train.column("smooth"))
         self.lr_curve.setData(x, h.train.column("lr"))
         self.grad_curve.setData(x, _finite(h.train.column("grad_norm")))
-        self.val_curve.setData(h.evals.column(xcol), h.evals.column("val_loss"))
+        # the sparse items change a few times a run: setting one again re-packs its symbols and sends its view
+        # through another auto-range pass, the most of a redraw's worst cases
+        if self._changed(self.val_curve, h.evals, xcol):
+            self.val_curve.setData(h.evals.column(xcol), h.evals.column("val_loss"))
         for marks, table in ((self.skipped_marks, h.skipped), (self.nonfinite_marks, h.nonfinite)):
+            if not self._changed(marks, table, xcol):
+                continue
             xs, ys = table.column(xcol), table.column("loss")
             ok = np.isfinite(xs) & np.isfinite(ys)
             marks.setData(xs[ok], ys[ok])
             name = self._mark_names.pop(id(marks), None) if ok.any() else None
             if name:
                 self.legend.addItem(marks, name)
+
+    def _changed(self, item, table, xcol: str) -> bool:
+        """Whether table differs from what item was last given: its length, x axis and last row (tables only grow,
+        shrink or are cleared, so a change shows there)."""
+        last = np.array([table.column(name)[-1] for name in table.names]) if len(table) else np.empty(0)
+        key = (xcol, len(table), last.tobytes())  # bytes: a NaN in the row compares equal to itself
+        if self._shown.get(id(item)) == key:
+            return False
+        self._shown[id(item)] = key
+        return True
 
     def _fit_degenerate(self, x: np.ndarray, y: np.ndarray) -> None:
         """Ranges where autorange has nothing sensible to do: no points (a run that failed to start leaves the plots
