@@ -13,8 +13,6 @@ This module imports neither torch nor tiktoken at import time, so a form can fil
 Training form, the trainer and engine.hf ask them rather than re-deriving the figures.
 """
 
-import functools
-import json
 import os
 from typing import Any
 
@@ -84,23 +82,23 @@ def estimate_params(model: "dict[str, Any] | Any", vocab_size: int) -> int:
     ``model`` is a GPTConfig or a dict of its fields (other keys, such as a training config's, are ignored);
     ``vocab_size`` replaces its vocabulary. Raises ValueError for a config the model family refuses.
     """
-    from engine.model import GPTConfig
+    import torch
+
+    from engine.model import GPT, GPTConfig
 
     if isinstance(model, GPTConfig):
         fields = model.to_dict()
     else:
         names = set(GPTConfig.__dataclass_fields__)
         fields = {k: v for k, v in dict(model).items() if k in names}
-    return _count_params(json.dumps({**fields, "vocab_size": vocab_size, "dropout": 0.0}, sort_keys=True,
-                                    default=repr))
+    config = GPTConfig(**{**fields, "vocab_size": vocab_size, "dropout": 0.0})
+    key = repr(config)  # every field: the form asks again for every check, mostly about the same model
+    if key not in _PARAM_COUNTS:
+        if len(_PARAM_COUNTS) >= 64:
+            _PARAM_COUNTS.clear()
+        with torch.device("meta"):
+            _PARAM_COUNTS[key] = GPT(config).num_params()
+    return _PARAM_COUNTS[key]
 
 
-@functools.lru_cache(maxsize=64)
-def _count_params(fields_json: str) -> int:
-    """estimate_params's count for one config (as JSON), remembered: the form asks again for every check."""
-    import torch
-
-    from engine.model import GPT, GPTConfig
-
-    with torch.device("meta"):
-        return GPT(GPTConfig(**json.loads(fields_json))).num_params()
+_PARAM_COUNTS: dict[str, int] = {}

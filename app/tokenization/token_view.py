@@ -42,6 +42,8 @@ def token_colors(widget: QWidget) -> tuple[list[QColor], list[QColor], QColor]:
     chips = [theme.chip_colors(QColor(c), widget) for c in PASTELS]
     text = chips[0][1]
     return [fill for fill, _ in chips], [text, DARK_PARTIAL_TEXT, DARK_SPECIAL_TEXT], text
+
+
 PAD_X = 1.0  # inner horizontal padding of a box (text mode: boxes touch, so text keeps its natural spacing)
 EMPTY_W = 6.0  # width given to an empty piece (the end of a "\\n" token without visible whitespace)
 

@@ -173,19 +173,11 @@ def problems(settings: "dict | TrainConfig", *, world_size: int = 1, cuda: bool 
         found.append(f"batch_size {cfg.batch_size} cannot be split evenly over {world_size} processes; use a "
                      f"multiple of {world_size}")
     if cfg.device != "cpu" and (cfg.precision == "fp16" or cfg.device == "cuda"):
-        if cuda is None:
-            import torch
-
-            cuda = torch.cuda.is_available()
-        if not cuda:
+        if not _has_cuda(cuda):
             what = "precision fp16" if cfg.precision == "fp16" else "device cuda"
             found.append(f"{what} needs a CUDA GPU (its GradScaler is CUDA-only); on the CPU use bf16 or fp32"
                          if cfg.precision == "fp16" else f"{what} needs a CUDA GPU, and this machine has none")
-    if cfg.compile and cfg.device == "auto" and cuda is None:
-        import torch
-
-        cuda = torch.cuda.is_available()
-    if cfg.compile and (cfg.device == "cpu" or (cfg.device == "auto" and not cuda)):
+    if cfg.compile and (cfg.device == "cpu" or (cfg.device == "auto" and not _has_cuda(cuda))):
         compile_problem = _cpu_compile_problem()
         if compile_problem:
             found.append(compile_problem)
@@ -202,6 +194,15 @@ def problems(settings: "dict | TrainConfig", *, world_size: int = 1, cuda: bool 
     if problem:
         found.append(problem)
     return found
+
+
+def _has_cuda(told: bool | None) -> bool:
+    """Whether a CUDA GPU is there: as the caller was told, else as torch says."""
+    if told is not None:
+        return told
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _cpu_compile_problem() -> str:
