@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (QFileDialog, QFrame, QLabel, QMainWindow, QMessag
                                QWidget)
 
 from app import __version__
+from app.gcguard import freeze_long_lived
 from app.settings import app_settings, read
 from app.theme import install_style
 
@@ -186,6 +187,7 @@ class MainWindow(QMainWindow):
         for action in self._pane_actions:
             action.setEnabled(True)
         self._autosave.start(AUTOSAVE_MS)
+        freeze_long_lived()
         self.sig_ready.emit()
 
     # ---- menus -------------------------------------------------------------------------------------------------

@@ -14,10 +14,10 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Signal
 
 import engine
+from app.training.runner import NICE
 
 STEP_LINE = re.compile(r"^\[(?P<arm>[^\]]+)\] step (?P<step>\d+):")
 ROOT = Path(engine.__file__).resolve().parent.parent  # where `python -m engine.train` finds the engine
-NICE = 5
 MAX_LOG_LINES = 2000
 
 

@@ -15,7 +15,10 @@ from PySide6.QtCore import QObject, QTimer, Signal
 POLL_MS = 50
 POLL_BUDGET_S = 0.015  # at most this long draining the queue per tick; the rest waits for the next tick
 EXIT_GRACE_S = 2.0  # after one rank ends badly, how long the others get before they are killed
-NICE = 5  # training processes run at a lower priority, so the UI stays responsive on a small machine
+# training processes run at a lower priority, so the UI stays responsive on a small machine: with another program
+# keeping a core busy, the UI's 10 ms timer was late by 27-34 ms (p99) at nice 5 and 24-25 ms at nice 10, with
+# the same training speed (bench/bench_training_ui.py)
+NICE = 10
 
 
 class RunController(QObject):
