@@ -56,6 +56,29 @@ def banner_colors(widget: QWidget | None = None) -> tuple[QColor, QColor]:
     return background, QColor("#ffb4bc" if dark else "#7a1212")
 
 
+# The probability a token had, in five bins: (upper bound, light colour, legend). Generation colours the tokens it
+# drew by it, Inside every token of a text; on a dark base chip_colors turns each into a dark shade of its hue.
+PROB_BINS = (
+    (0.05, QColor("#f5a3a3"), "< 5%"),
+    (0.20, QColor("#f7c99a"), "5–20%"),
+    (0.50, QColor("#f2e49b"), "20–50%"),
+    (0.80, QColor("#c9e6a3"), "50–80%"),
+    (float("inf"), QColor("#94d3a9"), "≥ 80%"),
+)
+
+
+def prob_color(prob: float) -> QColor:
+    """The light colour of ``prob``'s bin.
+
+    >>> prob_color(0.01).name(), prob_color(0.2).name(), prob_color(1.0).name()
+    ('#f5a3a3', '#f2e49b', '#94d3a9')
+    """
+    for upper, color, _ in PROB_BINS:
+        if prob < upper:
+            return color
+    return PROB_BINS[-1][1]
+
+
 def chip_colors(color: QColor, widget: QWidget | None = None) -> tuple[QColor, QColor]:
     """(background, text) for a colour-coded chip: the light ``color`` under black text on a light base; on a dark
     base a dark shade of the same hue under the palette's text colour, so it reads without glaring."""

@@ -12,9 +12,9 @@ from app.generation.chart import STRIP_GAP, ProbabilityChart
 from app.generation.distribution import draw_strip
 from app.generation.model_source import ModelSource
 from app.generation.pane import GenerationPane
-from app.generation.text_view import BINS, FORCED_COLOR, GeneratedText, Legend
+from app.generation.text_view import FORCED_COLOR, GeneratedText, Legend
 from app.generation.widgets import BARS_LEGEND, LEGEND_SEPARATOR, Banner, ElidedLabel
-from app.theme import chip_colors, dark_palette
+from app.theme import PROB_BINS, chip_colors, dark_palette
 
 
 def contrast(a: QColor, b: QColor) -> float:
@@ -174,7 +174,7 @@ def test_probability_chips_are_readable_in_the_palette(qtbot, dark):
     qtbot.addWidget(holder)
     holder.setPalette(pal)
     legend, text = Legend(holder), GeneratedText(holder)
-    colours = [color for _, color, _ in BINS] + [FORCED_COLOR]
+    colours = [color for _, color, _ in PROB_BINS] + [FORCED_COLOR]
     for (chip, color, _), expected in zip(legend.chips, colours, strict=True):
         background, foreground = chip_colors(expected, holder)
         assert color == expected and background.name() in chip.styleSheet() and foreground.name() in chip.styleSheet()
@@ -187,4 +187,4 @@ def test_probability_chips_are_readable_in_the_palette(qtbot, dark):
     cursor = QTextCursor(text.document())
     cursor.setPosition(4)
     fmt = cursor.charFormat()
-    assert (fmt.background().color(), fmt.foreground().color()) == chip_colors(BINS[-1][1], holder)
+    assert (fmt.background().color(), fmt.foreground().color()) == chip_colors(PROB_BINS[-1][1], holder)

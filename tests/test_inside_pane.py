@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 from PySide6.QtCore import QEvent, Qt
-from PySide6.QtGui import QHelpEvent
+from PySide6.QtGui import QColor, QHelpEvent
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QToolTip
+from PySide6.QtWidgets import QApplication, QLabel, QToolTip
 
 from app.generation.pane import GenerationPane
 from app.inside.pane import InsidePane
@@ -334,3 +334,36 @@ def test_the_lens_tab_shown_while_a_shorter_text_is_being_shown_waits_for_it(qtb
         pane.refresh()
     assert pane.lens.model.columnCount() == 7 and pane.lens.model.done.all()
     assert "positions must lie" not in pane.status.text()
+
+
+def test_token_colours_and_legend_follow_a_dark_palette(qtbot):
+    """Light chips under black text on a light base; dark shades of the same hues under the palette's text on a dark
+    one, switched live when the palette changes (no pastel blocks glaring in a dark window)."""
+    from PySide6.QtGui import QPalette, QTextCursor
+
+    from app.inside.tokens_view import Legend, TokensView
+    from app.theme import chip_colors, dark_palette, prob_color
+
+    def char_format(view, t):
+        cursor = QTextCursor(view.document())
+        start, length = view.span_of(t)
+        cursor.setPosition(start + length)
+        return cursor.charFormat()
+
+    light = QPalette(QColor("white"))
+    view, legend = TokensView(), Legend()
+    for widget in (view, legend):
+        qtbot.addWidget(widget)
+        widget.setPalette(light)
+    view.set_tokens(["a", "b", "c"], [0.01, 0.9], [3, 0])
+    fmt = char_format(view, 1)
+    assert fmt.background().color() == prob_color(0.01) and fmt.foreground().color() == QColor("black")
+
+    for widget in (view, legend):
+        widget.setPalette(dark_palette())
+    background, text = chip_colors(prob_color(0.01), view)
+    assert background.lightness() < 100 and text.lightness() > 150
+    fmt = char_format(view, 1)
+    assert (fmt.background().color(), fmt.foreground().color()) == (background, text)
+    chip_background = chip_colors(prob_color(0.01), legend)[0].name()
+    assert any(chip_background in chip.styleSheet() for chip in legend.findChildren(QLabel))

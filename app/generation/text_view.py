@@ -14,26 +14,10 @@ from PySide6.QtCore import QEvent, QPoint, Qt
 from PySide6.QtGui import QColor, QFontDatabase, QPalette, QTextCharFormat, QTextCursor, QTextOption
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QTextEdit, QToolTip, QWidget
 
-from app.theme import chip_colors, hint_color, is_dark, mix
+from app.theme import PROB_BINS, chip_colors, hint_color, is_dark, mix, prob_color
 
-# (upper bound of the bin, background colour, legend text): light colours under black text on a light base; on a dark
-# base, dark shades of the same hues under light text (app.theme.chip_colors)
-BINS = (
-    (0.05, QColor("#f5a3a3"), "< 5%"),
-    (0.20, QColor("#f7c99a"), "5–20%"),
-    (0.50, QColor("#f2e49b"), "20–50%"),
-    (0.80, QColor("#c9e6a3"), "50–80%"),
-    (float("inf"), QColor("#94d3a9"), "≥ 80%"),
-)
 FORCED_COLOR = QColor("#d3c4ef")
 START_COLOR = QColor(225, 225, 225)  # behind the start token of an empty prompt (on a light base)
-
-
-def bin_color(prob: float) -> QColor:
-    for upper, color, _ in BINS:
-        if prob < upper:
-            return color
-    return BINS[-1][1]
 
 
 def _utf16_len(text: str) -> int:
@@ -95,7 +79,7 @@ class GeneratedText(QTextEdit):
         cursor.movePosition(QTextCursor.MoveOperation.End)
         start = cursor.position()
         fmt = QTextCharFormat()
-        background, foreground = chip_colors(FORCED_COLOR if forced else bin_color(prob), self)
+        background, foreground = chip_colors(FORCED_COLOR if forced else prob_color(prob), self)
         fmt.setForeground(foreground)
         fmt.setBackground(background)
         if forced:
@@ -158,7 +142,7 @@ class Legend(QWidget):
         title.setToolTip("The colour of a generated token: the probability it had when it was chosen")
         layout.addWidget(title)
         self.chips: list[tuple[QLabel, QColor, bool]] = []  # (chip, its light colour, underlined)
-        for _, color, text in BINS:
+        for _, color, text in PROB_BINS:
             self.chips.append((QLabel(text), color, False))
         self.chips.append((QLabel("forced"), FORCED_COLOR, True))
         for chip, _, _ in self.chips:

@@ -11,14 +11,9 @@ from PySide6.QtCore import QEvent, QPoint, Qt, Signal
 from PySide6.QtGui import QColor, QFontDatabase, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QTextEdit, QToolTip, QWidget
 
-PROB_BINS = (  # (upper bound, colour, legend): light colours under black text, as in the Generation pane
-    (0.05, QColor("#f5a3a3"), "p < 5%"),
-    (0.20, QColor("#f7c99a"), "5–20%"),
-    (0.50, QColor("#f2e49b"), "20–50%"),
-    (0.80, QColor("#c9e6a3"), "50–80%"),
-    (float("inf"), QColor("#94d3a9"), "≥ 80%"),
-)
-RANK_COLORS = (  # GLTR's buckets, best first
+from app.theme import PROB_BINS, chip_colors, prob_color, selection_colors
+
+RANK_COLORS = (  # GLTR's buckets, best first, in the probability bins' hues
     (QColor("#94d3a9"), "top 1"),
     (QColor("#c9e6a3"), "top 10"),
     (QColor("#f2e49b"), "top 100"),
@@ -26,16 +21,8 @@ RANK_COLORS = (  # GLTR's buckets, best first
     (QColor("#d8b4e8"), "rank > 1000"),
 )
 FIRST_COLOR = QColor(200, 200, 200)  # the first token: nothing came before it, so nothing predicted it
-SELECTED_UNDERLINE = QColor(30, 80, 200)
 MODES = ("probability", "rank")
 PIECE = 256  # tokens inserted per event-loop turn
-
-
-def prob_color(p: float) -> QColor:
-    for upper, color, _ in PROB_BINS:
-        if p < upper:
-            return color
-    return PROB_BINS[-1][1]
 
 
 def _utf16_len(text: str) -> int:
@@ -121,12 +108,13 @@ class TokensView(QTextEdit):
         fmt = self._formats.get(key)  # a dozen formats serve every token: making one per token cost ~0.1 ms each
         if fmt is None:
             fmt = QTextCharFormat()
-            fmt.setForeground(QColor("black"))
-            fmt.setBackground(color)
+            background, foreground = chip_colors(color, self)  # light chips on a light base, dark ones on a dark
+            fmt.setForeground(foreground)
+            fmt.setBackground(background)
             if selected:
                 fmt.setFontUnderline(True)
                 fmt.setUnderlineStyle(QTextCharFormat.UnderlineStyle.SingleUnderline)
-                fmt.setUnderlineColor(SELECTED_UNDERLINE)
+                fmt.setUnderlineColor(selection_colors(self)[0])
                 fmt.setFontWeight(700)
             self._formats[key] = fmt
         return fmt
@@ -139,6 +127,12 @@ class TokensView(QTextEdit):
                 cursor.setPosition(start)
                 cursor.setPosition(start + length, QTextCursor.MoveMode.KeepAnchor)
                 cursor.setCharFormat(self._format(t))
+
+    def changeEvent(self, event):  # noqa: N802 - Qt override
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            self._formats.clear()
+            self._restyle(range(len(self._spans)))
 
     def set_mode(self, mode: str):
         if mode not in MODES:
@@ -197,6 +191,7 @@ class Legend(QWidget):
         self._layout = QHBoxLayout(self)
         self._layout.setContentsMargins(0, 0, 0, 0)
         self._layout.setSpacing(4)
+        self._chips: list[tuple[QLabel, QColor]] = []  # (chip, its light colour)
         self.set_mode("probability")
 
     def set_mode(self, mode: str):
@@ -206,8 +201,21 @@ class Legend(QWidget):
                 item.widget().deleteLater()
         items = [(c, text) for _, c, text in PROB_BINS] if mode == "probability" else list(RANK_COLORS)
         self._layout.addWidget(QLabel("p of the true token:" if mode == "probability" else "its rank:"))
+        self._chips.clear()
         for color, text in items + [(FIRST_COLOR, "first (unpredicted)")]:
             chip = QLabel(text)
-            chip.setStyleSheet(f"background: {color.name()}; color: black; padding: 1px 5px; border-radius: 3px;")
+            self._chips.append((chip, color))
             self._layout.addWidget(chip)
         self._layout.addStretch(1)
+        self._restyle()
+
+    def changeEvent(self, event):  # noqa: N802 - Qt override
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            self._restyle()
+
+    def _restyle(self):
+        for chip, color in self._chips:
+            background, foreground = chip_colors(color, self)
+            chip.setStyleSheet(f"background: {background.name()}; color: {foreground.name()}; padding: 1px 5px; "
+                               "border-radius: 3px;")
