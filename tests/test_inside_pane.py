@@ -367,3 +367,22 @@ def test_token_colours_and_legend_follow_a_dark_palette(qtbot):
     assert (fmt.background().color(), fmt.foreground().color()) == (background, text)
     chip_background = chip_colors(prob_color(0.01), legend)[0].name()
     assert any(chip_background in chip.styleSheet() for chip in legend.findChildren(QLabel))
+
+
+def test_lens_cells_are_shaded_from_the_palettes_base(qtbot):
+    """The lens table's cells run from the base colour to a blue under the palette's text: white to light blue in a
+    light palette, dark to mid blue in a dark one (white cells under black text glared in a dark window)."""
+    from PySide6.QtGui import QPalette
+
+    from app.inside.lens_view import LensView
+    from app.theme import dark_palette
+
+    view = LensView()
+    qtbot.addWidget(view)
+    for palette, dark in ((QPalette(QColor("white")), False), (dark_palette(), True)):
+        view.setPalette(palette)
+        base = view.palette().color(QPalette.ColorRole.Base)
+        model = view.model
+        assert model.shades[0].color() == base
+        assert (model.text.lightness() > 150) == dark
+        assert (model.shades[-1].color().lightness() < 128) == dark

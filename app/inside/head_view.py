@@ -12,7 +12,7 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
 
-from app.theme import style_plots
+from app.theme import strength_color, style_plots
 
 BAR_COLOR = QColor(52, 101, 164)
 
@@ -63,19 +63,30 @@ class HeadView(QWidget):
         self.plot.setYRange(float(min(hidden.min(), 0)), float(max(hidden.max(), 0)), padding=0.05)
         self.title.setText(f"Position {summary.position}, after {context_label!r}: what comes next?")
         self.table.setRowCount(len(summary.rows))
-        top = summary.rows[0].prob if summary.rows else 1.0
         for r, row in enumerate(summary.rows):
             cells = (vocab_label(row.id), f"{row.logit:.3f}", f"{row.prob:.4f}")
             for c, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                if c == 2:
-                    item.setBackground(QBrush(QColor(int(255 - 120 * row.prob / top), int(255 - 80 * row.prob / top),
-                                                     255)))
-                    item.setForeground(QBrush(QColor("black")))
-                self.table.setItem(r, c, item)
+                self.table.setItem(r, c, QTableWidgetItem(text))
+        self._shade_probs()
         lo, hi = summary.logit_range
         self.formula.setText(
             f"‖h‖ = {summary.hidden_norm:.2f} over {hidden.size} dimensions → {summary.vocab} logits from {lo:.2f} "
             f"to {hi:.2f}; logsumexp = {summary.logsumexp:.3f}, so p = exp(logit − {summary.logsumexp:.3f}). "
             "These are the raw probabilities the Generation pane's chart starts from (before temperature, top-k, "
             "top-p).")
+
+    def _shade_probs(self):
+        """The p column shaded by each row's share of the top probability, in the palette's colours."""
+        if self.summary is None or not self.summary.rows:
+            return
+        top = self.summary.rows[0].prob or 1.0
+        for r, row in enumerate(self.summary.rows):
+            item = self.table.item(r, 2)
+            if item is not None:
+                item.setBackground(QBrush(strength_color(0.8 * row.prob / top, self)))
+
+    def changeEvent(self, event):  # noqa: N802 - Qt override
+        super().changeEvent(event)
+        if event.type() in (event.Type.PaletteChange, event.Type.ApplicationPaletteChange):
+            style_plots(self.plot)
+            self._shade_probs()

@@ -12,25 +12,14 @@ short one.
 
 import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSize, Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics
+from PySide6.QtGui import QBrush, QFont, QFontMetrics, QPalette
 from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QLabel, QStyledItemDelegate, QTableView, QVBoxLayout,
                                QWidget)
 
+from app.theme import mix, palette, strength_color
+
 SHADES = 64  # the shade of a cell is one of this many blues
-PENDING = QColor(225, 225, 225)  # a cell whose lens is still being computed
 CELL_CHARS = 10  # a column fits this many (average) characters of a token
-
-
-def shade(p: float) -> QColor:
-    """White (p=0) to a strong blue (p=1); black text stays readable on every shade."""
-    p = min(max(p, 0.0), 1.0)
-    return QColor(int(255 - 150 * p), int(255 - 110 * p), 255)
-
-
-_BRUSHES = [QBrush(shade(i / (SHADES - 1))) for i in range(SHADES)]
-_PENDING = QBrush(PENDING)
-_BLACK = QBrush(QColor("black"))
-_TEXT = QColor("black")
 
 PAD = 4  # pixels between a cell's edge and its text
 _ROLE = Qt.ItemDataRole
@@ -51,6 +40,14 @@ class LensModel(QAbstractTableModel):
         self.top_labels: list[list[str]] = []
         self.final_labels: list[str] = []
         self.chosen = -1  # the chosen position: its title is bold
+        self.follow_palette(None)
+
+    def follow_palette(self, widget) -> None:
+        """The cells' shades, pending grey and text from ``widget``'s palette (the application's for None)."""
+        self.shades = [QBrush(strength_color(i / (SHADES - 1), widget)) for i in range(SHADES)]
+        p = palette(widget)
+        self.text = p.color(QPalette.ColorRole.Text)
+        self.pending = QBrush(mix(p.color(QPalette.ColorRole.Base), self.text, 0.12))  # a cell still being computed
 
     def reset(self, n_layer: int, headers: list[str], labels: list[str]):
         self.beginResetModel()
@@ -94,9 +91,9 @@ class LensModel(QAbstractTableModel):
         if role == _ROLE.DisplayRole:
             return self.texts[layer][p] if done else "…"
         if role == _ROLE.BackgroundRole:
-            return _BRUSHES[int(round(float(self.final_probs[layer, p]) * (SHADES - 1)))] if done else _PENDING
+            return self.shades[int(round(float(self.final_probs[layer, p]) * (SHADES - 1)))] if done else self.pending
         if role == _ROLE.ForegroundRole:
-            return _BLACK
+            return QBrush(self.text)
         if role == _ROLE.TextAlignmentRole:
             return Qt.AlignmentFlag.AlignCenter
         if role == _ROLE.ToolTipRole:
@@ -140,12 +137,12 @@ class _CellPainter(QStyledItemDelegate):
     def paint(self, painter, option, index):
         model, layer, p, rect = self.lens, index.row(), index.column(), option.rect
         if not model.done[p]:
-            painter.fillRect(rect, _PENDING)
-            painter.setPen(_TEXT)
+            painter.fillRect(rect, model.pending)
+            painter.setPen(model.text)
             painter.drawText(rect.x() + PAD, rect.y() + PAD + option.fontMetrics.ascent(), "…")
             return
         painter.fillRect(rect, model.data(index, _ROLE.BackgroundRole))
-        painter.setPen(_TEXT)
+        painter.setPen(model.text)
         # two lines drawn at points: laying text out in the rectangle (alignment, wrapping) cost several times more
         top, _, share = model.texts[layer][p].rpartition("\n")
         baseline = rect.y() + PAD + option.fontMetrics.ascent()
@@ -187,6 +184,7 @@ class LensView(QWidget):
         layout.addWidget(self.note)
         layout.addWidget(self.table, 1)
         self._size_sections()
+        self.model.follow_palette(self)
 
     def _size_sections(self):
         """Fixed sizes from the font (sizing each section to its contents would read every cell)."""
@@ -202,6 +200,9 @@ class LensView(QWidget):
         super().changeEvent(event)
         if event.type() == event.Type.FontChange:
             self._size_sections()
+        elif event.type() in (event.Type.PaletteChange, event.Type.ApplicationPaletteChange):
+            self.model.follow_palette(self)
+            self.table.viewport().update()
 
     def reset(self, n_layer: int, headers: list[str], labels: list[str]):
         self.model.reset(n_layer, headers, labels)
