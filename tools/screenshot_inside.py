@@ -34,21 +34,6 @@ def _wait(app, until, timeout: float = 120.0):
         time.sleep(0.01)
 
 
-def dark_palette():
-    from PySide6.QtGui import QColor, QPalette
-
-    p = QPalette()
-    roles = {QPalette.ColorRole.Window: "#2b2b2b", QPalette.ColorRole.WindowText: "#e6e6e6",
-             QPalette.ColorRole.Base: "#1e1e1e", QPalette.ColorRole.AlternateBase: "#2b2b2b",
-             QPalette.ColorRole.Text: "#e6e6e6", QPalette.ColorRole.Button: "#353535",
-             QPalette.ColorRole.ButtonText: "#e6e6e6", QPalette.ColorRole.Highlight: "#3d6fb4",
-             QPalette.ColorRole.HighlightedText: "#ffffff", QPalette.ColorRole.ToolTipBase: "#353535",
-             QPalette.ColorRole.ToolTipText: "#e6e6e6", QPalette.ColorRole.PlaceholderText: "#9a9a9a"}
-    for role, color in roles.items():
-        p.setColor(role, QColor(color))
-    return p
-
-
 def main(out: Path = OUT, size=(1280, 820), dark: bool = False, view: int = 1) -> Path:
     home = tempfile.mkdtemp(prefix="llm-playground-shot-")
     os.environ["XDG_CONFIG_HOME"] = os.path.join(home, "config")  # never touch the user's own settings
@@ -59,6 +44,8 @@ def main(out: Path = OUT, size=(1280, 820), dark: bool = False, view: int = 1) -
 
     app = QApplication.instance() or QApplication(sys.argv)
     if dark:
+        from app.theme import dark_palette
+
         app.setStyle("Fusion")
         app.setPalette(dark_palette())
     from app.gcguard import collect_on_ui_thread
