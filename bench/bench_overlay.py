@@ -5,7 +5,7 @@ makes one change and lets Qt's event loop paint it, as the app does; reported ar
 wall time and of the process's CPU time from the change to the painted frame (painting is single-threaded; on a
 shared machine the CPU time is what the work itself costs, the wall time adds the waits for a core), and how many
 times the plot painted (1: one frame; the time covers them all):
-  * repaint: the hover line moves (what moving the pointer costs: the whole plot area repaints),
+  * repaint: the hover line moves (what moving the pointer costs: the strips it leaves and enters repaint),
   * zoom: the x range becomes a tenth of the data (each curve is clipped and downsampled again),
   * reset zoom: back to all the data,
   * new points: one run gets 100 more points (update_run: smoothing what is new + setData), a live run,

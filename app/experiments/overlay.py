@@ -27,6 +27,15 @@ COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 10
 SMOOTHING_STEPS = 100  # the slider's resolution: weight = value / 100, 0 .. 0.99
 
 
+class _Cursor(pg.InfiniteLine):
+    """The hover line. pyqtgraph tells the ViewBox of every move of an item, even one added with ignoreBounds; the
+    ViewBox then works out its auto range again and repaints the whole plot, every curve, at each pointer move.
+    The line's bounds never matter to the view: only the strips it leaves and enters are repainted."""
+
+    def informViewBoundsChanged(self):  # noqa: N802 - pyqtgraph override
+        pass
+
+
 class _BoldCurve(pg.PlotCurveItem):
     """A curve whose 2-pixel pen is painted as three 1-pixel lines, the second one pixel right, the third one down.
 
@@ -197,7 +206,7 @@ class OverlayPlot(QWidget):
         # from any coordinate too large to paint, which is what dynamicRangeLimit guards the lines against)
         self.val_points.setDynamicRangeLimit(None)
         self._val_shown: tuple = ()  # (x axis, [(name, eval x, val loss) of every run]) the points show
-        self.cursor = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(128, 128, 128, 160, width=1))
+        self.cursor = _Cursor(angle=90, movable=False, pen=pg.mkPen(128, 128, 128, 160, width=1))
         self.cursor.setVisible(False)
         self.plot.addItem(self.cursor, ignoreBounds=True)
         self._hover_proxy = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
