@@ -4,9 +4,9 @@
 ``install_style`` is the one place the app adjusts its style: Fusion's check boxes drawn visibly in a dark palette.
 """
 
-from PySide6.QtCore import QRectF
+from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPalette, QPen
-from PySide6.QtWidgets import QApplication, QProxyStyle, QStyle, QStyleFactory, QWidget
+from PySide6.QtWidgets import QApplication, QLabel, QProxyStyle, QStyle, QStyleFactory, QWidget
 
 
 def palette(widget: QWidget | None = None) -> QPalette:
@@ -88,6 +88,23 @@ def chip_colors(color: QColor, widget: QWidget | None = None) -> tuple[QColor, Q
         return QColor(color), QColor("black")
     hue, saturation = max(color.hslHueF(), 0.0), color.hslSaturationF()  # hue -1: a grey
     return QColor.fromHslF(hue, saturation * 0.55, 0.3), p.color(QPalette.ColorRole.Text)
+
+
+class Chip(QLabel):
+    """A legend chip of ``color`` as ``chip_colors`` shows it (light under black text on a light base, a dark shade
+    under the palette's text on a dark one). Its holder calls ``restyle(self)`` when its palette changes: the chip's
+    own palette is the one its style sheet made, not the window's."""
+
+    def __init__(self, text: str, color: QColor, underline: bool = False):
+        super().__init__(text)
+        self.color, self.underline = QColor(color), underline
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+
+    def restyle(self, holder: QWidget | None) -> None:
+        background, foreground = chip_colors(self.color, holder)
+        deco = " text-decoration: underline;" if self.underline else ""
+        self.setStyleSheet(f"background: {background.name()}; color: {foreground.name()}; padding: 1px 6px; "
+                           f"border-radius: 3px;{deco}")
 
 
 def strength_color(share: float, widget: QWidget | None = None) -> QColor:

@@ -10,11 +10,11 @@ import codecs
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from PySide6.QtCore import QEvent, QPoint, Qt
+from PySide6.QtCore import QEvent, QPoint
 from PySide6.QtGui import QColor, QFontDatabase, QPalette, QTextCharFormat, QTextCursor, QTextOption
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QTextEdit, QToolTip, QWidget
 
-from app.theme import PROB_BINS, chip_colors, hint_color, is_dark, mix, prob_color
+from app.theme import PROB_BINS, Chip, chip_colors, hint_color, is_dark, mix, prob_color
 
 FORCED_COLOR = QColor("#d3c4ef")
 START_COLOR = QColor(225, 225, 225)  # behind the start token of an empty prompt (on a light base)
@@ -141,24 +141,14 @@ class Legend(QWidget):
         title = QLabel("p:")
         title.setToolTip("The colour of a generated token: the probability it had when it was chosen")
         layout.addWidget(title)
-        self.chips: list[tuple[QLabel, QColor, bool]] = []  # (chip, its light colour, underlined)
-        for _, color, text in PROB_BINS:
-            self.chips.append((QLabel(text), color, False))
-        self.chips.append((QLabel("forced"), FORCED_COLOR, True))
-        for chip, _, _ in self.chips:
-            chip.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.chips = [Chip(text, color) for _, color, text in PROB_BINS] + [Chip("forced", FORCED_COLOR, True)]
+        for chip in self.chips:
+            chip.restyle(self)
             layout.addWidget(chip)
         layout.addStretch(1)
-        self._restyle()
 
     def changeEvent(self, event):  # noqa: N802 - Qt override
         super().changeEvent(event)
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
-            self._restyle()
-
-    def _restyle(self):
-        for chip, color, underline in self.chips:
-            background, foreground = chip_colors(color, self)
-            deco = "text-decoration: underline;" if underline else ""
-            chip.setStyleSheet(f"background: {background.name()}; color: {foreground.name()}; padding: 1px 6px; "
-                               f"border-radius: 3px; {deco}")
+            for chip in self.chips:
+                chip.restyle(self)

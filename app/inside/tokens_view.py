@@ -11,7 +11,7 @@ from PySide6.QtCore import QEvent, QPoint, Qt, Signal
 from PySide6.QtGui import QColor, QFontDatabase, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QTextEdit, QToolTip, QWidget
 
-from app.theme import PROB_BINS, chip_colors, prob_color, selection_colors
+from app.theme import PROB_BINS, Chip, chip_colors, prob_color, selection_colors
 
 RANK_COLORS = (  # GLTR's buckets, best first, in the probability bins' hues
     (QColor("#94d3a9"), "top 1"),
@@ -191,7 +191,7 @@ class Legend(QWidget):
         self._layout = QHBoxLayout(self)
         self._layout.setContentsMargins(0, 0, 0, 0)
         self._layout.setSpacing(4)
-        self._chips: list[tuple[QLabel, QColor]] = []  # (chip, its light colour)
+        self._chips: list[Chip] = []
         self.set_mode("probability")
 
     def set_mode(self, mode: str):
@@ -201,21 +201,14 @@ class Legend(QWidget):
                 item.widget().deleteLater()
         items = [(c, text) for _, c, text in PROB_BINS] if mode == "probability" else list(RANK_COLORS)
         self._layout.addWidget(QLabel("p of the true token:" if mode == "probability" else "its rank:"))
-        self._chips.clear()
-        for color, text in items + [(FIRST_COLOR, "first (unpredicted)")]:
-            chip = QLabel(text)
-            self._chips.append((chip, color))
+        self._chips = [Chip(text, color) for color, text in items + [(FIRST_COLOR, "first (unpredicted)")]]
+        for chip in self._chips:
+            chip.restyle(self)
             self._layout.addWidget(chip)
         self._layout.addStretch(1)
-        self._restyle()
 
     def changeEvent(self, event):  # noqa: N802 - Qt override
         super().changeEvent(event)
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
-            self._restyle()
-
-    def _restyle(self):
-        for chip, color in self._chips:
-            background, foreground = chip_colors(color, self)
-            chip.setStyleSheet(f"background: {background.name()}; color: {foreground.name()}; padding: 1px 5px; "
-                               "border-radius: 3px;")
+            for chip in self._chips:
+                chip.restyle(self)
