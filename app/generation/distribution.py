@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from app.generation.fast_stages import stages
+from app.generation.fast_stages import StageCache
 from engine.decoding import DecodeSettings, entropy, probabilities
 
 STAGE_TITLES = {
@@ -26,6 +26,8 @@ STAGE_TITLES = {
     "min_p": "min-p",
     "greedy": "greedy",
 }
+
+_CACHE = StageCache()  # the UI thread's: a control change reruns only the stages it changed
 
 
 @dataclass
@@ -57,34 +59,36 @@ def chart_data(logits: torch.Tensor, settings: DecodeSettings, previous_ids: Seq
 
     Rows are ordered by the raw probability, so they stay put while a control moves and only the bars change.
     """
-    previous_ids = list(previous_ids)
-    staged = stages(logits, settings, previous_ids)
-    raw = staged[0].probs
-    final = staged[-1].probs  # what engine.decoding.probabilities returns, without running the stages twice
+    staged = _CACHE.stages(logits, settings, previous_ids)
+    first, last = staged[0], staged[-1]  # last: what engine.decoding.probabilities returns
     greedy = settings.temperature == 0
 
-    n = min(top_n, raw.numel())
-    top_ids = torch.topk(raw, n).indices.tolist()
-    wanted = list(top_ids)
-    best_after = int(torch.argmax(final))
-    for extra in (best_after, *extra_ids):
-        if extra not in wanted and 0 <= extra < raw.numel():
+    n_vocab = first.logits64.numel()
+    n = min(top_n, n_vocab)
+    once = first.derived  # computed once per step: the raw distribution does not move with the controls
+    if ("top", n) not in once:
+        once["top", n] = torch.topk(first.probs, n).indices.tolist()
+    if "entropy" not in once:
+        once["entropy"] = entropy(first.probs)
+    wanted = list(once["top", n])
+    for extra in (last.best(), *extra_ids):
+        if extra not in wanted and 0 <= extra < n_vocab:
             wanted.append(extra)
 
-    raw_list = raw[wanted].tolist()
-    final_list = final[wanted].tolist()
+    raw_list = first.probs_at(wanted)
+    final_list = last.probs_at(wanted)
     rows = []
     for i, tid in enumerate(wanted):
         cut_by, pre_cut = _cut_by(staged, tid, final_list[i], greedy)
         rows.append(Row(id=tid, label=label(tid), raw=raw_list[i], final=final_list[i], cut_by=cut_by,
                         pre_cut=pre_cut, extra=i >= n))
 
-    data = ChartData(rows=rows, entropy_before=entropy(raw), entropy_after=entropy(final),
-                     n_kept=int((final > 0).sum()), vocab_size=raw.numel(), greedy=greedy)
+    data = ChartData(rows=rows, entropy_before=once["entropy"], entropy_after=last.entropy_bits(),
+                     n_kept=last.n_possible(), vocab_size=n_vocab, greedy=greedy)
     for stage in staged if not greedy else ():  # greedy keeps one token: no nucleus to mark
         if stage.name == "top_p":
             data.top_p_info = dict(stage.info)
-            kept = [bool(stage.kept[r.id]) for r in rows]
+            kept = [stage.has(r.id) for r in rows]
             n_in = sum(kept)
             if 0 < n_in < len(rows) and all(kept[:n_in]):
                 data.top_p_row = n_in
@@ -94,10 +98,10 @@ def chart_data(logits: torch.Tensor, settings: DecodeSettings, previous_ids: Seq
 def _cut_by(staged, tid: int, final: float, greedy: bool) -> tuple[str, float]:
     """(the stage that removed the token or "", its probability just before that stage)."""
     for before, stage in zip(staged, staged[1:]):
-        if not bool(stage.kept[tid]):
-            return ("greedy" if stage.info.get("greedy") else stage.name), float(before.probs[tid])
+        if not stage.has(tid):
+            return ("greedy" if stage.info.get("greedy") else stage.name), before.probs_at([tid])[0]
     if greedy and final == 0.0:
-        return "greedy", float(staged[-1].probs[tid]) if len(staged) else 0.0
+        return "greedy", staged[-1].probs_at([tid])[0] if len(staged) else 0.0
     return "", 0.0
 
 
