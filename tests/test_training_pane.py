@@ -626,6 +626,39 @@ def test_plots_keep_legend_off_the_data_whole_steps_and_sane_ranges(qtbot, repor
     pane.shutdown()
 
 
+def test_the_plots_range_holds_while_new_steps_stay_inside_it(qtbot, reporter, tmp_path):
+    """Every new step used to change the auto range, which rebuilt every axis: most of a redraw's cost. The range now
+    moves only when the data leaves the span it holds, and still covers every point."""
+    from engine.messages import Started
+
+    pane = make_pane(qtbot, reporter, tmp_path)
+    pane.resize(900, 600)
+    pane.show()
+    qtbot.waitExposed(pane)
+    curves = pane.curves
+    pane.run_state.begin(str(tmp_path / "run"), 1000)
+    pane.dispatch(Started("r", config={"max_iters": 1000}, n_params=10))
+    for n in range(1, 41):
+        pane.dispatch(make_step(n))
+    pane.redraw()
+    qtbot.wait(20)  # pyqtgraph applies auto range when it next paints
+    held = curves.loss_plot.viewRange()
+    (x0, x1), (y0, y1) = held
+    assert x0 <= 1 and x1 >= 40 and y0 <= 4.0 - 0.1 * 40 and y1 >= 3.9
+    for n in range(41, 46):  # inside the headroom on the right, lower losses inside the room below
+        pane.dispatch(make_step(n))
+    pane.redraw()
+    qtbot.wait(20)  # pyqtgraph applies auto range when it next paints
+    assert curves.loss_plot.viewRange() == held
+    for n in range(46, 200):
+        pane.dispatch(make_step(n))
+    pane.redraw()
+    qtbot.wait(20)  # pyqtgraph applies auto range when it next paints
+    (x0, x1), (y0, y1) = curves.loss_plot.viewRange()
+    assert x1 >= 199 and y0 <= 4.0 - 0.1 * 199
+    pane.shutdown()
+
+
 def make_step(n):
     from engine.messages import Step
 

@@ -3,6 +3,11 @@
 Plot items are created once; :meth:`CurvesWidget.refresh` pushes the :class:`~app.training.history.History`
 columns with ``setData`` (the pane calls it at most ~10 times a second). Peak downsampling and clip-to-view keep a
 100 000-point run smooth.
+
+Auto range is held steady while a run grows: each view box holds an invisible two-point item spanning the data with
+some headroom (``steady_range``), so pyqtgraph's auto range, which fits everything shown, changes only when the
+data leaves that span. A range change rebuilds every axis and re-clips every curve: most of a redraw's cost, and it
+came with every new step.
 """
 
 import math
@@ -131,6 +136,13 @@ class CurvesWidget(QWidget):
 
         self.grad_curve = line(self.grad_plot, COLORS["grad"])
 
+        # the steady-range anchors: a transparent line counts in auto range, a hidden item would not
+        self._anchors = {}
+        for key, box in (("loss", self.loss_plot.vb), ("lr", self.lr_view), ("grad", self.grad_plot.vb)):
+            self._anchors[key] = pg.PlotDataItem(pen=pg.mkPen(0, 0, 0, 0))
+            box.addItem(self._anchors[key])
+        self._steady: dict[str, tuple[float, float] | None] = {}  # per axis ("x", "loss", "lr", "grad"): its span
+
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(bar)
@@ -159,6 +171,7 @@ class CurvesWidget(QWidget):
         self.loss_plot.setLabel("bottom", label)
         self.grad_plot.setLabel("bottom", label)
         self._pinned = False
+        self._steady = {}
         self.loss_plot.enableAutoRange()
         self.grad_plot.enableAutoRange()
         self.refresh()
@@ -170,6 +183,9 @@ class CurvesWidget(QWidget):
         x = h.train.column(xcol)
         self._fit_degenerate(np.concatenate([x, h.evals.column(xcol)]),
                              np.concatenate([h.train.column("loss"), h.evals.column("val_loss")]))
+        self._hold_ranges(np.concatenate([x, h.evals.column(xcol)]),
+                          {"loss": (h.train.column("loss"), h.train.column("smooth"), h.evals.column("val_loss")),
+                           "lr": (h.train.column("lr"),), "grad": (h.train.column("grad_norm"),)})
         self.raw_curve.setData(x, _finite(h.train.column("loss")))
         self.smooth_curve.setData(x, h.train.column("smooth"))
         self.lr_curve.setData(x, h.train.column("lr"))
@@ -187,6 +203,23 @@ class CurvesWidget(QWidget):
             name = self._mark_names.pop(id(marks), None) if ok.any() else None
             if name:
                 self.legend.addItem(marks, name)
+
+    def _hold_ranges(self, x: np.ndarray, ys: dict) -> None:
+        """Move each anchor only when its data left the span it marks (see the module's note)."""
+        spans = {"x": None if self._pinned else _finite_span(x)}
+        for key, columns in ys.items():
+            spans[key] = None if spans["x"] is None else _finite_span(np.concatenate(columns))
+        headroom = {"x": (0.0, 0.25), "loss": (0.25, 0.05), "lr": (0.1, 0.1), "grad": (0.1, 0.1)}  # (below, above)
+        steady = {key: steady_range(span, self._steady.get(key), *headroom[key]) for key, span in spans.items()}
+        x_moved = steady["x"] != self._steady.get("x")
+        for key, anchor in self._anchors.items():
+            if not x_moved and steady[key] == self._steady.get(key):
+                continue
+            if steady["x"] is None or steady[key] is None:
+                anchor.setData([], [])
+            else:
+                anchor.setData(list(steady["x"]), list(steady[key]))
+        self._steady = steady
 
     def _changed(self, item, table, xcol: str) -> bool:
         """Whether table differs from what item was last given: its length, x axis and last row (tables only grow,
@@ -288,6 +321,32 @@ def count_label(v: float) -> str:
         if abs(v) >= size:
             return f"{v / size:.4g}{suffix}"
     return f"{v:.0f}"
+
+
+def _finite_span(values: np.ndarray) -> tuple[float, float] | None:
+    finite = values[np.isfinite(values)]
+    return (float(finite.min()), float(finite.max())) if finite.size else None
+
+
+def steady_range(span: tuple[float, float] | None, held: tuple[float, float] | None, below: float,
+                 above: float) -> tuple[float, float] | None:
+    """The range to mark for data spanning ``span``: ``held`` while the data stays inside it and fills at least half
+    of it, else the span with ``below`` and ``above`` of its width added (a flat span: of its size, or 1).
+
+    >>> steady_range((0.0, 100.0), None, 0.0, 0.25)
+    (0.0, 125.0)
+    >>> steady_range((0.0, 120.0), (0.0, 125.0), 0.0, 0.25)  # still inside: held
+    (0.0, 125.0)
+    >>> steady_range((0.0, 130.0), (0.0, 125.0), 0.0, 0.25)
+    (0.0, 162.5)
+    """
+    if span is None:
+        return None
+    lo, hi = span
+    if held is not None and held[0] <= lo and hi <= held[1] and hi - lo >= 0.5 * (held[1] - held[0]):
+        return held
+    width = hi - lo or abs(hi) or 1.0
+    return (lo - below * width, hi + above * width)
 
 
 def _finite(y: np.ndarray) -> np.ndarray:
