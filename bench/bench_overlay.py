@@ -6,13 +6,13 @@ wall time and of the process's CPU time from the change to the painted frame (pa
 shared machine the CPU time is what the work itself costs, the wall time adds the waits for a core), and how many
 times the plot painted (1: one frame; the time covers them all):
   * repaint: the hover line moves (what moving the pointer costs: the strips it leaves and enters repaint),
-  * zoom: the x range becomes a tenth of the data (each curve is clipped and downsampled again),
+  * zoom: the x range becomes a tenth of the data (each line is decimated to the view's pixel columns again),
   * reset zoom: back to all the data,
   * new points: one run gets 100 more points (update_run: smoothing what is new + setData), a live run,
   * smoothing: the slider moves to a weight not used before (all 10 runs re-smoothed and re-set).
-Each is measured with the overlay as built (downsampling + clip-to-view) and, as the baseline in the same run, with
-both switched off (unless --no-baseline: it takes most of the time); the two alternate A B A B so machine load hits
-both alike.
+Each is measured with the overlay as built (each line decimated to the view's pixel columns) and, as the baseline in
+the same run, with every point drawn (unless --no-baseline: it takes most of the time); the two alternate A B A B so
+machine load hits both alike.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python bench/bench_overlay.py [--points 100000] [--runs 10] [--repeats 10]
         [--no-baseline]
@@ -48,8 +48,9 @@ def make_runs(n_runs: int, n_points: int):
 def set_fast_paths(overlay, on: bool) -> None:
     for name in overlay.runs:
         for item in overlay.curve_items(name):
-            item.setDownsampling(auto=on, method=item.opts["downsampleMethod"])
-            item.setClipToView(on)
+            if item.full == on:
+                item.full = not on
+                item.viewRangeChanged()
 
 
 def paint_counter(widget):

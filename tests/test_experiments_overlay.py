@@ -6,10 +6,12 @@ lines' 2-pixel pen, painted as three 1-pixel lines, is two pixels thick every wa
 import math
 
 import numpy as np
+import pyqtgraph as pg
 import pytest
 from PySide6.QtGui import QColor, QImage, QPainter
 
-from app.experiments.overlay import OverlayPlot, _BoldCurve
+from app.experiments.lines import DecimatedLine
+from app.experiments.overlay import OverlayPlot
 from engine.experiments.curves import RunCurves
 from tests.test_experiments import loop_ema
 
@@ -107,7 +109,8 @@ def test_every_runs_evaluations_are_one_item_in_the_runs_colours(overlay):
 def test_the_bold_curve_is_two_pixels_thick_every_way(qtbot, x, y):
     image = QImage(60, 40, QImage.Format.Format_RGB32)
     image.fill(QColor("white"))
-    item = _BoldCurve(x=np.array(x, dtype=float), y=np.array(y, dtype=float), pen={"color": "k", "width": 2})
+    item = DecimatedLine(pg.mkPen("k", width=2), bold=True)
+    item.set_data(np.array(x, dtype=float), np.array(y, dtype=float))
     painter = QPainter(image)
     item.paint(painter, None, None)
     painter.end()
@@ -120,3 +123,22 @@ def test_the_bold_curve_is_two_pixels_thick_every_way(qtbot, x, y):
     else:  # a 45-degree line: 2 to 3 pixels in every row and column it crosses (but its two ends), no holes
         for counts in (rows[ink.any(axis=1)][1:-1], cols[ink.any(axis=0)][1:-1]):
             assert len(counts) >= 29 and counts.min() >= 2 and counts.max() <= 3
+
+
+def test_a_diverged_runs_huge_values_are_drawn_near_the_view_and_log_y_maps_the_lines(qtbot, overlay):
+    from app.experiments.decimate import RANGE_LIMIT
+
+    loss = np.linspace(4.0, 2.0, 5000)
+    loss[3000] = 1e30  # finite, far past anything the raster engine draws right
+    overlay.set_smoothing(0.0)
+    overlay.set_runs({"a": curves(loss)})
+    overlay.plot.setYRange(1.5, 4.5, padding=0)  # the user zooms to the interesting part
+    _, smooth = overlay.curve_items("a")
+    x, y = smooth.getData()
+    (_, _), (y0, y1) = overlay.plot.vb.viewRange()
+    assert np.nanmax(y) == y1 + RANGE_LIMIT * (y1 - y0)  # the spike still goes up, off the view
+    assert np.nanmin(y) == 2.0
+    overlay.set_log_y(True)
+    overlay.plot.vb.enableAutoRange()
+    x, y = smooth.getData()
+    assert np.nanmin(y) == pytest.approx(math.log10(2.0)) and np.nanmax(y) == pytest.approx(30.0)

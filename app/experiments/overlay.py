@@ -1,11 +1,11 @@
 """Overlaid training curves of several runs: one colour per run, named in a legend beside the plot (never over the
 data); x in steps, tokens or wall time; log-scale y; TensorBoard's debiased smoothing; hover shows every run's value.
 
-Plot items are made once per run and fed with ``setData`` only when their data changed; lines are clipped to the
-view and downsampled to one bin per pixel column (peak: each column's min and max), the smoothed lines' 2-pixel pen
-is painted as three 1-pixel lines, the evaluations of every run are one item, and smoothing continues from where it
-was when points are appended (:class:`engine.experiments.curves.Smoother`): ten runs of 100 000 points redraw in
-about a frame (``bench/bench_overlay.py``).
+Plot items are made once per run and fed only when their data changed; each line holds all its points and draws, once
+per frame, what the view's pixel columns can show (:class:`app.experiments.lines.DecimatedLine`: each column's max
+and min, or mean, from block reductions kept between data changes), the evaluations of every run are one item, and
+smoothing continues from where it was when points are appended (:class:`engine.experiments.curves.Smoother`). Ten
+runs of 100 000 points: ``bench/bench_overlay.py``.
 """
 
 import csv
@@ -14,9 +14,10 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QPalette, QPen, QTransform
+from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QSizePolicy, QSlider, QToolBar, QVBoxLayout, QWidget
 
+from app.experiments.lines import DecimatedLine
 from app.theme import hint_color, style_plots
 from engine.experiments.curves import RunCurves, Smoother, ema, value_at
 
@@ -36,65 +37,13 @@ class _Cursor(pg.InfiniteLine):
         pass
 
 
-class _BoldCurve(pg.PlotCurveItem):
-    """A curve whose 2-pixel pen is painted as three 1-pixel lines, the second one pixel right, the third one down.
-
-    Qt paints a pen wider than one pixel through its general stroker: ten smoothed curves of 700 points took 12 ms
-    of every repaint. One-pixel lines take its fast cosmetic path, and the three cover the pixels of a 2-pixel line
-    (a 2x2 square swept along the curve) for a quarter of that. Exports (antialiased), any other pen, and a scaled
-    screen (a 1-pixel pen stays one device pixel there, while the offset and the 2-pixel pen are scaled: the three
-    lines would part) are painted as pyqtgraph does.
-    """
-
-    def paint(self, p, opt, widget):
-        pen = self.opts["pen"]
-        ratio = p.device().devicePixelRatioF() if p.device() is not None else 1.0
-        if (self._exportOpts is not False or self.opts["antialias"] or pen is None or pen.widthF() != 2
-                or not pen.isCosmetic() or pen.style() != Qt.PenStyle.SolidLine or ratio != 1.0):
-            super().paint(p, opt, widget)
-            return
-        thin = QPen(pen)
-        thin.setWidthF(1.0)
-        transform = p.worldTransform()
-        self.opts["pen"] = thin
-        try:
-            for dx, dy in ((0, 0), (1, 0), (0, 1)):
-                p.setWorldTransform(transform * QTransform.fromTranslate(dx, dy))
-                super().paint(p, opt, widget)
-        finally:
-            self.opts["pen"] = pen
-            p.setWorldTransform(transform)
-
-    def pixelPadding(self):  # noqa: N802 - pyqtgraph override
-        return super().pixelPadding() + 1.0  # the copies one pixel right and down stay inside its bounds
-
-
-class _BoldLine(pg.PlotDataItem):
-    """A PlotDataItem (downsampling, clip-to-view, legend) drawing through a :class:`_BoldCurve`."""
-
-    def __init__(self, **kwargs):
-        super().__init__()
-        self.curve.setParentItem(None)  # not in a scene yet: the plain curve just goes
-        self.curve = _BoldCurve()
-        self.curve.setParentItem(self)
-        self.curve.sigClicked.connect(self.sigClicked)
-        self.setData(**kwargs)
-
-
-def _curve_data(x: np.ndarray, y: np.ndarray) -> dict:
-    """setData arguments: finite data is joined point to point with no check while painting; a NaN (a diverged
-    step) leaves a gap."""
-    finite = bool(np.isfinite(y).all())
-    return {"x": x, "y": y, "connect": "all" if finite else "finite", "skipFiniteCheck": finite}
-
-
 class _RunItems:
     """The plot items of one run: faint raw loss, smoothed loss (in the legend), and what they show.
 
-    Both lines are downsampled to the pixels they cover (clip-to-view, then one bin per pixel column): the raw
-    one keeps each column's min and max ("peak"), so a spike stays drawn at any zoom; the smoothed one draws each
-    column's mean, a line through the raw band (the raw line under it keeps the spikes), and with no smoothing,
-    when it is the raw line itself, its peaks. Data is set again only when it changed: a new weight re-smooths, new
+    Both lines are drawn at the view's resolution, one pixel column at a time: the raw one keeps each column's max
+    and min ("peak"), so a spike stays drawn at any zoom; the smoothed one draws each column's mean, a line through
+    the raw band (the raw line under it keeps the spikes), and with no smoothing, when it is the raw line itself, its
+    peaks. Data is set again only when it changed: a new weight re-smooths, new
     points smooth only what was appended. Every line is under the validation points, and every raw line under every
     smoothed one.
     """
@@ -102,14 +51,11 @@ class _RunItems:
     def __init__(self, plot, color, name: str, background: QColor):
         # the faint raw curve is an opaque mix with the background: alpha-blended lines cost 4x as much to paint
         faint = tuple(round(0.3 * c + 0.7 * b) for c, b in zip(color, background.getRgb()[:3]))
-        self.raw = plot.plot(pen=pg.mkPen(faint, width=1))
+        self.raw = DecimatedLine(pg.mkPen(faint, width=1), "peak")
         self.raw.setZValue(-1)  # under every run's smoothed line
-        self.smooth = _BoldLine(pen=pg.mkPen(color, width=2), name=name)
-        plot.addItem(self.smooth)
+        self.smooth = DecimatedLine(pg.mkPen(color, width=2), "mean", bold=True)
         for item in (self.raw, self.smooth):
-            item.setDownsampling(auto=True, method="peak")
-            item.setClipToView(True)
-            item.opts["autoDownsampleFactor"] = 1.0  # one bin per pixel column (pyqtgraph's default is 5)
+            plot.addItem(item)
         self.smoother: Smoother | None = None
         self.smoothed = np.empty(0)
         self.curves: RunCurves | None = None  # what the lines show, on x axis self.x_axis
@@ -121,15 +67,15 @@ class _RunItems:
         new_weight = self.smoother is None or weight != self.smoother.weight
         if new_weight:
             self.smoother = Smoother(weight)
-            self.smooth.setDownsampling(method="mean" if weight > 0 else "peak")
+            self.smooth.set_method("mean" if weight > 0 else "peak")
             self.raw.setVisible(weight > 0)  # with no smoothing the smoothed curve is the raw one
         if not (new_data or new_weight):
             return
         x = curves.x(x_axis)
         if new_data:
-            self.raw.setData(**_curve_data(x, curves.loss))
+            self.raw.set_data(x, curves.loss)
         self.smoothed = self.smoother.smooth(curves.loss)
-        self.smooth.setData(**_curve_data(x, self.smoothed))
+        self.smooth.set_data(x, self.smoothed)
         self.curves, self.x_axis = curves, x_axis
 
     def items(self):
@@ -287,7 +233,7 @@ class OverlayPlot(QWidget):
         return (np.empty(0), np.empty(0)) if x is None else (x, y)
 
     def curve_items(self, name: str) -> tuple:
-        """A run's line items (raw and smoothed loss), e.g. for a benchmark to switch their fast paths."""
+        """A run's line items (raw and smoothed loss), e.g. for a benchmark to draw every point of them."""
         items = self._items[name]
         return items.raw, items.smooth
 
