@@ -1,7 +1,8 @@
 """How long the Generation pane's chart takes to redraw after a decoding control moves (no model forward).
 
-For a character vocabulary (65 tokens), GPT-2's (50 257) and o200k's (200 019, above Qwen's 151 646), each with a
-random tiny model loaded through a real checkpoint, it moves the controls 50 times (temperature, top-k, top-p,
+For a character vocabulary (65 tokens), GPT-2's (50 257), Qwen2's model vocabulary (151 936, here cl100k's tokenizer
+under a head of that size, as Qwen2 pads its 151 646 tokens) and o200k's (200 019), each with a random tiny model
+loaded through a real checkpoint, it moves the controls 50 times (temperature, top-k, top-p,
 min-p, repetition penalty in turn) and reports mean and p95 of
   * update: the slot's work (decoding stages over the whole vocabulary + pushing data into the plot items), and
   * with paint: update plus a forced repaint of the chart;
@@ -53,7 +54,7 @@ def _changes(controls):
     return out
 
 
-def bench(kind, app, folder):
+def bench(kind, app, folder, vocab_size=None):
     import torch
 
     from app.generation.pane import GenerationPane
@@ -65,7 +66,7 @@ def bench(kind, app, folder):
 
     tok = _tokenizer(kind)
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=256, **MODEL_SIZES["tiny"]))
+    model = GPT(GPTConfig(vocab_size=vocab_size or tok.n_vocab, block_size=256, **MODEL_SIZES["tiny"]))
     path = os.path.join(folder, f"{kind}.pt")
     save_model(path, model, tok)
 
@@ -108,7 +109,7 @@ def bench(kind, app, folder):
     pane.shutdown()
     runner.close()
     pane.close()
-    return tok.n_vocab, update, painted, shown
+    return vocab_size or tok.n_vocab, update, painted, shown
 
 
 def _wait(app, until, timeout=300):
@@ -132,8 +133,8 @@ def main():
     print(f"{'vocabulary':>12} | {'update mean':>11} {'p95':>7} | {'with paint mean':>15} {'p95':>7} | "
           f"{'show a step mean':>16}")
     with tempfile.TemporaryDirectory() as folder:
-        for kind in ("char", "gpt2", "o200k_base"):
-            n_vocab, update, painted, shown = bench(kind, app, folder)
+        for kind, vocab_size in (("char", None), ("gpt2", None), ("cl100k_base", 151_936), ("o200k_base", None)):
+            n_vocab, update, painted, shown = bench(kind, app, folder, vocab_size)
             print(f"{n_vocab:>12} | {statistics.mean(update):>8.2f} ms {_p95(update):>4.2f} ms | "
                   f"{statistics.mean(painted):>12.2f} ms {_p95(painted):>4.2f} ms | "
                   f"{statistics.mean(shown):>13.2f} ms")

@@ -97,9 +97,9 @@ def test_the_cache_notices_new_or_changed_logits():
     logits = torch.tensor([3.0, 2.0, 1.0, 0.0])
     assert cache.stages(logits, s)[-1].probs_at([0, 1, 2]) == stages(logits, s)[-1].probs[:3].tolist()
     logits[2] = 9.0  # changed in place: another step's logits
-    assert cache.stages(logits, s)[-1].has(2) and not cache.stages(logits, s)[-1].has(1)
+    assert cache.stages(logits, s)[-1].kept_at([1, 2]) == [False, True]
     other = torch.tensor([0.0, 5.0, 4.0, 0.0])
-    assert [cache.stages(other, s)[-1].has(i) for i in range(4)] == [False, True, True, False]
+    assert cache.stages(other, s)[-1].kept_at(range(4)) == [False, True, True, False]
     assert cache.stages(other, s, [1])[0] is not cache.stages(other, s)[0]  # the text is part of the step
 
 

@@ -189,3 +189,34 @@ def test_probability_chips_are_readable_in_the_palette(qtbot, dark):
     cursor.setPosition(4)
     fmt = cursor.charFormat()
     assert (fmt.background().color(), fmt.foreground().color()) == chip_colors(PROB_BINS[-1][1], holder)
+
+
+def test_a_redraw_that_leaves_parts_unchanged_still_shows_the_new_data(qtbot):
+    """The chart skips re-setting unchanged bars, labels and ticks: what it skips must be what it already shows."""
+    import torch
+
+    from app.generation.distribution import chart_data
+    from engine.decoding import DecodeSettings
+
+    chart = ProbabilityChart()
+    qtbot.addWidget(chart)
+    logits = torch.tensor([3.0, 2.0, 1.0, 0.5, 0.0, -1.0])
+
+    def shown(data):
+        chart.set_data(data)
+        n = len(data.rows)
+        return (list(chart.after_bars.opts["width"]), list(chart.raw_bars.opts["width"]),
+                len(chart.cut_bars.opts["width"]), [t.toPlainText() for t in chart._texts[:n]],
+                chart.plot.getAxis("left")._tickLevels)
+
+    for i, settings in enumerate((DecodeSettings(), DecodeSettings(top_k=2), DecodeSettings(temperature=0.5, top_k=2),
+                                  DecodeSettings(), DecodeSettings(top_k=2))):
+        data = chart_data(logits, settings, (), 5, lambda i: f"t{i}")
+        after, raw, n_cut, texts, ticks = shown(data)
+        assert after == [r.final for r in data.rows] and raw == [r.raw for r in data.rows]
+        assert n_cut == sum(bool(r.cut_by) for r in data.rows)
+        assert [("before" in t) for t in texts] == [bool(r.cut_by) for r in data.rows]
+        assert [label for _, label in ticks[0]] == [f"t{r.id}" for r in data.rows]
+        if i == 2:
+            chart.show_message("gone")  # empties the chart: the next redraw must set everything again
+            assert len(chart.after_bars.opts["width"]) == 0

@@ -108,6 +108,9 @@ class ProbabilityChart(QWidget):
         self.extra_line = pg.InfiniteLine(angle=0, movable=False, pen=dotted)  # above the rows outside the top N
         self.plot.addItem(self.extra_line)
         self._texts: list[pg.TextItem] = []
+        self._ticks: list = []  # the left axis's (row, label) ticks
+        self._bars_shown: dict = {}  # bar item -> the options last given to it
+        self._label_shown: dict[int, tuple] = {}  # row -> the (text, colour) its value label shows
         self.message = pg.TextItem("", color=text_color, anchor=(0.5, 0.5))
         self.plot.addItem(self.message)
         self.plot.vb.sigResized.connect(self._wrap_message)
@@ -187,12 +190,13 @@ class ProbabilityChart(QWidget):
         """Empty the chart and show a line of text in its middle (no model, no prompt, an error)."""
         self.data = None
         for item in (self.raw_bars, self.cut_bars, self.after_bars):
-            item.setOpts(x0=[], y=[], width=[])
+            self._set_bars(item, x0=np.zeros(0), y=np.zeros(0), width=np.zeros(0))
         for t in self._texts:
             t.setVisible(False)
         self.cutoff.setVisible(False)
         self.extra_line.setVisible(False)
         self.plot.getAxis("left").setTicks([[]])
+        self._ticks = []
         self.plot.setXRange(0, 1, padding=0)
         self.plot.setYRange(0, 1, padding=0)
         self.message.setText(text)
@@ -229,9 +233,9 @@ class ProbabilityChart(QWidget):
             x = {"raw": raw, "final": final, "pre": pre_cut}
             origin, top_end = 0.0, max(float(raw.max(initial=0)), float(final.max(initial=0)),
                                        float(pre_cut.max(initial=0)), 1e-6)
-        self.raw_bars.setOpts(x0=np.full(n, origin), y=y, width=x["raw"])
-        self.cut_bars.setOpts(x0=np.full(int(cut.sum()), origin), y=y[cut], width=x["pre"][cut])
-        self.after_bars.setOpts(x0=np.full(n, origin), y=y, width=x["final"])
+        self._set_bars(self.raw_bars, x0=np.full(n, origin), y=y, width=x["raw"])
+        self._set_bars(self.cut_bars, x0=np.full(int(cut.sum()), origin), y=y[cut], width=x["pre"][cut])
+        self._set_bars(self.after_bars, x0=np.full(n, origin), y=y, width=x["final"])
 
         span = top_end - origin
         texts: list[str] = []
@@ -249,13 +253,17 @@ class ProbabilityChart(QWidget):
                 color = CUT_COLOR
             else:
                 text, color = f"{fmt(r.final)}  (raw {fmt(r.raw)})", self._text_color
-            item.setText(text, color=color)
+            if (text, color) != self._label_shown.get(i):  # a label set again is laid out and painted again
+                item.setText(text, color=color)
+                self._label_shown[i] = (text, color)
             texts.append(text)
             item.setPos(origin + max(x["raw"][i], x["final"][i], x["pre"][i]) + span * 0.01, i)
             item.setVisible(True)
 
         ticks = [(i, _short(r.label) if not r.extra else "⋯ " + _short(r.label)) for i, r in enumerate(rows)]
-        self.plot.getAxis("left").setTicks([ticks])
+        if ticks != self._ticks:  # a control change keeps the rows: laying out their labels again is ~1/3 of a paint
+            self.plot.getAxis("left").setTicks([ticks])
+            self._ticks = ticks
         axis = self.plot.getAxis("bottom")
         axis.limit = top_end
         axis.log = self.log_scale
@@ -277,6 +285,14 @@ class ProbabilityChart(QWidget):
         self.extra_line.setVisible(n_extra > 0)
         self.extra_line.setPos(n - n_extra - 0.5)
         self.header.setText(header)
+
+    def _set_bars(self, item: pg.BarGraphItem, **opts):
+        """setOpts unless nothing changed: a control change leaves the raw bars as they were, and pyqtgraph would
+        record their picture again."""
+        shown = self._bars_shown.get(item)
+        if shown is None or any(not np.array_equal(shown[k], v) for k, v in opts.items()):
+            item.setOpts(**opts)
+            self._bars_shown[item] = opts
 
     def _room_for_labels(self, texts: list[str]) -> float:
         """How far past the longest bar the x range must reach (a multiple of it) for its value label to fit."""

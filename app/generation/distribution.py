@@ -77,32 +77,32 @@ def chart_data(logits: torch.Tensor, settings: DecodeSettings, previous_ids: Seq
 
     raw_list = first.probs_at(wanted)
     final_list = last.probs_at(wanted)
+    kept = [stage.kept_at(wanted) for stage in staged[1:]]  # kept[s][i]: row i survived stage s + 1
+    before: dict[int, list[float]] = {}  # the probabilities of the rows before each stage that cut one of them
     rows = []
     for i, tid in enumerate(wanted):
-        cut_by, pre_cut = _cut_by(staged, tid, final_list[i], greedy)
+        cut_by, pre_cut = "", 0.0
+        for s, stage in enumerate(staged[1:]):
+            if not kept[s][i]:
+                if s not in before:
+                    before[s] = staged[s].probs_at(wanted)
+                cut_by, pre_cut = ("greedy" if stage.info.get("greedy") else stage.name), before[s][i]
+                break
+        else:
+            if greedy and final_list[i] == 0.0:
+                cut_by, pre_cut = "greedy", final_list[i]
         rows.append(Row(id=tid, label=label(tid), raw=raw_list[i], final=final_list[i], cut_by=cut_by,
                         pre_cut=pre_cut, extra=i >= n))
 
     data = ChartData(rows=rows, entropy_before=once["entropy"], entropy_after=last.entropy_bits(),
                      n_kept=last.n_possible(), vocab_size=n_vocab, greedy=greedy)
-    for stage in staged if not greedy else ():  # greedy keeps one token: no nucleus to mark
+    for s, stage in enumerate(staged[1:] if not greedy else ()):  # greedy keeps one token: no nucleus to mark
         if stage.name == "top_p":
             data.top_p_info = dict(stage.info)
-            kept = [stage.has(r.id) for r in rows]
-            n_in = sum(kept)
-            if 0 < n_in < len(rows) and all(kept[:n_in]):
+            n_in = sum(kept[s])
+            if 0 < n_in < len(rows) and all(kept[s][:n_in]):
                 data.top_p_row = n_in
     return data
-
-
-def _cut_by(staged, tid: int, final: float, greedy: bool) -> tuple[str, float]:
-    """(the stage that removed the token or "", its probability just before that stage)."""
-    for before, stage in zip(staged, staged[1:]):
-        if not stage.has(tid):
-            return ("greedy" if stage.info.get("greedy") else stage.name), before.probs_at([tid])[0]
-    if greedy and final == 0.0:
-        return "greedy", staged[-1].probs_at([tid])[0] if len(staged) else 0.0
-    return "", 0.0
 
 
 def alternatives(logits: torch.Tensor, settings: DecodeSettings, previous_ids: Sequence[int],

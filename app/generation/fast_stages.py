@@ -122,8 +122,8 @@ class LazyStage:
     def probs_at(self, token_ids) -> list[float]:
         return self.probs[torch.as_tensor(token_ids, dtype=torch.long)].tolist()
 
-    def has(self, token_id: int) -> bool:
-        return bool(self.kept[token_id])
+    def kept_at(self, token_ids) -> list[bool]:
+        return self.kept[torch.as_tensor(token_ids, dtype=torch.long)].tolist()
 
     def best(self) -> int:
         return int(torch.argmax(self.probs))

@@ -68,8 +68,8 @@ class SparseStage:
         pos, found = self._where(token_ids)
         return torch.where(found, self.sparse_probs64[pos].float(), 0.0).tolist()
 
-    def has(self, token_id: int) -> bool:
-        return bool(self._where([token_id])[1][0])
+    def kept_at(self, token_ids) -> list[bool]:
+        return self._where(token_ids)[1].tolist()
 
     def best(self) -> int:
         """torch.argmax(self.probs): the first of the most likely tokens."""
