@@ -68,7 +68,7 @@ class Pyramid:
         self.x, self.y = x, y
         finite = np.isfinite(y)
         self.not_finite = np.flatnonzero(~finite)
-        base = (y, y) if self.method == "peak" else (np.where(finite, y, 0.0),)
+        base = (y, y) if self.method == "peak" else (np.where(finite, y, 0.0) if len(self.not_finite) else y,)
         self.levels[:1] = [(x,) + base]
         k = 1
         while len(self.levels[k - 1][0]) >= FAN * self.min_blocks:

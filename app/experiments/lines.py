@@ -40,11 +40,12 @@ class DecimatedLine(pg.GraphicsObject):
         self._rect: QRectF | None = None
 
     # ---- data ----------------------------------------------------------------------------------------------------
-    def set_data(self, x: np.ndarray, y: np.ndarray) -> None:
-        """Show (x, y); if it only appends to what is shown (a live run), only the new points' blocks are worked on."""
+    def set_data(self, x: np.ndarray, y: np.ndarray, fresh: bool = False) -> None:
+        """Show (x, y); if it only appends to what is shown (a live run), only the new points' blocks are worked on.
+        ``fresh``: the caller knows y is new throughout (a new smoothing weight), so the check is skipped."""
         x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
         n = len(self._y)
-        appended = (0 < n <= len(y) and np.array_equal(x[:n].view(np.int64), self._x.view(np.int64))
+        appended = (not fresh and 0 < n <= len(y) and np.array_equal(x[:n].view(np.int64), self._x.view(np.int64))
                     and np.array_equal(y[:n].view(np.int64), self._y.view(np.int64)))
         self._x, self._y = x, y
         self._rebuild(appended)

@@ -75,7 +75,7 @@ class _RunItems:
         if new_data:
             self.raw.set_data(x, curves.loss)
         self.smoothed = self.smoother.smooth(curves.loss)
-        self.smooth.set_data(x, self.smoothed)
+        self.smooth.set_data(x, self.smoothed, fresh=new_weight)
         self.curves, self.x_axis = curves, x_axis
 
     def items(self):
