@@ -141,3 +141,18 @@ def test_chart_data_equals_the_straightforward_computation(v):
             assert [(r.id, r.raw, r.final, r.cut_by, r.pre_cut) for r in data.rows] == rows, s
             assert data.entropy_before == before and data.entropy_after == pytest.approx(after, abs=1e-12)
             assert data.n_kept == n_kept
+
+
+def test_the_chart_computes_on_one_torch_thread_and_gives_the_setting_back(monkeypatch):
+    from app.generation import distribution
+
+    inner = distribution._chart_data
+    seen = []
+    monkeypatch.setattr(distribution, "_chart_data", lambda *a: seen.append(torch.get_num_threads()) or inner(*a))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        data = distribution.chart_data(torch.tensor([1.0, 0.0]), DecodeSettings(), (), 2, str)
+        assert seen == [1] and torch.get_num_threads() == 2 and len(data.rows) == 2
+    finally:
+        torch.set_num_threads(before)

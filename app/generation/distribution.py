@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from app.generation.fast_stages import StageCache
+from app.generation.fast_stages import StageCache, one_torch_thread
 from engine.decoding import DecodeSettings, entropy, probabilities
 
 STAGE_TITLES = {
@@ -59,6 +59,11 @@ def chart_data(logits: torch.Tensor, settings: DecodeSettings, previous_ids: Seq
 
     Rows are ordered by the raw probability, so they stay put while a control moves and only the bars change.
     """
+    with one_torch_thread():
+        return _chart_data(logits, settings, previous_ids, top_n, label, extra_ids)
+
+
+def _chart_data(logits, settings, previous_ids, top_n, label, extra_ids) -> ChartData:
     staged = _CACHE.stages(logits, settings, previous_ids)
     first, last = staged[0], staged[-1]  # last: what engine.decoding.probabilities returns
     greedy = settings.temperature == 0
