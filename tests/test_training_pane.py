@@ -593,15 +593,10 @@ def test_a_learning_rate_that_will_diverge_is_warned_of(qtbot, reporter, tmp_pat
 def test_plots_keep_legend_off_the_data_whole_steps_and_sane_ranges(qtbot, reporter, tmp_path):
     """The legend covered lines; ticks said 2.5 steps; one point gave an axis from -150 to 150; a failed start
     left the last run's range."""
-    from engine.messages import Eval, Started
+    from engine.messages import Eval
 
-    pane = make_pane(qtbot, reporter, tmp_path)
-    pane.resize(900, 600)
-    pane.show()
-    qtbot.waitExposed(pane)
+    pane = started_pane(qtbot, reporter, tmp_path, 100)
     curves = pane.curves
-    pane.run_state.begin(str(tmp_path / "run"), 100)
-    pane.dispatch(Started("r", config={"max_iters": 100}, n_params=10))
     pane.dispatch(Eval("r", step=0, val_loss=4.2, train_loss=4.2))
     pane.redraw()
     (x0, x1), (y0, y1) = curves.loss_plot.viewRange()
@@ -629,15 +624,8 @@ def test_plots_keep_legend_off_the_data_whole_steps_and_sane_ranges(qtbot, repor
 def test_the_plots_range_holds_while_new_steps_stay_inside_it(qtbot, reporter, tmp_path):
     """Every new step used to change the auto range, which rebuilt every axis: most of a redraw's cost. The range now
     moves only when the data leaves the span it holds, and still covers every point."""
-    from engine.messages import Started
-
-    pane = make_pane(qtbot, reporter, tmp_path)
-    pane.resize(900, 600)
-    pane.show()
-    qtbot.waitExposed(pane)
+    pane = started_pane(qtbot, reporter, tmp_path, 1000)
     curves = pane.curves
-    pane.run_state.begin(str(tmp_path / "run"), 1000)
-    pane.dispatch(Started("r", config={"max_iters": 1000}, n_params=10))
     for n in range(1, 41):
         pane.dispatch(make_step(n))
     pane.redraw()
@@ -657,6 +645,19 @@ def test_the_plots_range_holds_while_new_steps_stay_inside_it(qtbot, reporter, t
     (x0, x1), (y0, y1) = curves.loss_plot.viewRange()
     assert x1 >= 199 and y0 <= 4.0 - 0.1 * 199
     pane.shutdown()
+
+
+def started_pane(qtbot, reporter, tmp_path, max_iters: int):
+    """A shown 900x600 pane whose state has just heard a run start (no process behind it)."""
+    from engine.messages import Started
+
+    pane = make_pane(qtbot, reporter, tmp_path)
+    pane.resize(900, 600)
+    pane.show()
+    qtbot.waitExposed(pane)
+    pane.run_state.begin(str(tmp_path / "run"), max_iters)
+    pane.dispatch(Started("r", config={"max_iters": max_iters}, n_params=10))
+    return pane
 
 
 def make_step(n):
