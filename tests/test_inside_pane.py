@@ -386,3 +386,5 @@ def test_lens_cells_are_shaded_from_the_palettes_base(qtbot):
         assert model.shades[0].color() == base
         assert (model.text.lightness() > 150) == dark
         assert (model.shades[-1].color().lightness() < 128) == dark
+        if not dark:  # white to the strong blue, as the cells were shaded before they followed the palette
+            assert (model.shades[0].color().name(), model.shades[-1].color().name()) == ("#ffffff", "#6991ff")

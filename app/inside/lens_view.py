@@ -47,6 +47,7 @@ class LensModel(QAbstractTableModel):
         self.shades = [QBrush(strength_color(i / (SHADES - 1), widget)) for i in range(SHADES)]
         p = palette(widget)
         self.text = p.color(QPalette.ColorRole.Text)
+        self.text_brush = QBrush(self.text)
         self.pending = QBrush(mix(p.color(QPalette.ColorRole.Base), self.text, 0.12))  # a cell still being computed
 
     def reset(self, n_layer: int, headers: list[str], labels: list[str]):
@@ -93,7 +94,7 @@ class LensModel(QAbstractTableModel):
         if role == _ROLE.BackgroundRole:
             return self.shades[int(round(float(self.final_probs[layer, p]) * (SHADES - 1)))] if done else self.pending
         if role == _ROLE.ForegroundRole:
-            return QBrush(self.text)
+            return self.text_brush
         if role == _ROLE.TextAlignmentRole:
             return Qt.AlignmentFlag.AlignCenter
         if role == _ROLE.ToolTipRole:

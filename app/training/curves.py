@@ -23,6 +23,9 @@ from app.training.history import History
 X_AXES = {"steps": ("step", "step"), "tokens": ("tokens", "tokens seen")}  # choice -> (column, axis label)
 LEGEND_COLUMNS = 3
 AXIS_WIDTH = 64  # px for tick labels plus the axis title
+# room the held ranges leave past the data, as a share of its span (below, above): a run grows to the right, its loss
+# falls
+HEADROOM = {"x": (0.0, 0.25), "loss": (0.25, 0.05), "lr": (0.1, 0.1), "grad": (0.1, 0.1)}
 COLORS = {
     "raw": (31, 119, 180, 120),
     "smooth": (31, 119, 180),
@@ -181,9 +184,9 @@ class CurvesWidget(QWidget):
         h = self.history
         xcol = X_AXES[self.x_axis][0]
         x = h.train.column(xcol)
-        self._fit_degenerate(np.concatenate([x, h.evals.column(xcol)]),
-                             np.concatenate([h.train.column("loss"), h.evals.column("val_loss")]))
-        self._hold_ranges(np.concatenate([x, h.evals.column(xcol)]),
+        every_x = np.concatenate([x, h.evals.column(xcol)])
+        self._fit_degenerate(every_x, np.concatenate([h.train.column("loss"), h.evals.column("val_loss")]))
+        self._hold_ranges(every_x,
                           {"loss": (h.train.column("loss"), h.train.column("smooth"), h.evals.column("val_loss")),
                            "lr": (h.train.column("lr"),), "grad": (h.train.column("grad_norm"),)})
         self.raw_curve.setData(x, _finite(h.train.column("loss")))
@@ -209,8 +212,7 @@ class CurvesWidget(QWidget):
         spans = {"x": None if self._pinned else _finite_span(x)}
         for key, columns in ys.items():
             spans[key] = None if spans["x"] is None else _finite_span(np.concatenate(columns))
-        headroom = {"x": (0.0, 0.25), "loss": (0.25, 0.05), "lr": (0.1, 0.1), "grad": (0.1, 0.1)}  # (below, above)
-        steady = {key: steady_range(span, self._steady.get(key), *headroom[key]) for key, span in spans.items()}
+        steady = {key: steady_range(span, self._steady.get(key), *HEADROOM[key]) for key, span in spans.items()}
         x_moved = steady["x"] != self._steady.get("x")
         for key, anchor in self._anchors.items():
             if not x_moved and steady[key] == self._steady.get(key):
