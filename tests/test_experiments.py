@@ -85,6 +85,16 @@ def test_smoother_continues_a_growing_series_and_starts_over_when_it_was_rewritt
     buffer[50] = 100.0  # the caller's array changed in place: the smoother compares with its own copy
     got, want = smoother.smooth(buffer), np.array(loop_ema(buffer, weight))
     np.testing.assert_allclose(got[np.isfinite(want)], want[np.isfinite(want)], rtol=1e-12)
+    for other in (0.5, weight):  # a new weight smooths the values held, then continues as before
+        smoother.set_weight(other)
+        got, want = smoother.smooth(buffer), np.array(loop_ema(buffer, other))
+        assert np.isnan(got).tolist() == np.isnan(want).tolist()
+        np.testing.assert_allclose(got[np.isfinite(want)], want[np.isfinite(want)], rtol=1e-12)
+        got, want = smoother.smooth(values[:300]), np.array(loop_ema(values[:300], other))
+        np.testing.assert_allclose(got[np.isfinite(want)], want[np.isfinite(want)], rtol=1e-12)
+        smoother.smooth(buffer)
+    with pytest.raises(ValueError, match="smoothing weight"):
+        smoother.set_weight(1.0)
 
 
 def test_value_at_picks_the_nearest_point():

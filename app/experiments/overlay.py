@@ -66,7 +66,10 @@ class _RunItems:
         new_data = curves is not self.curves or x_axis != self.x_axis
         new_weight = self.smoother is None or weight != self.smoother.weight
         if new_weight:
-            self.smoother = Smoother(weight)
+            if self.smoother is None:
+                self.smoother = Smoother(weight)
+            else:  # the values it holds are smoothed again, without another copy of them
+                self.smoother.set_weight(weight)
             self.smooth.set_method("mean" if weight > 0 else "peak")
             self.raw.setVisible(weight > 0)  # with no smoothing the smoothed curve is the raw one
         if not (new_data or new_weight):

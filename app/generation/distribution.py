@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from app.generation.fast_stages import StageCache, one_torch_thread
+from app.generation.fast_stages import StageCache
 from engine.decoding import DecodeSettings, entropy, probabilities
+from engine.threads import one_torch_thread
 
 STAGE_TITLES = {
     "repetition_penalty": "repetition penalty",

@@ -12,8 +12,6 @@ stages from the first whose setting changed. The softmax skips torch's slow exp 
 has cut the vocabulary to a few tokens the stages after it run on those alone (sparse_stages.py).
 """
 
-from contextlib import contextmanager
-
 import torch
 
 from app.generation import sparse_stages
@@ -32,22 +30,6 @@ CANDIDATES = (1024, 16384)  # top-p widens its candidate set through these befor
 def _stable_desc(values: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """``ids`` (ascending) ordered by ``values`` descending, equal values keeping id order (a stable sort)."""
     return ids[torch.sort(values, descending=True, stable=True).indices]
-
-
-@contextmanager
-def one_torch_thread():
-    """Run torch on the calling thread alone for a while. The chart's passes over 150 000 tokens are too short to
-    gain from a second thread, and on a machine where another program keeps a core busy each parallel region waits
-    for a descheduled thread: a control change took 100-300 ms with torch's 2 threads against 3-20 ms with 1
-    (one core kept busy, 151 936 tokens). torch's setting is per thread once a thread has used it; restored after."""
-    before = torch.get_num_threads()
-    if before != 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if before != 1:
-            torch.set_num_threads(before)
 
 
 def softmax(logits: torch.Tensor, kept: torch.Tensor | None = None) -> torch.Tensor:

@@ -11,9 +11,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from engine.messages import Eval, Started, Step, read_jsonl
 from engine.runs import RunFolder
+from engine.threads import one_torch_thread
 
 _SCALE_LIMIT = 230.0  # a block spans at most this many e-folds of the weight: w**-j stays under 1e100 (no overflow)
 _MAX_BLOCK = 2048  # and at most this many points: the cumulative sums' rounding stays near 1e-13
@@ -55,23 +57,38 @@ class Smoother:
         self._count = 0  # finite values so far
 
     def smooth(self, values) -> np.ndarray:
-        """The smoothed series of values (a new array each time; NaN where values are not finite)."""
+        """The smoothed series of values (NaN where values are not finite); the array is the smoother's own, kept
+        while nothing changes: a copy before changing it."""
         x = np.asarray(values, dtype=np.float64).reshape(-1)
         n = len(self._values)
         # bit for bit, so NaNs compare equal (np.array_equal's equal_nan is 20x slower)
         if not (len(x) >= n and np.array_equal(x[:n].view(np.int64), self._values.view(np.int64))):
             self._reset()
             n = 0
-        new = x[n:]
+        if len(x) > n or not n:
+            self._append(x[n:])
+            self._values = x.copy()
+        return self._out
+
+    def set_weight(self, weight: float) -> None:
+        """Smooth the same values with another weight (the values are not copied again)."""
+        if not 0.0 <= weight < 1.0:
+            raise ValueError(f"smoothing weight must be in [0, 1), got {weight}")
+        if weight != self.weight:
+            values = self._values
+            self.weight = weight
+            self._reset()
+            self._append(values)
+            self._values = values
+
+    def _append(self, new: np.ndarray) -> None:
         ok = np.isfinite(new)
         if ok.all():  # the usual case: no copies through a mask
             out = self._continue(new)
         else:
             out = np.full(new.shape, np.nan)
             out[ok] = self._continue(new[ok])
-        self._out = np.concatenate((self._out, out)) if n else out
-        self._values = x.copy()
-        return self._out
+        self._out = np.concatenate((self._out, out)) if len(self._out) else out
 
     def _continue(self, v: np.ndarray) -> np.ndarray:
         if len(v) == 0:
@@ -85,9 +102,11 @@ def _ema_finite(v: np.ndarray, weight: float, biased: float = 0.0, count: int = 
     """(debiased EMA of the finite values v, the biased average after the last), continuing from the biased
     average ``biased`` after ``count`` values.
 
-    In blocks of B values, value j of a block is (1 - w) * w**j * cumsum(v * w**-i)[j] + w**(j+1) * carry, where
-    carry is the biased average before the block: numpy's cumsum does the work and only the carries (one per block)
-    are a Python loop. B is short enough for w**-B to stay far from overflowing.
+    In blocks of B values, value j of a block is w**j * ((1 - w) * cumsum(v * w**-i)[j] + w * carry), where carry
+    is the biased average before the block: a cumulative sum does the work, four passes over the data in all, and
+    only the carries (one per block) are a Python loop. B is short enough for w**-B to stay far from overflowing.
+    The sum is torch's, on one thread: 4x as fast as numpy's (0.05 against 0.22 ms for 100 000 values), the same
+    sequential float64 additions.
     """
     n = len(v)
     if weight == 0.0:
@@ -95,18 +114,22 @@ def _ema_finite(v: np.ndarray, weight: float, biased: float = 0.0, count: int = 
     log_w = math.log(weight)
     b = int(max(1, min(_MAX_BLOCK, n, _SCALE_LIMIT // -log_w + 1)))
     j = np.arange(b, dtype=np.float64)
-    padded = np.zeros(-(-n // b) * b)
-    padded[:n] = v
-    blocks = padded.reshape(-1, b)
-    blocks *= np.exp(-j * log_w)  # w**-j
-    np.cumsum(blocks, axis=1, out=blocks)
-    blocks *= (1.0 - weight) * np.exp(j * log_w)  # each block as if the average before it were 0
-    carries = np.empty(len(blocks))
-    carry, w_block = biased, math.exp(b * log_w)
-    for i, end in enumerate(blocks[:, -1].tolist()):  # the carry into each block: a scalar recurrence
-        carries[i] = carry
-        carry = end + w_block * carry
-    blocks += np.outer(carries, np.exp((j + 1.0) * log_w))
+    full, rows = n // b, -(-n // b)
+    blocks = np.empty((rows, b))
+    scale = (1.0 - weight) * np.exp(-j * log_w)  # (1 - w) * w**-j
+    np.multiply(v[:full * b].reshape(full, b), scale, out=blocks[:full])
+    if rows > full:  # the last block, short: padded with zeros, which add nothing
+        blocks[full] = 0.0
+        blocks[full, :n - full * b] = v[full * b:] * scale[:n - full * b]
+    with one_torch_thread():
+        torch.cumsum(torch.from_numpy(blocks), dim=1, out=torch.from_numpy(blocks))
+    carries = np.empty(rows)  # w * the biased average before each block
+    carry, w_last, w_block = biased, math.exp((b - 1) * log_w), math.exp(b * log_w)
+    for i, end in enumerate(blocks[:, -1].tolist()):  # a scalar recurrence
+        carries[i] = weight * carry
+        carry = w_last * end + w_block * carry
+    blocks += carries[:, None]
+    blocks *= np.exp(j * log_w)
     out = blocks.reshape(-1)[:n]
     last = float(out[-1])
     # debiasing: / (1 - w**k), k = count + 1 ...; once w**k < 1e-17 that is / 1, so only the first values need it
