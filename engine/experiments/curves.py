@@ -70,6 +70,11 @@ class Smoother:
             self._values = x.copy()
         return self._out
 
+    @property
+    def smoothed(self) -> np.ndarray:
+        """What the last :meth:`smooth` (or :meth:`set_weight`) gave."""
+        return self._out
+
     def set_weight(self, weight: float) -> None:
         """Smooth the same values with another weight (the values are not copied again)."""
         if not 0.0 <= weight < 1.0:
