@@ -8,7 +8,9 @@
    worker uses). Beside it the floor: the bytes of weights a step must read (every weight once; of an untied token
    table, and of a learned position table, one row) divided by the copy bandwidth measured in the same run with
    1 thread (bytes read + written per second copying a 256 MB tensor: a step reads its weights once, so this is the
-   rate they can stream at). Ratios: step / floor, and each context's step / the context-16 step.
+   rate they can stream at). Ratios: step / floor, and each context's step / the context-16 step. A step also reads
+   the KV cache (every layer's keys and values of the C-1 tokens before it), which grows with C: the last column is
+   the step over the floor with those bytes added, (weights + cache) / bandwidth, what the hardware allows at C.
 2. Threads: the GPT-2-small fp32 context-256 step with 1 and 2 torch threads, A B A B, with no extra load and then
    with one extra process spinning on a core (`python -c "while 1: pass"`), as any desktop's other programs do.
 
@@ -63,6 +65,12 @@ def weight_bytes_per_token(model) -> int:
     return total
 
 
+def kv_cache_bytes(model, context: int) -> int:
+    """Bytes of keys and values a step at this context reads from the cache (the C-1 tokens before it)."""
+    c = model.config
+    return c.n_layer * 2 * c.n_kv_head * c.head_size * (context - 1) * next(model.parameters()).element_size()
+
+
 def copy_bandwidth(n_bytes: int = 256 * 2**20, reps: int = 5) -> float:
     """Bytes read + written per second by a tensor copy with the current torch threads (best of reps)."""
     src = torch.ones(n_bytes // 4)
@@ -98,7 +106,7 @@ def latency_table(n_steps: int) -> None:
     bandwidth = statistics.median(copy_bandwidth() for _ in range(3))
     print(f"copy bandwidth, 1 thread: {bandwidth / 1e9:.2f} GB/s (read + write)")
     print(f"{'model':<13}{'dtype':>6}{'params':>9}{'weights/step':>14}{'floor ms':>10}{'context':>9}"
-          f"{'step ms':>9}{'step/floor':>12}{'step/ctx16':>12}")
+          f"{'step ms':>9}{'step/floor':>12}{'step/ctx16':>12}{'KV MB':>8}{'step/(floor+KV)':>17}")
     for name, cfg in SHAPES.items():
         for dtype_name, dtype in DTYPES.items():
             model = build(cfg, dtype)
@@ -107,9 +115,11 @@ def latency_table(n_steps: int) -> None:
             base = None
             for context in CONTEXTS:
                 step = statistics.median(step_times(model, context, n_steps))
+                kv = kv_cache_bytes(model, context)
                 base = base or step
                 print(f"{name:<13}{dtype_name:>6}{model.num_params() / 1e6:>8.1f}M{wbytes / 1e6:>11.0f} MB"
-                      f"{floor * 1e3:>10.1f}{context:>9}{step * 1e3:>9.1f}{step / floor:>12.2f}{step / base:>12.2f}")
+                      f"{floor * 1e3:>10.1f}{context:>9}{step * 1e3:>9.1f}{step / floor:>12.2f}{step / base:>12.2f}"
+                      f"{kv / 1e6:>8.0f}{step * bandwidth / (wbytes + kv):>17.2f}")
             del model
 
 
