@@ -16,7 +16,9 @@ Speed is measured A B A B in one run, so that whatever else the machine does fal
   consecutive iterations as each program logs them (nanoGPT's "time" and our Step times), everything included, the
   first 10 of a round left out.
 - 1 vs 2 processes: engine.train.launch at the same global batch (12; 6 per process), 2 torch threads for the one
-  process, 1 each for the two.
+  process, 1 each for the two. Beside it what the gradients' exchange alone costs: gloo's all-reduce of as many
+  float32 values as the model has parameters between two processes (started together after a barrier), the part
+  of the two-process step that no overlap can hide on a machine whose two cores both compute.
 The 2000-iteration runs (eager, then compiled) train in this process with torch's default threads and report the
 validation loss.
 """
@@ -186,6 +188,57 @@ def processes(corpus: str, rounds: int, iters: int) -> None:
     print(f"2 processes (gloo, 1 thread each) vs 1 (2 threads), global batch 12, alternating: "
           f"{median_ms(two):.1f} vs {median_ms(one):.1f} ms/step = {median_ms(two) / median_ms(one):.3f}x "
           f"(per-round ratios {min(ratios):.3f}-{max(ratios):.3f})")
+    exchange(median_ms(one))
+
+
+def _allreduce_worker(rank: int, port: int, n_values: int, reps: int, out) -> None:
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        values, times = torch.ones(n_values), []
+        for i in range(reps + 5):  # the first 5 connect and warm up
+            dist.barrier()
+            t0 = time.perf_counter()
+            dist.all_reduce(values)
+            if i >= 5:
+                times.append(time.perf_counter() - t0)
+        if rank == 0:
+            out.put(1000.0 * statistics.median(times))
+    finally:
+        dist.destroy_process_group()
+
+
+def allreduce_ms(n_values: int, reps: int = 30) -> float:
+    """Median ms of gloo's all-reduce of n_values float32 values between two processes on this machine."""
+    import socket
+
+    with socket.socket() as sock:  # a free port
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_allreduce_worker, args=(rank, port, n_values, reps, out)) for rank in (0, 1)]
+    for p in procs:
+        p.start()
+    try:
+        return out.get(timeout=120)
+    finally:
+        for p in procs:
+            p.join(30)
+            if p.is_alive():
+                p.kill()
+
+
+def exchange(one_ms: float) -> None:
+    from engine.choices import estimate_params
+
+    n = estimate_params(preset(PRESET), 65)
+    ms = allreduce_ms(n)
+    print(f"gloo all-reduce of the {n / 1e6:.2f} M gradients between 2 processes: {ms:.1f} ms = "
+          f"{ms / one_ms:.2f} of the one-process step")
 
 
 # --- quality ---------------------------------------------------------------------------------------------------------
