@@ -14,6 +14,8 @@ most 1/8 of a column: a point is counted in its neighbour column only when it li
 used when a column holds fewer than 32 points, is exact). Fewer than 2 points per column: the points themselves.
 """
 
+import math
+
 import numpy as np
 
 FAN = 4  # points per block of the level below
@@ -66,9 +68,11 @@ class Pyramid:
             raise ValueError(f"x has {len(x)} values, y {len(y)}")
         keep = len(self.y) if len(y) >= len(self.y) else 0
         self.x, self.y = x, y
-        finite = np.isfinite(y)
-        self.not_finite = np.flatnonzero(~finite)
-        base = (y, y) if self.method == "peak" else (np.where(finite, y, 0.0) if len(self.not_finite) else y,)
+        if math.isfinite(float(np.sum(y))):  # every value finite (the usual case): one pass, no masks
+            self.not_finite = np.empty(0, dtype=np.intp)
+        else:
+            self.not_finite = np.flatnonzero(~np.isfinite(y))
+        base = (y, y) if self.method == "peak" else (np.where(np.isfinite(y), y, 0.0) if len(self.not_finite) else y,)
         self.levels[:1] = [(x,) + base]
         k = 1
         while len(self.levels[k - 1][0]) >= FAN * self.min_blocks:

@@ -87,18 +87,22 @@ class Smoother:
             self._values = values
 
     def _append(self, new: np.ndarray) -> None:
-        ok = np.isfinite(new)
-        if ok.all():  # the usual case: no copies through a mask
-            out = self._continue(new)
-        else:
+        out = self._continue(new, known_finite=False) if self.weight > 0 and len(new) else None
+        if out is None:  # weight 0, nothing new, or a value that is not finite: those are left out, NaN in the result
+            ok = np.isfinite(new)
             out = np.full(new.shape, np.nan)
-            out[ok] = self._continue(new[ok])
+            out[ok] = self._continue(new[ok], known_finite=True)
         self._out = np.concatenate((self._out, out)) if len(self._out) else out
 
-    def _continue(self, v: np.ndarray) -> np.ndarray:
+    def _continue(self, v: np.ndarray, known_finite: bool) -> np.ndarray | None:
+        """The smoothed v after what came before; unless ``known_finite``, None when v holds a value that is not
+        finite (one spreads through the sums to the last value, so no pass looks for one first)."""
         if len(v) == 0:
             return np.empty(0)
-        out, self._biased = _ema_finite(v, self.weight, self._biased, self._count)
+        out, biased = _ema_finite(v, self.weight, self._biased, self._count)
+        if not (known_finite or math.isfinite(biased)):
+            return None
+        self._biased = biased
         self._count += len(v)
         return out
 
