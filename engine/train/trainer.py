@@ -31,6 +31,7 @@ from engine.train.config import CKPT_NAME, USER_ERRORS, ConfigError, TrainConfig
 from engine.train.distributed import _dist_env, _resolve_device, _rng_state, _set_rng_state
 from engine.train.failures import check_writable_folder, error_line, is_disk_full, write_error, write_json_atomic
 from engine.train.resume import check_param_groups, load_optimizer, read_resumable
+from engine.train.shared_reduce import SharedReducer, shared_reducer
 from engine.train.source import build_tokenizer, open_source
 
 
@@ -55,6 +56,7 @@ class Trainer:
         self.last_saved = -1
         self.last_eval = -1
         self.started_dist = False
+        self.reducer: SharedReducer | None = None  # CPU ranks on one machine: gradients averaged in shared memory
         self.lock: RunLock | None = None
         try:
             self._setup()
@@ -178,6 +180,10 @@ class Trainer:
             # gradients live in the buckets DDP reduces: no copy back and forth each step (same values)
             self.model = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                              gradient_as_bucket_view=True)
+            if self.device.type == "cpu":  # ranks on this machine average their gradients in shared memory
+                self.reducer = shared_reducer(self.rank, self.world_size)
+                if self.reducer is not None:
+                    cast(DDP, self.model).register_comm_hook(None, self.reducer.hook)
         self.params = [p for p in self.raw.parameters() if p.requires_grad]
         # what MFU is measured against: every rank times its matmuls at once, so on a shared CPU each sees its share
         self.flops_per_token = flops_per_token(self.raw, cfg.block_size)
@@ -313,12 +319,17 @@ class Trainer:
                 self.scaler.scale(loss).backward()
             loss_sum += loss.detach().float()
 
-        # one collective per step: the global loss and whether any rank was asked to stop
+        # one collective per step: the global loss and whether any rank was asked to stop (with the gradients, in
+        # shared memory)
         stats = torch.stack([loss_sum, torch.tensor(float(bool(self.should_stop())), device=self.device)])
-        if self.world_size > 1:
-            dist.all_reduce(stats)
-        loss_value, stop = stats.tolist()
-        loss_value /= self.world_size
+        if self.reducer is not None:  # averaged in the same exchange as the gradients DDP left to it
+            self.reducer.finish(stats)
+            loss_value, stop = stats.tolist()
+        else:
+            if self.world_size > 1:
+                dist.all_reduce(stats)
+            loss_value, stop = stats.tolist()
+            loss_value /= self.world_size
         stop = stop > 0
 
         if not math.isfinite(loss_value) and cfg.precision == "fp32":
@@ -450,6 +461,10 @@ class Trainer:
             self.writer.close()
             self.writer = None
         if self.started_dist and dist.is_initialized():
+            # DDP's reducer holds the process group too: were it the last to let go, gloo's destructor would join
+            # its worker threads under the GIL that a finished work item waits for to free its tensors (a hang)
+            if hasattr(self, "raw"):  # (a failed set-up may end before the model was built)
+                self.model = self.raw
             dist.destroy_process_group()
             self.started_dist = False
         if self.lock is not None:
