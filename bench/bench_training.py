@@ -16,9 +16,10 @@ Speed is measured A B A B in one run, so that whatever else the machine does fal
   consecutive iterations as each program logs them (nanoGPT's "time" and our Step times), everything included, the
   first 10 of a round left out.
 - 1 vs 2 processes: engine.train.launch at the same global batch (12; 6 per process), 2 torch threads for the one
-  process, 1 each for the two. Beside it what the gradients' exchange alone costs: gloo's all-reduce of as many
-  float32 values as the model has parameters between two processes (started together after a barrier), the part
-  of the two-process step that no overlap can hide on a machine whose two cores both compute.
+  process, 1 each for the two, which average their gradients in shared memory (engine/train/shared_reduce.py), and
+  the two again with gloo's all-reduce (LLM_PLAYGROUND_GLOO_ALLREDUCE=1), in turns. Beside them what gloo's
+  exchange alone costs: its all-reduce of as many float32 values as the model has parameters between two processes
+  (started together after a barrier), the part of the step that no overlap hides when both cores compute.
 The 2000-iteration runs (eager, then compiled) train in this process with torch's default threads and report the
 validation loss.
 """
@@ -173,22 +174,32 @@ def launched_round(config: TrainConfig, world_size: int, threads: int) -> list[f
 
 
 def processes(corpus: str, rounds: int, iters: int) -> None:
-    one, two, ratios = [], [], []
+    from engine.train.shared_reduce import OPT_OUT
+
+    arms = {"1 process": (1, 2, ""), "2 processes": (2, 1, ""), "2 with gloo's all-reduce": (2, 1, "1")}
+    times: dict = {arm: [] for arm in arms}
     with tempfile.TemporaryDirectory(prefix="bench-ddp-") as tmp:
         for n in range(rounds):
             base = {**preset(PRESET), "corpus": corpus, "device": "cpu", "max_iters": iters, "log_interval": 1,
                     "eval_interval": 10 * iters, "checkpoint_interval": 0, "sample_len": 0}
-            a = launched_round(TrainConfig.from_dict({**base, "out_dir": f"{tmp}/one-{n}"}), 1, 2)
-            b = launched_round(TrainConfig.from_dict({**base, "out_dir": f"{tmp}/two-{n}"}), 2, 1)
-            one += a
-            two += b
-            ratios.append(median_ms(b) / median_ms(a))
-            print(f"  round {n + 1}: 1 process {median_ms(a):6.1f} ms/step, 2 processes {median_ms(b):6.1f} "
-                  f"ms/step, ratio {ratios[-1]:.3f}", flush=True)
-    print(f"2 processes (gloo, 1 thread each) vs 1 (2 threads), global batch 12, alternating: "
-          f"{median_ms(two):.1f} vs {median_ms(one):.1f} ms/step = {median_ms(two) / median_ms(one):.3f}x "
-          f"(per-round ratios {min(ratios):.3f}-{max(ratios):.3f})")
-    exchange(median_ms(one))
+            line = []
+            for i, (arm, (world_size, threads, opt_out)) in enumerate(arms.items()):
+                os.environ[OPT_OUT] = opt_out  # the processes inherit it
+                try:
+                    t = launched_round(TrainConfig.from_dict({**base, "out_dir": f"{tmp}/{n}-{i}"}), world_size,
+                                       threads)
+                finally:
+                    os.environ.pop(OPT_OUT, None)
+                times[arm].append(t)
+                line.append(f"{arm} {median_ms(t):5.1f}")
+            print(f"  round {n + 1}: " + ", ".join(line) + " ms/step", flush=True)
+    one = median_ms([x for t in times["1 process"] for x in t])
+    print("2 processes (1 thread each) vs 1 (2 threads), global batch 12, in turns (median ms per global step):")
+    for arm in arms:
+        ms = median_ms([x for t in times[arm] for x in t])
+        ratios = [median_ms(a) / median_ms(b) for a, b in zip(times[arm], times["1 process"])]
+        print(f"  {arm:<26}{ms:6.1f}   {ms / one:.3f}x (per round {min(ratios):.3f}-{max(ratios):.3f})")
+    exchange(one)
 
 
 def _allreduce_worker(rank: int, port: int, n_values: int, reps: int, out) -> None:
