@@ -1,6 +1,6 @@
-"""Screenshot of the Training pane's Runs tab: three overlaid runs of a positions experiment and its comparison table.
+"""Screenshot of the Training pane's Runs tab: the overlaid runs of an experiment and its comparison table.
 
-Opens an experiment folder written by ``llm-train --experiment positions`` (or, without one, runs a small one first
+Opens an experiment folder written by ``llm-train --experiment`` (or, without one, runs a small positions one first
 on the built-in Shakespeare corpus) in a private, throw-away app profile, hovers the middle of the curves and grabs
 the main window.
 
@@ -78,7 +78,7 @@ def main(argv: list[str]) -> int:
         if not view.panel.open(str(experiment)):
             print(view.panel.status.text(), file=sys.stderr)
             return 1
-        if not wait(lambda: len(view.overlay.runs) == 3 and view.panel.table.rowCount() == 3, 60):
+        if not wait(lambda: 0 < len(view.overlay.runs) == view.panel.table.rowCount(), 60):  # every arm shown
             print(f"the arms did not show: {view.status.text()}", file=sys.stderr)
             return 1
         wait(lambda: False, 0.5)
