@@ -40,15 +40,18 @@ class DecimatedLine(pg.GraphicsObject):
         self._rect: QRectF | None = None
 
     # ---- data ----------------------------------------------------------------------------------------------------
-    def set_data(self, x: np.ndarray, y: np.ndarray, fresh: bool = False) -> None:
+    def set_data(self, x: np.ndarray, y: np.ndarray, fresh: bool = False, within: "DecimatedLine | None" = None):
         """Show (x, y); if it only appends to what is shown (a live run), only the new points' blocks are worked on.
-        ``fresh``: the caller knows y is new throughout (a new smoothing weight), so the check is skipped."""
+        ``fresh``: the caller knows y is new throughout (a new smoothing weight), so the check is skipped.
+        ``within``: a line on the same x (in the same plot) whose extent holds this one's, e.g. a raw curve for its
+        moving average (an average of values lies between their least and greatest): its extent is taken as this
+        line's, instead of a pass over y for it."""
         x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
         n = len(self._y)
         appended = (not fresh and 0 < n <= len(y) and np.array_equal(x[:n].view(np.int64), self._x.view(np.int64))
                     and np.array_equal(y[:n].view(np.int64), self._y.view(np.int64)))
         self._x, self._y = x, y
-        self._rebuild(appended)
+        self._rebuild(appended, within._bounds if within is not None and within._log_y == self._log_y else None)
 
     def set_method(self, method: str) -> None:
         if method != self.method:
@@ -60,7 +63,7 @@ class DecimatedLine(pg.GraphicsObject):
             self._log_y = y_log
             self._rebuild(False)
 
-    def _rebuild(self, appended: bool) -> None:
+    def _rebuild(self, appended: bool, bounds: tuple | None = None) -> None:
         y = self._y
         if self._log_y:
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -69,7 +72,7 @@ class DecimatedLine(pg.GraphicsObject):
             self._pyramid.extend(self._x, y)
         else:
             self._pyramid = Pyramid(self._x, y, self.method)
-        self._bounds = self._pyramid.bounds()
+        self._bounds = bounds if bounds is not None else self._pyramid.bounds()
         self._columns = None
         self._view_changed()
         self.informViewBoundsChanged()

@@ -79,7 +79,7 @@ class _RunItems:
             self.raw.set_data(x, curves.loss)
         # the same curves (a new weight or x axis): the smoother holds their values, no need to compare them again
         self.smoothed = self.smoother.smooth(curves.loss) if curves is not self.curves else self.smoother.smoothed
-        self.smooth.set_data(x, self.smoothed, fresh=new_weight)
+        self.smooth.set_data(x, self.smoothed, fresh=new_weight, within=self.raw)
         self.curves, self.x_axis = curves, x_axis
 
     def items(self):
