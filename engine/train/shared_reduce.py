@@ -38,11 +38,11 @@ _yield = getattr(os, "sched_yield", lambda: time.sleep(0))  # let another thread
 class SharedReducer:
     """Averages tensors over the ranks in place, through ``world_size`` slots of ``chunk_bytes`` in a shared file.
 
-    The ranks meet at a barrier before and after reading the slots. On x86-64 it is a counter per rank in the file
-    (each rank raises its own and waits, spinning then yielding, until every counter is as high): x86 keeps stores
-    in order, and loads in order, so a rank that sees another's counter raised sees the slot written before it; the
-    wait is microseconds, where gloo's barrier is a round trip through the network stack and a wake-up of the other
-    process. Elsewhere (weaker memory orders) gloo's barrier.
+    The ranks meet at a barrier before and after reading the slots. On x86-64 (Linux, macOS) it is a counter per
+    rank in the file (each rank raises its own and waits, spinning, then yielding, then sleeping, until every counter
+    is as high): x86 keeps stores in order, and loads in order, so a rank that sees another's counter raised sees the
+    slot written before it; the wait is microseconds, where gloo's barrier is a round trip through the network stack
+    and a wake-up of the other process. Elsewhere (weaker memory orders; Windows) gloo's barrier.
     """
 
     def __init__(self, path: str, rank: int, world_size: int, chunk_bytes: int = CHUNK_BYTES):
@@ -52,7 +52,8 @@ class SharedReducer:
         # one counter per rank, a cache line apart
         self.counters = memory[:CONTROL_BYTES].numpy().view(np.int64)[:world_size * 8:8]
         self.generation = 0
-        self.spin_barrier = platform.machine().lower() in ("x86_64", "amd64")
+        # x86-64 orders stores and loads as the barrier needs; POSIX: _alive() signals 0 (on Windows 0 is Ctrl+C)
+        self.spin_barrier = os.name == "posix" and platform.machine().lower() in ("x86_64", "amd64")
         self.pending: list[torch.Tensor] = []  # DDP's buckets of this step, averaged by finish()
         self.pids: list[int] = []  # every rank's process, to notice one that died while the others wait
 
@@ -160,7 +161,11 @@ def shared_reducer(rank: int, world_size: int) -> SharedReducer | None:
     if rank == 0 and wanted:
         try:
             fd, made = tempfile.mkstemp(prefix="llm-playground-grads-", dir=_folder())
-            os.close(fd)
+            try:  # the space itself, now: a full /dev/shm would otherwise kill a rank (SIGBUS) at its first write
+                if hasattr(os, "posix_fallocate"):
+                    os.posix_fallocate(fd, 0, CONTROL_BYTES + world_size * CHUNK_BYTES)
+            finally:
+                os.close(fd)
             reducer = SharedReducer(made, rank, world_size)
             reducer.memory[:16] = torch.frombuffer(bytearray(token), dtype=torch.uint8)  # in rank 0's slot
         except (OSError, RuntimeError):
