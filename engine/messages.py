@@ -52,6 +52,7 @@ class Started(Message):
     step: int = 0  # 0 for a new run; the checkpoint's step when resuming
     flops_per_token: float = 0.0  # the model's training FLOPs per token (engine.flops); 0 when not known
     peak_flops: float = 0.0  # the matmul FLOP/s the run's processes reached together, measured at the start
+    exchange: str = ""  # how several processes average their gradients: "shared memory", "gloo" or "nccl"
 
     type = "started"
 

@@ -280,7 +280,7 @@ def test_two_gloo_processes_follow_one_process(tmp_path):
         handle.kill()
     assert isinstance(ddp[-1], Finished) and ddp[-1].reason == "stopped", ddp[-1]
     assert handle.ok
-    assert ddp[0].world_size == 2
+    assert ddp[0].world_size == 2 and ddp[0].exchange == "shared memory"
     last = ddp[-1].step
     assert 7 <= last < 20
 

@@ -259,6 +259,11 @@ class Trainer:
         if self.user_emit is not None:
             self.user_emit(msg)
 
+    def _exchange(self) -> str:
+        if self.world_size == 1:
+            return ""
+        return "shared memory" if self.reducer is not None else dist.get_backend()
+
     # --- the loop -----------------------------------------------------------------------------------------------
 
     def run(self) -> Finished:
@@ -266,7 +271,7 @@ class Trainer:
         cfg = self.config
         self.emit(Started(self.run_id, config=cfg.to_dict(), n_params=self.raw.num_params(),
                           world_size=self.world_size, step=self.iter_num, flops_per_token=self.flops_per_token,
-                          peak_flops=self.peak_flops))
+                          peak_flops=self.peak_flops, exchange=self._exchange()))
         outcome, detail = Outcome.COMPLETED, ""
         try:
             if self.iter_num == 0 and not cfg.resume:
