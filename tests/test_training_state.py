@@ -29,7 +29,9 @@ def test_phases_and_what_each_ending_says(tmp_path):
     state.begin(str(tmp_path / "run"), 100, now=0.0)
     assert state.phase == "running" and ("phase", "running") in seen
     state.dispatch(Started("r", config={"max_iters": 100}, n_params=2_000_000, world_size=2))
-    assert state.status == "Training 2.00 M parameters on 2 processes."
+    assert state.status == "Training 2.00 M parameters on 2 processes."  # a run from before Started said how
+    state.dispatch(Started("r", config={"max_iters": 100}, n_params=2_000_000, world_size=2, exchange="shared memory"))
+    assert state.status == "Training 2.00 M parameters on 2 processes (gradients averaged through shared memory)."
     for n in range(1, 6):
         state.dispatch(step(n))
     state.stopping()
