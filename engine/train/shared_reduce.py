@@ -54,6 +54,9 @@ class SharedReducer:
         self.generation = 0
         # x86-64 orders stores and loads as the barrier needs; POSIX: _alive() signals 0 (on Windows 0 is Ctrl+C)
         self.spin_barrier = os.name == "posix" and platform.machine().lower() in ("x86_64", "amd64")
+        # with fewer cores than ranks, a spinning rank would hold the core the one it waits for needs
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        self.spins = SPINS if cores >= world_size else 0
         self.pending: list[torch.Tensor] = []  # DDP's buckets of this step, averaged by finish()
         self.pids: list[int] = []  # every rank's process, to notice one that died while the others wait
 
@@ -69,10 +72,10 @@ class SharedReducer:
         looks, start, checked = 0, 0.0, 0.0
         while self.counters.min() < self.generation:
             looks += 1
-            if looks < SPINS:
+            if looks < self.spins:
                 continue
             now = time.monotonic()
-            if looks == SPINS:
+            if looks == max(self.spins, 1):
                 start = checked = now
             elif now - checked > 0.1:
                 checked = now
