@@ -6,9 +6,9 @@ processes: each costs a wake-up of the other rank, and nothing hides them when b
 buckets and the loss's own all-reduce made three such rendezvous. Ranks on one machine instead map one file (in
 /dev/shm where there is one), and once a step, after the backward pass, exchange everything in one go: each rank
 copies its gradients and its step statistics, divided by the number of ranks as DDP's own hook divides them, into
-its slot, waits for the others (gloo's barrier: a handful of bytes), and adds the slots up in rank order, so every
-rank holds the same mean, bit for bit what gloo gives two ranks; a second barrier keeps a slot from being overwritten
-before every rank has read it. What does not fit the slots goes in several rounds.
+its slot, waits for the others (a barrier: :meth:`SharedReducer.barrier`), and adds the slots up in rank order, so
+every rank holds the same mean, bit for bit what gloo gives two ranks; a second barrier keeps a slot from being
+overwritten before every rank has read it. What does not fit the slots goes in several rounds.
 
 DDP still decides what is reduced (its buckets; nothing under no_sync): its communication hook here only keeps each
 bucket for :meth:`SharedReducer.finish`, which the step calls once its backward passes are done.
