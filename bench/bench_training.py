@@ -224,11 +224,9 @@ def _allreduce_worker(rank: int, port: int, n_values: int, reps: int, out) -> No
 
 def allreduce_ms(n_values: int, reps: int = 30) -> float:
     """Median ms of gloo's all-reduce of n_values float32 values between two processes on this machine."""
-    import socket
+    from engine.train.distributed import _free_port
 
-    with socket.socket() as sock:  # a free port
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = _free_port()
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     procs = [ctx.Process(target=_allreduce_worker, args=(rank, port, n_values, reps, out)) for rank in (0, 1)]

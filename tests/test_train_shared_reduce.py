@@ -6,19 +6,13 @@ import multiprocessing
 import os
 import platform
 import queue
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
 
 from engine.train import shared_reduce
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from engine.train.distributed import _free_port
 
 
 def _rank(rank: int, world_size: int, port: int, opt_out: bool, out, die: bool = False) -> None:

@@ -68,11 +68,14 @@ class Pyramid:
             raise ValueError(f"x has {len(x)} values, y {len(y)}")
         keep = len(self.y) if len(y) >= len(self.y) else 0
         self.x, self.y = x, y
+        base = (y, y) if self.method == "peak" else (y,)
         if math.isfinite(float(np.sum(y))):  # every value finite (the usual case): one pass, no masks
             self.not_finite = np.empty(0, dtype=np.intp)
         else:
-            self.not_finite = np.flatnonzero(~np.isfinite(y))
-        base = (y, y) if self.method == "peak" else (np.where(np.isfinite(y), y, 0.0) if len(self.not_finite) else y,)
+            finite = np.isfinite(y)
+            self.not_finite = np.flatnonzero(~finite)
+            if self.method == "mean":  # NaN is no value to add up; 0 adds nothing
+                base = (np.where(finite, y, 0.0),)
         self.levels[:1] = [(x,) + base]
         k = 1
         while len(self.levels[k - 1][0]) >= FAN * self.min_blocks:

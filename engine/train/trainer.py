@@ -329,11 +329,10 @@ class Trainer:
         stats = torch.stack([loss_sum, torch.tensor(float(bool(self.should_stop())), device=self.device)])
         if self.reducer is not None:  # averaged in the same exchange as the gradients DDP left to it
             self.reducer.finish(stats)
-            loss_value, stop = stats.tolist()
-        else:
-            if self.world_size > 1:
-                dist.all_reduce(stats)
-            loss_value, stop = stats.tolist()
+        elif self.world_size > 1:
+            dist.all_reduce(stats)  # summed
+        loss_value, stop = stats.tolist()
+        if self.reducer is None:
             loss_value /= self.world_size
         stop = stop > 0
 
