@@ -42,11 +42,11 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 def build(cfg: dict, dtype: torch.dtype):
     from engine.hf import config_from_hf
-    from engine.model import GPT
+    from engine.model import GPT, lay_out_for_decoding
 
     config, _ = config_from_hf(cfg, "bench")
     torch.manual_seed(0)
-    return GPT(config).to(dtype).eval()
+    return lay_out_for_decoding(GPT(config).to(dtype).eval())  # as the app's models are
 
 
 def weight_bytes_per_token(model) -> int:

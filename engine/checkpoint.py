@@ -234,12 +234,16 @@ def _unwrap(model):
 def save_model(path, model, tokenizer, extra: dict | None = None):
     """Save model (config + weights) and the identity of its tokenizer; extra adds keys such as "train"."""
     model = _unwrap(model)
+    state: dict[str, torch.Tensor] = {}
+    dense: dict[tuple, torch.Tensor] = {}
+    for key, t in model.state_dict().items():  # as rows (weights laid out for decoding are columns); tied stay tied
+        state[key] = dense.setdefault((t.data_ptr(), t.shape, t.stride()), t if t.is_contiguous() else t.contiguous())
     payload = {
         "format": FORMAT,
         "version": VERSION,
         "model_config": model.config.to_dict(),
         "tokenizer": tokenizer.to_dict(),
-        "model": model.state_dict(),
+        "model": state,
     }
     for key, value in (extra or {}).items():
         if key in payload:

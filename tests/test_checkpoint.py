@@ -61,6 +61,23 @@ def test_round_trip_gives_same_logits(tmp_path, tokenizer, pos, tie):
         assert loaded.lm_head.weight is loaded.transformer.wte.weight
 
 
+@pytest.mark.parametrize("tie", [True, False])
+def test_a_model_laid_out_for_decoding_saves_and_loads(tmp_path, tokenizer, tie):
+    """Weights stored as columns (engine.model.lay_out_for_decoding) are written as rows, a tied table once: the
+    reader's forged-view check would refuse a strided tensor."""
+    from engine.model import lay_out_for_decoding
+
+    model = lay_out_for_decoding(make_model(tokenizer, tie_weights=tie))
+    path = tmp_path / "ckpt.pt"
+    save_model(path, model, tokenizer)
+    loaded, _, payload = load_model(path)
+    x = torch.tensor([tokenizer.encode("not to be")])
+    torch.testing.assert_close(loaded(x)[0], model(x)[0], rtol=1e-6, atol=1e-6)
+    state = payload["model"]
+    assert all(t.is_contiguous() for t in state.values())
+    assert (state["lm_head.weight"].data_ptr() == state["transformer.wte.weight"].data_ptr()) == tie
+
+
 def test_extra_cannot_replace_own_keys(tmp_path, tokenizer):
     with pytest.raises(ValueError, match="'model'"):
         save_model(tmp_path / "c.pt", make_model(tokenizer), tokenizer, extra={"model": {}})

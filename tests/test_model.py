@@ -1,9 +1,10 @@
-"""The transformer: shapes, causality, KV-cache equivalence, positions past block_size, config validation."""
+"""The transformer: shapes, causality, KV-cache equivalence (with the decoding fast paths), positions past
+block_size, config validation."""
 
 import pytest
 import torch
 
-from engine.model import GPT, GPTConfig, KVCache, alibi_slopes
+from engine.model import GPT, GPTConfig, KVCache, alibi_slopes, lay_out_for_decoding, one_query_attention
 
 POSITIONS = ("learned", "rope", "alibi")
 
@@ -75,6 +76,53 @@ def test_kv_cache_matches_full_forward(pos):
     cache = model.new_cache(batch_size=2, max_len=4)  # chunks of several new tokens; the buffer has to grow
     chunks = [model(x[:, a:b], cache=cache)[0] for a, b in ((0, 5), (5, 6), (6, 11), (11, 14))]
     torch.testing.assert_close(torch.cat(chunks, dim=1), full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("pos", POSITIONS)
+@pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16))
+def test_one_token_steps_with_grouped_heads_match_full_forward(pos, dtype):
+    """One-token steps equal a full pass with grouped-query heads, weights laid out for decoding and a cache that
+    grows: in float32 through keys kept as columns and one_query_attention, in bf16 through SDPA."""
+    model = lay_out_for_decoding(tiny(pos, n_head=4, n_kv_head=2).to(dtype))
+    x = ids(2, 14)
+    full, _ = model(x)
+    cache = model.new_cache(batch_size=2, max_len=3)
+    steps = [model(x[:, :5], cache=cache)[0]] + [model(x[:, t:t + 1], cache=cache)[0] for t in range(5, 14)]
+    tol = 1e-5 if dtype == torch.float32 else 3e-2
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=tol, atol=tol)
+    keys = cache.k[0]
+    assert keys is not None and keys.shape == (2, 2, cache.capacity, 4)
+    assert (keys.stride(-2) == 1) == (dtype == torch.float32)  # float32 keys are columns, others rows
+
+
+def test_one_query_attention_is_sdpa():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = torch.randn(2, 6, 1, 8, generator=g), torch.randn(2, 3, 11, 8, generator=g), torch.randn(2, 3, 11, 8,
+                                                                                                     generator=g)
+    mask = torch.randn(1, 6, 1, 11, generator=g)
+    for m in (None, mask):
+        expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=m, enable_gqa=True)
+        torch.testing.assert_close(one_query_attention(q, k, v, m), expected)
+        keys_as_columns = k.transpose(-2, -1).contiguous().transpose(-2, -1)
+        torch.testing.assert_close(one_query_attention(q, keys_as_columns, v, m), expected)
+
+
+def test_lay_out_for_decoding_changes_only_memory_layout():
+    model = tiny(tie_weights=True)
+    x = ids(1, 9)
+    before, _ = model(x)
+    state = {k: t.clone() for k, t in model.state_dict().items()}
+    assert lay_out_for_decoding(model) is model
+    w = model.transformer.h[0].attn.c_attn.weight
+    assert w.shape == (48, 16) and w.stride() == (1, 48)  # column-major: its transpose is contiguous
+    assert model.lm_head.weight is model.transformer.wte.weight and model.lm_head.weight.stride() == (1, 37)
+    torch.testing.assert_close(model(x)[0], before, rtol=1e-6, atol=1e-6)
+    assert all(torch.equal(t, state[k]) for k, t in model.state_dict().items())
+    fresh = tiny(tie_weights=True)
+    fresh.load_state_dict(model.state_dict())
+    torch.testing.assert_close(fresh(x)[0], before, rtol=1e-6, atol=1e-6)
+    bf16 = lay_out_for_decoding(tiny().to(torch.bfloat16))  # bf16 single-row products are faster row-major
+    assert all(p.is_contiguous() for p in bf16.parameters())
 
 
 @pytest.mark.parametrize("pos", POSITIONS)

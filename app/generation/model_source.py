@@ -90,6 +90,7 @@ def load_source(source: ModelSource, progress=lambda text: None, *, precision: s
     models, whose weights are read tensor by tensor with progress.
     """
     from engine.checkpoint import load_model
+    from engine.model import lay_out_for_decoding
     from engine.runs import TrainingState
 
     info: dict = {}
@@ -113,6 +114,7 @@ def load_source(source: ModelSource, progress=lambda text: None, *, precision: s
         model, tokenizer, payload = load_model(source.path)
         state = TrainingState.from_payload(payload)
         step = state.step if state is not None else None
+    lay_out_for_decoding(model)  # before any pane shares it: each step reads float32 weights ~7% faster so
     progress("Indexing the vocabulary…")
     labels = vocabulary_labels(tokenizer, model.config.vocab_size)
     cfg = model.config
