@@ -364,3 +364,18 @@ def test_a_trained_checkpoint_says_how_many_steps_it_was_trained(tmp_path):
     w = loaded.model.transformer.h[0].mlp.c_fc.weight  # laid out for decoding (engine.model.lay_out_for_decoding)
     assert w.dtype == torch.float32 and w.t().is_contiguous()
     assert TrainingState.from_payload({"model": {}}) is None
+
+
+def test_a_cpu_run_keeps_freed_memory_for_its_next_step(tmp_path, monkeypatch):
+    """engine.train.allocator: a CPU run fixes glibc's malloc thresholds (on glibc; nothing elsewhere), so a step
+    re-uses the heap the last one freed instead of faulting ~1 000 fresh pages in."""
+    import platform
+
+    from engine.train.allocator import keep_freed_memory
+
+    calls = []
+    monkeypatch.setattr(trainer_mod, "keep_freed_memory", lambda: calls.append(1) or True)
+    run(tiny(tmp_path, max_iters=2, checkpoint_interval=0))
+    assert calls == [1]
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert keep_freed_memory() is glibc

@@ -27,6 +27,7 @@ from engine.messages import (CheckpointSaved, Eval, Failed, Finished, JsonlWrite
 from engine.model import GPT, GPTConfig
 from engine.runlock import RunLock
 from engine.runs import RunFolder
+from engine.train.allocator import keep_freed_memory
 from engine.train.config import CKPT_NAME, USER_ERRORS, ConfigError, TrainConfig, get_lr, model_config, problems
 from engine.train.distributed import _dist_env, _resolve_device, _rng_state, _set_rng_state
 from engine.train.failures import check_writable_folder, error_line, is_disk_full, write_error, write_json_atomic
@@ -74,6 +75,8 @@ class Trainer:
             raise ConfigError(found[0])
         self.micro_batch = cfg.batch_size // self.world_size
         self.device = _resolve_device(cfg, self.local_rank)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # a CPU step re-uses the heap it freed instead of faulting its pages in again
         if cfg.cache_dir:
             check_writable_folder(cfg.cache_dir, "cache_dir")
         self.folder = RunFolder(cfg.out_dir)
