@@ -212,9 +212,10 @@ def one_query_attention(q, k, v, mask=None):
     return torch.matmul(weights.view(B, nkv, nh // nkv, S), v).view(B, nh, 1, hs)
 
 
-def lay_out_for_decoding(model: nn.Module) -> nn.Module:
+def lay_out_for_decoding(model: nn.Module, stop=None) -> nn.Module:
     """Store every float32 Linear weight on the CPU column-major (its transpose contiguous); values, shapes, names
-    and tying stay as they were. Returns the model.
+    and tying stay as they were. Returns the model. ``stop`` (a callable) is asked between weights: true leaves the
+    rest as they are, the model as valid as before. GPT-2-small (500 MB) takes ~0.3 s, one weight's copy at a time.
 
     A decoding step multiplies one row by each weight, and MKL reads a column-major weight for that ~7% faster
     (GPT-2-small fp32, bench/bench_generation_models.py). Only for a model kept for decoding: training is slower so
@@ -223,6 +224,8 @@ def lay_out_for_decoding(model: nn.Module) -> nn.Module:
     """
     with torch.no_grad():
         for module in model.modules():
+            if stop is not None and stop():
+                break
             w = module.weight if isinstance(module, nn.Linear) else None
             if w is not None and w.dtype == torch.float32 and w.device.type == "cpu" and w.dim() == 2 \
                     and w.is_contiguous() and min(w.shape) > 1:  # a tied weight already laid out is skipped

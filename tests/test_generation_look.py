@@ -1,6 +1,7 @@
 """How the Generation pane looks: a long model line elided with the full text in its tooltip, a chart legend whose
 entries never break across lines, the last-draw label clear of the strip's edges, rows refitted when the chart
-shrinks, and the banner and the probability chips following a dark palette as well as a light one."""
+shrinks, probability ticks whose labels stand apart on a narrow chart, and the banner and the probability chips
+following a dark palette as well as a light one."""
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ from PySide6.QtCore import QEvent, QPointF
 from PySide6.QtGui import QColor, QPalette, QTextCursor, QTextDocument
 from PySide6.QtWidgets import QWidget
 
-from app.generation.chart import STRIP_GAP, ProbabilityChart
+from app.generation.chart import STRIP_GAP, ProbabilityAxis, ProbabilityChart
 from app.generation.distribution import draw_strip
 from app.generation.model_source import ModelSource
 from app.generation.pane import GenerationPane
@@ -220,3 +221,21 @@ def test_a_redraw_that_leaves_parts_unchanged_still_shows_the_new_data(qtbot):
         if i == 2:
             chart.show_message("gone")  # empties the chart: the next redraw must set everything again
             assert len(chart.after_bars.opts["width"]) == 0
+
+
+def test_probability_tick_labels_stand_apart_on_a_narrow_axis(qtbot):
+    """Regression: at 900 px the chart's axis showed "0.001%0.002%0.003%", labels run together."""
+    from PySide6.QtGui import QFontMetrics
+
+    axis = ProbabilityAxis("bottom")
+    axis.limit = 7e-5
+    metrics = QFontMetrics(axis.style.get("tickFont") or axis.font())
+    for size in (120, 300, 900):
+        levels = axis.tickSpacing(0.0, 8e-5, size)
+        assert levels
+        for spacing, values in axis.tickValues(0.0, 8e-5, size):
+            labels = axis.tickStrings(list(values), 1, spacing)
+            widest = max((metrics.horizontalAdvance(t) for t in labels), default=0)
+            assert spacing * size / 8e-5 > widest, (size, spacing, labels)
+    axis.limit = 1.0
+    assert axis.tickSpacing(0.0, 1.0, 900)[0][0] <= 0.25  # a wide axis with room keeps pyqtgraph's own ticks

@@ -123,6 +123,20 @@ def test_cancelling_a_load(tmp_path):
     assert outcomes and "cancelled" in outcomes[-1]
 
 
+def test_a_load_can_be_cancelled_while_its_weights_are_laid_out(checkpoint):
+    """Laying float32 weights out for decoding is part of the load: it says so and stops when asked."""
+    from app.generation.model_source import load_source
+    from engine.hf import LoadCancelled
+
+    said: list[str] = []
+    with pytest.raises(LoadCancelled, match="cancelled"):
+        load_source(ModelSource("file", path=checkpoint), said.append,
+                    cancel=lambda: any(text.startswith("Arranging the weights") for text in said))
+    loaded = load_source(ModelSource("file", path=checkpoint), cancel=lambda: False)
+    linears = [m for m in loaded.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.weight.t().is_contiguous() for m in linears)
+
+
 def test_run_limits_and_stop_sequences():
     assert parse_stop_sequences(r"\n\n | END") == ("\n\n", "END")
     assert parse_stop_sequences(r"a\|b|c") == ("a|b", "c")

@@ -39,12 +39,45 @@ class ProbabilityAxis(pg.AxisItem):
         return [(spacing, [v for v in values if v <= self.limit + 1e-9])
                 for spacing, values in super().tickValues(minVal, maxVal, size)]
 
+    def tickSpacing(self, minVal, maxVal, size):  # noqa: N802, N803 - pyqtgraph override
+        """pyqtgraph's tick levels whose labels stand apart, else its major spacing widened (1, 2, 5 × 10^n) until
+        they do: its choice assumes short labels, and "0.001%" ticks ran into each other on a 900-pixel window."""
+        levels = super().tickSpacing(minVal, maxVal, size)
+        span = maxVal - minVal
+        if not levels or span <= 0 or size <= 0 or self.orientation not in ("bottom", "top"):
+            return levels
+        metrics = QFontMetrics(self.style.get("tickFont") or self.font())
+        gap = metrics.horizontalAdvance("  ")
+
+        def apart(spacing: float) -> bool:
+            first = np.ceil(minVal / spacing) * spacing
+            values = [float(v) for v in np.arange(first, min(maxVal, self.limit) + spacing * 1e-6, spacing)]
+            widest = max((metrics.horizontalAdvance(t) for t in self.tickStrings(values, 1, spacing)), default=0)
+            return spacing * size / span >= widest + gap
+
+        fitting = [level for level in levels if apart(level[0])]
+        if fitting:
+            return fitting
+        spacing = levels[0][0]
+        for _ in range(8):
+            spacing = _wider(spacing)
+            if apart(spacing):
+                break
+        return [(spacing, 0)]
+
     def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph override
         """Probabilities in the labels' own format (percent, or scientific for tiny ones); ln p as plain numbers."""
         if self.log:
             return [f"{v:g}" for v in values]
         fmt = self.fmt or number_format([v for v in values if v > 0])
         return [fmt(v) if v > 0 else "0" for v in values]
+
+
+def _wider(spacing: float) -> float:
+    """The next tick spacing of the 1, 2, 5 × 10^n series above spacing."""
+    power = 10.0 ** np.floor(np.log10(spacing))
+    mantissa = spacing / power
+    return float(power * (2 if mantissa < 1.5 else 5 if mantissa < 3.5 else 10))
 
 
 def raw_pen(widget) -> QColor:

@@ -86,10 +86,12 @@ def load_source(source: ModelSource, progress=lambda text: None, *, precision: s
                 cancel=None) -> LoadedModel:
     """Build the model a source describes. Raises CheckpointError / ValueError with a readable message.
 
-    precision and cancel (a callable: true stops the load with engine.hf.LoadCancelled) apply to Hugging Face
-    models, whose weights are read tensor by tensor with progress.
+    precision applies to Hugging Face models, whose weights are read tensor by tensor with progress; cancel (a
+    callable: true stops the load with engine.hf.LoadCancelled) to them and to laying float32 weights out for
+    decoding (engine.model.lay_out_for_decoding), which every source's model goes through.
     """
     from engine.checkpoint import load_model
+    from engine.hf import LoadCancelled
     from engine.model import lay_out_for_decoding
     from engine.runs import TrainingState
 
@@ -114,7 +116,11 @@ def load_source(source: ModelSource, progress=lambda text: None, *, precision: s
         model, tokenizer, payload = load_model(source.path)
         state = TrainingState.from_payload(payload)
         step = state.step if state is not None else None
-    lay_out_for_decoding(model)  # before any pane shares it: each step reads float32 weights ~7% faster so
+    if next(model.parameters()).dtype == torch.float32:  # before any pane shares it: each step reads them ~7% faster
+        progress("Arranging the weights for single-token steps…")
+        lay_out_for_decoding(model, stop=cancel)
+        if cancel is not None and cancel():
+            raise LoadCancelled(f"loading {source.title()} was cancelled")
     progress("Indexing the vocabulary…")
     labels = vocabulary_labels(tokenizer, model.config.vocab_size)
     cfg = model.config
