@@ -379,3 +379,22 @@ def test_a_cpu_run_keeps_freed_memory_for_its_next_step(tmp_path, monkeypatch):
     assert calls == [1]
     glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert keep_freed_memory() is glibc
+
+
+@pytest.mark.parametrize("max_norm", [1e-3, 1e6, math.inf])
+def test_gradient_clipping_is_torchs_bit_for_bit(max_norm):
+    """The trainer's clipping skips torch's multiplication by 1.0 when no clipping is needed; the norm and the
+    gradients stay exactly what clip_grad_norm_ gives."""
+    from types import SimpleNamespace
+
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(n)) for n in (5, 300, 7)]
+    copies = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    for p, c in zip(params, copies):
+        p.grad = torch.randn_like(p) * 3
+        c.grad = p.grad.clone()
+    expected = float(torch.nn.utils.clip_grad_norm_(copies, max_norm))
+    got = trainer_mod.Trainer._clip_gradients(SimpleNamespace(params=params), max_norm)
+    assert got == expected
+    assert all(torch.equal(p.grad, c.grad) for p, c in zip(params, copies))
+    assert (max(p.grad.abs().max() for p in params) < 1e-3) == (max_norm == 1e-3)  # clipped only when asked
