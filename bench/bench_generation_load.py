@@ -7,7 +7,7 @@ published) into a temporary folder: a SmolLM-135M shape and a Qwen2.5-0.5B shape
 head). Each is then loaded by engine.load_model in a fresh process, in fp32 and in bf16, alternating, twice each;
 the child reports the load time and how far its peak resident memory rose above the resident memory it held just
 before the load (torch and the engine imported). Weights are memory-mapped, so the file's pages count while they
-are read. Then, as the app's loader does, it lays float32 weights out for decoding (engine.model.
+are read. Then, as the app's loader does, it lays float32 weights out for decoding (engine.incremental.
 lay_out_for_decoding: one weight's copy at a time; nothing in bf16): its time is a column of its own, and the
 peak is taken after it.
 The machine this runs on may be shared: the load average is printed.
@@ -52,7 +52,7 @@ before = rss()
 t0 = time.perf_counter()
 model, tok, info = engine.load_model({path!r}, dtype={dtype!r})
 seconds = time.perf_counter() - t0
-from engine.model import lay_out_for_decoding
+from engine.incremental import lay_out_for_decoding
 t0 = time.perf_counter()
 lay_out_for_decoding(model)
 layout = time.perf_counter() - t0

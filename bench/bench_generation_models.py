@@ -42,7 +42,8 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 def build(cfg: dict, dtype: torch.dtype):
     from engine.hf import config_from_hf
-    from engine.model import GPT, lay_out_for_decoding
+    from engine.incremental import lay_out_for_decoding
+    from engine.model import GPT
 
     config, _ = config_from_hf(cfg, "bench")
     torch.manual_seed(0)

@@ -63,9 +63,9 @@ def test_round_trip_gives_same_logits(tmp_path, tokenizer, pos, tie):
 
 @pytest.mark.parametrize("tie", [True, False])
 def test_a_model_laid_out_for_decoding_saves_and_loads(tmp_path, tokenizer, tie):
-    """Weights stored as columns (engine.model.lay_out_for_decoding) are written as rows, a tied table once: the
+    """Weights stored as columns (engine.incremental.lay_out_for_decoding) are written as rows, a tied table once: the
     reader's forged-view check would refuse a strided tensor."""
-    from engine.model import lay_out_for_decoding
+    from engine.incremental import lay_out_for_decoding
 
     model = lay_out_for_decoding(make_model(tokenizer, tie_weights=tie))
     path = tmp_path / "ckpt.pt"

@@ -4,7 +4,8 @@ block_size, config validation."""
 import pytest
 import torch
 
-from engine.model import GPT, GPTConfig, KVCache, alibi_slopes, lay_out_for_decoding, one_query_attention
+from engine.incremental import KVCache, lay_out_for_decoding, one_query_attention
+from engine.model import GPT, GPTConfig, alibi_slopes
 
 POSITIONS = ("learned", "rope", "alibi")
 

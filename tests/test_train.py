@@ -361,7 +361,7 @@ def test_a_trained_checkpoint_says_how_many_steps_it_was_trained(tmp_path):
     assert state is not None and state.step == 6 and state.tokens_seen == 6 * config.tokens_per_iter
     loaded = load_source(ModelSource("file", path=str(folder.checkpoint_path)))
     assert "trained 6 steps" in loaded.description
-    w = loaded.model.transformer.h[0].mlp.c_fc.weight  # laid out for decoding (engine.model.lay_out_for_decoding)
+    w = loaded.model.transformer.h[0].mlp.c_fc.weight  # laid out for decoding (engine.incremental.lay_out_for_decoding)
     assert w.dtype == torch.float32 and w.t().is_contiguous()
     assert TrainingState.from_payload({"model": {}}) is None
 

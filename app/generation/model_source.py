@@ -88,11 +88,11 @@ def load_source(source: ModelSource, progress=lambda text: None, *, precision: s
 
     precision applies to Hugging Face models, whose weights are read tensor by tensor with progress; cancel (a
     callable: true stops the load with engine.hf.LoadCancelled) to them and to laying float32 weights out for
-    decoding (engine.model.lay_out_for_decoding), which every source's model goes through.
+    decoding (engine.incremental.lay_out_for_decoding), which every source's model goes through.
     """
     from engine.checkpoint import load_model
     from engine.hf import LoadCancelled
-    from engine.model import lay_out_for_decoding
+    from engine.incremental import lay_out_for_decoding
     from engine.runs import TrainingState
 
     info: dict = {}
