@@ -1,5 +1,6 @@
 """How long the Inside pane takes to fill for a 64, 256 and 1024-token text, on the bundled models and a
-GPT-2-small-shaped one (124 M parameters, random weights: the cost does not depend on what the weights learned).
+GPT-2-small-shaped one (124 M parameters, random weights: the cost does not depend on what the weights learned), each
+laid out for decoding as the app's loader lays out every float32 model (engine.incremental.lay_out_for_decoding).
 
 For each model and length it types the text into a real pane (900x600, the tab ``--view`` shown: the logit lens
 unless told) and waits for it to fill, reporting
@@ -42,11 +43,12 @@ def models(with_gpt2: bool):
 
     from app.paths import assets_dir
     from engine.checkpoint import load_model
+    from engine.incremental import lay_out_for_decoding  # as the app's loader lays out every float32 model
 
     out = []
     for path in sorted((assets_dir() / "models").glob("*.pt")):
         model, tok, _ = load_model(path)
-        out.append((path.stem, model, tok))
+        out.append((path.stem, lay_out_for_decoding(model), tok))
     if with_gpt2:
         from engine.model import GPT, GPTConfig
         from engine.presets import MODEL_SIZES
@@ -55,7 +57,7 @@ def models(with_gpt2: bool):
         tok = get_tokenizer("gpt2")
         torch.manual_seed(0)
         model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=1024, **MODEL_SIZES["gpt2-small"])).eval()
-        out.append(("gpt2-small shape", model, tok))
+        out.append(("gpt2-small shape", lay_out_for_decoding(model), tok))
     return out
 
 
