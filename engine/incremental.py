@@ -13,6 +13,12 @@ import torch
 import torch.nn as nn
 
 
+def keys_as_columns(dtype: torch.dtype) -> bool:
+    """Whether the cache keeps keys as columns and a one-token step reads them with ``one_query_attention`` (float32),
+    or keeps them as rows for SDPA (other dtypes: see KVCache)."""
+    return dtype == torch.float32
+
+
 class KVCache:
     """Keys and values of every layer for the tokens seen so far, for incremental decoding.
 
@@ -45,7 +51,7 @@ class KVCache:
             self.capacity = capacity
             kbuf = self._grown(kbuf, k.new_zeros(B, nkv, capacity, hs))
             vbuf = self._grown(vbuf, v.new_zeros(B, nkv, capacity, hs))
-            if k.dtype == torch.float32:  # keys as columns: the same (B, nkv, capacity, hs) view, other strides
+            if keys_as_columns(k.dtype):  # keys as columns: the same (B, nkv, capacity, hs) view, other strides
                 kbuf = kbuf.transpose(-2, -1).contiguous().transpose(-2, -1)
             self.k[layer], self.v[layer] = kbuf, vbuf
         kbuf[:, :, self.length:end] = k

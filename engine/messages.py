@@ -56,6 +56,11 @@ class Started(Message):
 
     type = "started"
 
+    def exchange_note(self) -> str:
+        """' (gradients averaged through …)' for a run of several processes, '' otherwise: the CLI's run line and
+        the Training pane's status say it alike."""
+        return f" (gradients averaged through {self.exchange})" if self.world_size > 1 and self.exchange else ""
+
 
 @dataclass(frozen=True)
 class Step(Message):

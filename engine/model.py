@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from engine.incremental import KVCache, one_query_attention
+from engine.incremental import KVCache, keys_as_columns, one_query_attention
 from engine.positions import (ROPE_SCALINGS, alibi_bias, alibi_slopes, apply_rope, causal_mask,  # noqa: F401
                               rope_inv_freq, rope_tables)
 
@@ -216,7 +216,7 @@ class CausalSelfAttention(nn.Module):
             if self.training and self.dropout:
                 att = F.dropout(att, p=self.dropout)
             y = att @ v  # (B, nh, T, hs)
-        elif cache is not None and T == 1 and q.dtype == torch.float32 and not (self.training and self.dropout):
+        elif cache is not None and T == 1 and keys_as_columns(q.dtype) and not (self.training and self.dropout):
             y = one_query_attention(q, k, v, mask)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,

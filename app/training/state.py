@@ -204,9 +204,7 @@ class RunState:
             self._changed(self.events.samples)
         self._rate_origin = None
         self.run_over = False
-        procs = f" on {msg.world_size} processes" if msg.world_size > 1 else ""
-        if msg.world_size > 1 and msg.exchange:
-            procs += f" (gradients averaged through {msg.exchange})"
+        procs = f" on {msg.world_size} processes{msg.exchange_note()}" if msg.world_size > 1 else ""
         where = f" from step {msg.step:,}" if msg.step else ""
         self.set_status(f"Training {msg.n_params / 1e6:.2f} M parameters{procs}{where}.")
         self._curves_changed()

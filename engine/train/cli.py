@@ -52,9 +52,8 @@ class ConsolePrinter:
         if isinstance(msg, Started):
             self.tokens_per_iter = TrainConfig.from_dict(msg.config).tokens_per_iter
             peak = f"; matmul peak {human_flops(msg.peak_flops)}" if msg.peak_flops > 0 else ""
-            exchange = f" (gradients averaged through {msg.exchange})" if msg.exchange else ""
             return (f"run {msg.run_id}: {msg.n_params / 1e6:.2f} M parameters, {msg.world_size} process"
-                    f"{'es' if msg.world_size > 1 else ''}{exchange}"
+                    f"{'es' if msg.world_size > 1 else ''}{msg.exchange_note()}"
                     + (f", resuming at step {msg.step}" if msg.step else "") + peak)
         if isinstance(msg, CheckpointSaved):
             return f"step {msg.step}: saved {msg.path}"
