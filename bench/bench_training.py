@@ -1,6 +1,6 @@
 """Training speed against nanoGPT and between 1 and 2 processes, and the validation loss at 2000 iterations.
 
-    python bench/bench_training.py --nanogpt ~/src/nanoGPT    # everything, nanoGPT's train.py beside ours
+    python bench/bench_training.py --nanogpt ~/src/nanoGPT    # everything, nanoGPT's train.py beside ours (~15 min)
     python bench/bench_training.py --quick                   # shorter rounds, no 2000-iteration run
     python bench/bench_training.py --skip-quality            # speed only
 
@@ -20,8 +20,11 @@ Speed is measured A B A B in one run, so that whatever else the machine does fal
   the two again with gloo's all-reduce (LLM_PLAYGROUND_GLOO_ALLREDUCE=1), in turns. Beside them what gloo's
   exchange alone costs: its all-reduce of as many float32 values as the model has parameters between two processes
   (started together after a barrier), the part of the step that no overlap hides when both cores compute.
-The 2000-iteration runs (eager, then compiled) train in this process with torch's default threads and report the
-validation loss.
+The speed comparison has a third arm of ours, bf16 autocast (weights, optimizer and attention in float32: see
+engine.model.attends_in_float32), against the same nanoGPT command: nanoGPT has no reduced precision on the CPU.
+The 2000-iteration runs (ours in fp32 and in bf16, in this process with torch's default threads; nanoGPT's command
+as a process when a checkout is given) report the validation loss along the way, every estimate the mean of
+--eval-iters batches (default 200; nanoGPT's documented 20 leave ~0.02 of noise).
 """
 
 import argparse
@@ -46,7 +49,6 @@ from engine.messages import Eval, Failed, Finished, Step, read_jsonl  # noqa: E4
 from engine.presets import preset  # noqa: E402
 from engine.train import TrainConfig, launch, train  # noqa: E402
 
-NANOGPT_VAL_2000 = 1.89  # nanoGPT's README, "I only have a macbook"
 VAL_AT = (250, 500, 1000, 2000)
 SKIP = 10  # iterations at the start of every round left out (allocators, caches, the first evaluation)
 PRESET = "shakespeare-char-cpu"
@@ -75,12 +77,12 @@ def median_ms(intervals: list[float]) -> float:
 
 # --- ours and nanoGPT, as processes ------------------------------------------------------------------------------
 
-def ours_round(corpus: Path, tmp: Path, iters: int, n: int, compile_: bool) -> list[float]:
+def ours_round(corpus: Path, tmp: Path, iters: int, n: int, compile_: bool, precision: str = "fp32") -> list[float]:
     """One `llm-train` run of iters iterations -> seconds between consecutive logged steps."""
-    out = tmp / f"ours-{n}-{compile_}"
+    out = tmp / f"ours-{n}-{compile_}-{precision}"
     cmd = [sys.executable, "-m", "engine.train", "--preset", PRESET, f"corpus={corpus}", f"out_dir={out}",
            f"max_iters={iters}", f"lr_decay_iters={2000}", "log_interval=1", f"eval_interval={10 * iters}",
-           "checkpoint_interval=0", "sample_len=0", f"compile={compile_}"]
+           "checkpoint_interval=0", "sample_len=0", f"compile={compile_}", f"precision={precision}"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"llm-train failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -102,51 +104,64 @@ def prepare_nanogpt(checkout: Path, corpus: Path, tmp: Path) -> Path:
     return work
 
 
-def nanogpt_round(work: Path, iters: int, n: int, compile_: bool) -> list[float]:
-    """nanoGPT's documented CPU command for iters iterations -> seconds per iteration as it logs them."""
-    cmd = [sys.executable, "train.py", "config/train_shakespeare_char.py", "--device=cpu", f"--compile={compile_}",
-           "--eval_iters=20", "--log_interval=1", "--block_size=64", "--batch_size=12", "--n_layer=4",
-           "--n_head=4", "--n_embd=128", f"--max_iters={iters}", "--lr_decay_iters=2000", "--dropout=0.0",
-           f"--eval_interval={10 * iters}", f"--out_dir=out-bench-{n}", "--always_save_checkpoint=False"]
+def nanogpt_command(iters: int, out: str, compile_: bool = False, eval_interval: int = 0,
+                    eval_iters: int = 20) -> list[str]:
+    """nanoGPT's documented CPU command for iters iterations (no evaluation after the first unless eval_interval)."""
+    return [sys.executable, "train.py", "config/train_shakespeare_char.py", "--device=cpu", f"--compile={compile_}",
+            f"--eval_iters={eval_iters}", "--log_interval=1", "--block_size=64", "--batch_size=12", "--n_layer=4",
+            "--n_head=4", "--n_embd=128", f"--max_iters={iters}", "--lr_decay_iters=2000", "--dropout=0.0",
+            f"--eval_interval={eval_interval or 10 * iters}", f"--out_dir={out}", "--always_save_checkpoint=False"]
+
+
+def run_nanogpt(work: Path, cmd: list[str]) -> str:
     done = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"nanoGPT's train.py failed: {done.stderr.strip().splitlines()[-1:]}")
-    ms = [float(x) for x in re.findall(r"^iter \d+: loss [\d.]+, time ([\d.]+)ms", done.stdout, re.M)]
+    return done.stdout
+
+
+def nanogpt_round(work: Path, iters: int, n: int, compile_: bool) -> list[float]:
+    """nanoGPT's documented CPU command for iters iterations -> seconds per iteration as it logs them."""
+    stdout = run_nanogpt(work, nanogpt_command(iters, f"out-bench-{n}", compile_))
+    ms = [float(x) for x in re.findall(r"^iter \d+: loss [\d.]+, time ([\d.]+)ms", stdout, re.M)]
     return [m / 1000.0 for m in ms[1:]][SKIP:]  # iter 0 includes the first evaluation
 
 
-ARMS = ("ours", "ours compiled", "nanoGPT", "nanoGPT compiled")
+ARMS = ("ours", "ours bf16", "ours compiled", "nanoGPT", "nanoGPT compiled")
+COMPARED = {"eager": ("ours", "nanoGPT"), "ours bf16 / nanoGPT eager": ("ours bf16", "nanoGPT"),
+            "compiled": ("ours compiled", "nanoGPT compiled"),
+            "ours compiled / nanoGPT eager": ("ours compiled", "nanoGPT")}
 
 
 def against_nanogpt(checkout: Path, rounds: int, iters: int) -> None:
-    """Four arms in turn each round: ours and nanoGPT's documented command (eager), then both with torch.compile
-    (its time is the first iteration's, left out with the rest of the first SKIP)."""
+    """Five arms in turn each round: ours and nanoGPT's documented command (eager), ours with bf16 autocast (nanoGPT
+    has no reduced precision on the CPU: its autocast context is for CUDA only), then both with torch.compile (its
+    time is the first iteration's, left out with the rest of the first SKIP)."""
     with tempfile.TemporaryDirectory(prefix="bench-nanogpt-") as name:
         tmp = Path(name)
         corpus = corpus_file(tmp)
         work = prepare_nanogpt(checkout, corpus, tmp)
         times: dict[str, list[float]] = {arm: [] for arm in ARMS}
-        ratios: dict[str, list[float]] = {"eager": [], "compiled": [], "ours compiled / nanoGPT eager": []}
+        ratios: dict[str, list[float]] = {what: [] for what in COMPARED}
         for n in range(rounds):
             got = {
                 "ours": ours_round(corpus, tmp, iters, n, False),
                 "nanoGPT": nanogpt_round(work, iters, n, False),
+                "ours bf16": ours_round(corpus, tmp, iters, n, False, "bf16"),
                 "ours compiled": ours_round(corpus, tmp, iters, n, True),
                 "nanoGPT compiled": nanogpt_round(work, iters, n, True),
             }
             for arm, got_times in got.items():
                 times[arm] += got_times
             ms = {arm: median_ms(t) for arm, t in got.items()}
-            ratios["eager"].append(ms["ours"] / ms["nanoGPT"])
-            ratios["compiled"].append(ms["ours compiled"] / ms["nanoGPT compiled"])
-            ratios["ours compiled / nanoGPT eager"].append(ms["ours compiled"] / ms["nanoGPT"])
+            for what, (a, b) in COMPARED.items():
+                ratios[what].append(ms[a] / ms[b])
             print(f"  round {n + 1}: " + ", ".join(f"{arm} {ms[arm]:.1f}" for arm in ARMS) + " ms/iter", flush=True)
     ms = {arm: median_ms(t) for arm, t in times.items()}
     print(f"ours vs nanoGPT, {PRESET}, {rounds} x {iters} iterations per arm, in turns (ms/iter, medians):")
     for arm in ARMS:
         print(f"  {arm:17} {ms[arm]:6.1f}")
-    for what, (a, b) in {"eager": ("ours", "nanoGPT"), "compiled": ("ours compiled", "nanoGPT compiled"),
-                         "ours compiled / nanoGPT eager": ("ours compiled", "nanoGPT")}.items():
+    for what, (a, b) in COMPARED.items():
         print(f"  {what:30} {ms[a] / ms[b]:.3f}x (per-round {min(ratios[what]):.3f}-{max(ratios[what]):.3f})")
 
 
@@ -252,10 +267,12 @@ def exchange(one_ms: float) -> None:
 
 # --- quality ---------------------------------------------------------------------------------------------------------
 
-def quality(corpus: str, iters: int, compile_: bool) -> None:
+def ours_losses(corpus: str, iters: int, eval_iters: int, precision: str) -> dict[int, float]:
+    """One run of ours in this process (torch's default threads) -> validation loss by step."""
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
         config = TrainConfig.from_dict({**preset(PRESET), "corpus": corpus, "device": "cpu", "sample_len": 100,
-                                        "out_dir": f"{tmp}/single", "max_iters": iters, "compile": compile_})
+                                        "out_dir": f"{tmp}/single", "max_iters": iters, "eval_iters": eval_iters,
+                                        "precision": precision})
         msgs: list = []
         t0 = time.perf_counter()
         train(config, msgs.append)
@@ -263,18 +280,36 @@ def quality(corpus: str, iters: int, compile_: bool) -> None:
     steps = [m for m in msgs if isinstance(m, Step)]
     rates = [m.tokens_per_s for m in steps[SKIP:] if m.tokens_per_s]
     mfus = [m.mfu for m in steps[SKIP:] if m.mfu > 0]
-    print(f"\n{iters} iterations{' compiled' if compile_ else ''} in this process ({torch.get_num_threads()} "
-          f"threads): {wall:.0f} s wall, median {statistics.median(rates):,.0f} tokens/s, MFU "
-          f"{100 * statistics.median(mfus):.1f}% of the matmul peak measured at the start")
-    evals = {m.step: m for m in msgs if isinstance(m, Eval)}
-    print(f"{'step':>6} {'train loss':>11} {'val loss':>9}   nanoGPT val loss")
-    for step in VAL_AT:
-        if step in evals:
-            ref = f"{NANOGPT_VAL_2000:.2f}" if step == 2000 else ""
-            print(f"{step:>6} {evals[step].train_loss:>11.4f} {evals[step].val_loss:>9.4f}   {ref}")
+    print(f"  ours {precision}: {iters} iterations in {wall:.0f} s ({torch.get_num_threads()} threads), median "
+          f"{statistics.median(rates):,.0f} tokens/s, MFU {100 * statistics.median(mfus):.1f}% of the {precision} "
+          f"matmul peak measured at the start", flush=True)
     samples = [m for m in msgs if type(m).__name__ == "Sample"]
     if samples:
-        print(f"\nsample at step {samples[-1].step}:\n{samples[-1].text}")
+        print("    sample: " + samples[-1].text.replace("\n", " / ")[:160])
+    return {m.step: m.val_loss for m in msgs if isinstance(m, Eval)}
+
+
+def nanogpt_losses(checkout: Path, iters: int, eval_iters: int) -> dict[int, float]:
+    """nanoGPT's documented command (eval_iters batches per estimate instead of its 20) -> validation loss by step."""
+    with tempfile.TemporaryDirectory(prefix="bench-nanogpt-") as name:
+        tmp = Path(name)
+        work = prepare_nanogpt(checkout, corpus_file(tmp), tmp)
+        stdout = run_nanogpt(work, nanogpt_command(iters, "out-quality", eval_interval=250, eval_iters=eval_iters))
+    found = re.findall(r"^step (\d+): train loss [\d.]+, val loss ([\d.]+)", stdout, re.M)
+    return {int(step): float(loss) for step, loss in found}
+
+
+def quality(corpus: str, iters: int, eval_iters: int, checkout: Path | None) -> None:
+    """The validation loss along a run of ours in fp32 and in bf16 autocast and of nanoGPT's train.py, each the mean
+    of eval_iters batches per estimate (nanoGPT's documented 20 leave ~0.02 of noise; its README's 1.88 is one such)."""
+    print(f"\nvalidation loss over {iters} iterations, each estimate the mean of {eval_iters} batches of 12 x 64:")
+    runs = {f"ours {precision}": ours_losses(corpus, iters, eval_iters, precision) for precision in ("fp32", "bf16")}
+    if checkout:
+        runs["nanoGPT"] = nanogpt_losses(checkout, iters, eval_iters)
+    print(f"  {'step':>6} " + " ".join(f"{name:>10}" for name in runs))
+    for step in VAL_AT:
+        print(f"  {step:>6} " + " ".join(f"{losses[step]:>10.4f}" if step in losses else f"{'-':>10}"
+                                        for losses in runs.values()))
 
 
 def main(argv=None):
@@ -282,7 +317,9 @@ def main(argv=None):
     parser.add_argument("--nanogpt", type=Path, help="a checkout of github.com/karpathy/nanoGPT to run beside ours")
     parser.add_argument("--rounds", type=int, default=3, help="A B rounds of each comparison (default 3)")
     parser.add_argument("--round-iters", type=int, default=200, help="iterations per round (default 200)")
-    parser.add_argument("--iters", type=int, default=2000, help="iterations of the quality run (default 2000)")
+    parser.add_argument("--iters", type=int, default=2000, help="iterations of the quality runs (default 2000)")
+    parser.add_argument("--eval-iters", type=int, default=200,
+                        help="batches per validation estimate in the quality runs (default 200)")
     parser.add_argument("--quick", action="store_true", help="2 rounds of 80 iterations, no quality run")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-ddp", action="store_true")
@@ -301,8 +338,7 @@ def main(argv=None):
     if not args.skip_ddp:
         processes(corpus, args.rounds, args.round_iters)
     if not args.skip_quality:
-        for compile_ in (False, True):
-            quality(corpus, args.iters, compile_)
+        quality(corpus, args.iters, args.eval_iters, args.nanogpt.expanduser() if args.nanogpt else None)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -72,3 +72,13 @@ def test_a_followed_run_from_before_mfu_shows_no_mfu():
     state.dispatch(Step("r", step=1, loss=2.0, tokens_per_s=500.0, tokens_seen=64, time=1.0))
     assert "tok/s" in state.progress(now=2.0).text and "MFU" not in state.progress(now=2.0).text
     assert not math.isfinite(mfu(500.0, 0.0, 0.0))
+
+
+def test_bf16_matrix_units_are_read_from_the_cpu_flags(tmp_path):
+    from engine.flops import cpu_has_bf16_matrix_units
+
+    for flags, expected in (("fpu avx512f avx512_bf16 amx_bf16 amx_tile", True), ("fpu avx512f avx512_bf16", False)):
+        info = tmp_path / f"cpuinfo-{expected}"
+        info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+        assert cpu_has_bf16_matrix_units(str(info)) is expected
+    assert cpu_has_bf16_matrix_units(str(tmp_path / "absent")) is False

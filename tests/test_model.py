@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from engine.incremental import KVCache, lay_out_for_decoding, one_query_attention
-from engine.model import GPT, GPTConfig, alibi_slopes
+from engine.model import GPT, GPTConfig, alibi_slopes, attends_in_float32
 
 POSITIONS = ("learned", "rope", "alibi")
 
@@ -106,6 +106,41 @@ def test_one_query_attention_is_sdpa():
         torch.testing.assert_close(one_query_attention(q, k, v, m), expected)
         keys_as_columns = k.transpose(-2, -1).contiguous().transpose(-2, -1)
         torch.testing.assert_close(one_query_attention(q, keys_as_columns, v, m), expected)
+
+
+@pytest.mark.parametrize("pos", POSITIONS)
+def test_bf16_training_attends_in_float32_on_the_cpu(pos, monkeypatch):
+    """Under bf16 autocast a training pass's attention runs in float32 (torch's bf16 flash-attention backward is the
+    slow one on the CPU at short contexts); without autograd, and from context 256 with 64-wide heads, it stays bf16.
+    The gradients match an fp32 run's to bf16 precision."""
+    seen = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, **kw):
+        seen.append((q.dtype, None if kw.get("attn_mask") is None else kw["attn_mask"].dtype))
+        return sdpa(q, k, v, **kw)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    model, x = tiny(pos).train(), ids(2, 12)
+    _, loss32 = model(x, x)
+    loss32.backward()
+    grads32 = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    seen.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, loss = model(x, x)
+    loss.backward()
+    mask = torch.float32 if pos == "alibi" else None
+    assert seen == [(torch.float32, mask)] * 2 and logits.dtype == torch.bfloat16
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(param.grad, grads32[name], atol=3e-3, rtol=5e-2, msg=name)
+    seen.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        model(x)
+    assert [dtype for dtype, _ in seen] == [torch.bfloat16] * 2
+    q = torch.zeros(1, 2, 256, 64, dtype=torch.bfloat16, requires_grad=True)
+    assert not attends_in_float32(q) and attends_in_float32(q[:, :, :255]) and attends_in_float32(q[..., :32])
+    assert not attends_in_float32(q.float())
 
 
 def test_lay_out_for_decoding_changes_only_memory_layout():

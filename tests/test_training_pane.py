@@ -93,6 +93,9 @@ def test_the_form_explains_what_is_wrong_before_start(qtbot, reporter, tmp_path,
     assert "heads" in pane.start_button.toolTip()
     assert "even size" in problems_after(n_head=4, n_embd=36, pos="rope")
     assert "fp16 needs a CUDA GPU" in problems_after(n_embd=32, n_head=2, pos="learned", precision="fp16")
+    for amx, advice in ((True, "bf16 autocast trains faster than fp32 here"), (False, "often slower than fp32 here")):
+        monkeypatch.setattr(checks, "cpu_has_bf16_matrix_units", lambda amx=amx: amx)
+        assert advice in problems_after(n_embd=32, n_head=2, pos="learned", precision="bf16"), amx
     assert "lr must be a number" in problems_after(precision="fp32", lr="fast")
     assert "cannot be split evenly over 2 processes" in problems_after(lr="1e-3", processes=2, batch_size=5) \
         or os.cpu_count() < 2
