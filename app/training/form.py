@@ -137,6 +137,10 @@ class TrainingForm(QWidget):
         layout.addRow("Evaluate every", self.eval_interval)
         self.precision = QComboBox()
         self.precision.addItems(PRECISIONS)
+        self.precision.setToolTip("fp32: every number in float32. bf16: autocast, matrix multiplies in bf16 while the "
+                                  "weights, the optimizer and the norms stay float32 (and on a CPU, attention over "
+                                  "short contexts); faster on GPUs and on CPUs with bf16 matrix units (AMX). "
+                                  "fp16: CUDA only, with a loss scaler")
         layout.addRow("Precision", self.precision)
         self.processes = _spin(1, os.cpu_count() or 1)
         self.processes.setToolTip("Training processes (DistributedDataParallel over gloo on CPU)")
