@@ -150,10 +150,11 @@ def test_an_existing_run_folder_is_not_overwritten(tmp_path):
         run(tiny(tmp_path, max_iters=2))
 
 
-@pytest.mark.parametrize("stop_at", [5, 8])  # between checkpoints / right on one
-def test_resume_after_stop_is_bit_for_bit(tmp_path, stop_at):
-    """Stop, resume: the same losses and the same final weights as a run that never stopped (with dropout)."""
-    common = dict(max_iters=12, lr_decay_iters=12, dropout=0.1, grad_accum=2, sample_len=4)
+@pytest.mark.parametrize("stop_at, precision", [(5, "fp32"), (8, "fp32"), (8, "bf16")])  # between checkpoints / on one
+def test_resume_after_stop_is_bit_for_bit(tmp_path, stop_at, precision):
+    """Stop, resume: the same losses and the same final weights as a run that never stopped (with dropout; in bf16
+    autocast too, whose attention runs in float32 on the CPU)."""
+    common = dict(max_iters=12, lr_decay_iters=12, dropout=0.1, grad_accum=2, sample_len=4, precision=precision)
     full, _ = run(tiny(tmp_path, "full", **common))
 
     first, reason = run(tiny(tmp_path, "parts", **common), stop_after=stop_at)
