@@ -162,12 +162,12 @@ def make_norm(config: GPTConfig) -> nn.Module:
 
 
 def attends_in_float32(q: torch.Tensor) -> bool:
-    """Whether a bf16/fp16 attention that autograd records runs in float32 instead: on the CPU, torch's flash attention
-    is 2-9x slower forward + backward in bf16 than in float32 (casts included) at contexts under 256 or heads under 64
+    """Whether a bf16 attention that autograd records runs in float32 instead: on the CPU, torch's flash attention
+    is 2-5x slower forward + backward in bf16 than in float32 (casts included) at contexts under 256 or heads under 64
     wide, and the same or faster from there (2 threads, torch 2.13: (12, 4, 64, 32) 4.3 against 1.1 ms; (8, 6, 256, 64)
     14.5 against 17.3). Forward alone bf16 stays ahead (decoding, the Inside pane), so only training changes. q is
     (B, heads, T, head_size); float32 only adds precision."""
-    return (q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) and q.requires_grad
+    return (q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.requires_grad
             and (q.size(-2) < 256 or q.size(-1) < 64))
 
 
