@@ -45,13 +45,13 @@ def bf16_units() -> str:
     return ", ".join(found) or "none found"
 
 
-def arm(width: int, precision: str, iters: int, batch: int, tmp: str) -> dict:
+def arm(width: int, precision: str, iters: int, batch: int, out_dir: str) -> dict:
     """One run of iters iterations -> its median tokens/s and MFU and the peak it measured."""
     config = TrainConfig.from_dict({
         **preset(PRESET), "n_embd": width, "precision": precision, "batch_size": batch, "device": "cpu",
         "max_iters": iters, "lr_decay_iters": iters, "warmup_iters": 0, "log_interval": 1,
         "eval_interval": 10 * iters, "eval_iters": 1, "sample_len": 0, "checkpoint_interval": 0,
-        "out_dir": f"{tmp}/w{width}-{precision}",
+        "out_dir": out_dir,
     })
     msgs: list = []
     train(config, msgs.append)
@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> None:
             runs: dict[str, list[dict]] = {"fp32": [], "bf16": []}
             for n in range(args.rounds):
                 for precision in (("fp32", "bf16") if n % 2 == 0 else ("bf16", "fp32")):
-                    runs[precision].append(arm(width, precision, args.iters, args.batch, tmp))
+                    runs[precision].append(arm(width, precision, args.iters, args.batch,
+                                               f"{tmp}/w{width}-{precision}-{n}"))
             row = {p: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for p, rs in runs.items()}
             fp32, bf16 = row["fp32"], row["bf16"]
             print(f"{width:>5} {fp32['n_params'] / 1e6:>6.1f}M {fp32['flops_per_token'] / 1e9:>9.3f} | "
