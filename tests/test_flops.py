@@ -62,7 +62,13 @@ def test_a_run_reports_mfu_and_the_pane_shows_it(tmp_path):
     text = state.progress(now=1e12).text
     rate = state.history.recent_tokens_per_s()
     expected = 100 * rate * started.flops_per_token / started.peak_flops
-    assert f"MFU {expected:.1f} %" in text, text
+    assert text.endswith(f"MFU {expected:.1f} %"), text  # fp32: no precision named
+    bf16 = RunState()
+    bf16.begin(str(tmp_path / "run"), 4, now=0.0)
+    for m in msgs:
+        bf16.dispatch(Started(m.run_id, config={**m.config, "precision": "bf16"}, n_params=m.n_params,
+                              flops_per_token=m.flops_per_token, peak_flops=m.peak_flops) if m is started else m)
+    assert bf16.progress(now=1e12).text.endswith(f"MFU {expected:.1f} % (bf16)")
 
 
 def test_a_followed_run_from_before_mfu_shows_no_mfu():

@@ -152,7 +152,7 @@ def test_a_cli_run_writes_the_run_folder(tmp_path, corpus, capsys):
     assert {p.name for p in out.iterdir()} == {"config.json", "metrics.jsonl", "ckpt.pt", ".lock"}
     printed = capsys.readouterr().out
     assert "step 6: loss" in printed and "--- sample at step 5 ---" in printed
-    assert re.search(r"matmul peak [0-9.]+ [GMT]FLOP/s", printed)  # what MFU is measured against
+    assert re.search(r"; fp32 matmul peak [0-9.]+ [GMT]FLOP/s", printed)  # what MFU is measured against
     assert re.search(r"step 6: .* tokens/s, MFU [0-9.]+%", printed)
     assert "finished at step 6: completed" in printed
     with pytest.raises(ConfigError, match="out_dir cannot change"):

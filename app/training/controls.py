@@ -39,6 +39,11 @@ class RunControls(QWidget):
         self.progress.setMaximumHeight(12)
         self.progress_text = QLabel()
         self.progress_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.progress_text.setToolTip(
+            "tok/s: tokens trained per second over the last steps. MFU: model FLOPs utilisation, the FLOPs the model "
+            "needs per second (6 per weight per token plus attention) over the matmul peak the run measured when it "
+            "started, in its own precision: a bf16 run is measured against the bf16 peak, which is several times "
+            "fp32's on GPUs and on CPUs with AMX")
         self.status = QLabel("Ready.")
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

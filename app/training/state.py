@@ -297,8 +297,9 @@ class RunState:
         if rate is not None:
             parts.append(f"{rate:,.0f} tok/s")
             used = mfu(rate, *self._flops)
-            if math.isfinite(used):
-                parts.append(f"MFU {100 * used:.1f} %")
+            if math.isfinite(used):  # against the peak in the run's own precision: bf16's is several times fp32's
+                precision = self._config.get("precision", "fp32")
+                parts.append(f"MFU {100 * used:.1f} %" + ("" if precision == "fp32" else f" ({precision})"))
         eta = self.eta(now)
         if eta is not None:
             parts.append(f"ETA {duration(eta)}")
