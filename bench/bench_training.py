@@ -3,6 +3,7 @@
     python bench/bench_training.py --nanogpt ~/src/nanoGPT    # everything, nanoGPT's train.py beside ours (~15 min)
     python bench/bench_training.py --quick                   # shorter rounds, no 2000-iteration run
     python bench/bench_training.py --skip-quality            # speed only
+    python bench/bench_training.py --skip-ddp --seeds 1337,1,2,3  # only the validation loss, ours over 4 seeds
 
 Preset "shakespeare-char-cpu" = nanoGPT's documented CPU run (4 layers, 4 heads, 128 wide, context 64, batch 12,
 lr 1e-3 -> 1e-4 over 2000 iterations, dropout 0, fp32). Corpus: ../shared/data/tinyshakespeare.txt beside the
@@ -28,6 +29,7 @@ as a process when a checkout is given) report the validation loss along the way,
 """
 
 import argparse
+import math
 import multiprocessing
 import os
 import queue
@@ -267,12 +269,12 @@ def exchange(one_ms: float) -> None:
 
 # --- quality ---------------------------------------------------------------------------------------------------------
 
-def ours_losses(corpus: str, iters: int, eval_iters: int, precision: str) -> dict[int, float]:
+def ours_losses(corpus: str, iters: int, eval_iters: int, precision: str, seed: int) -> dict[int, float]:
     """One run of ours in this process (torch's default threads) -> validation loss by step."""
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
         config = TrainConfig.from_dict({**preset(PRESET), "corpus": corpus, "device": "cpu", "sample_len": 100,
                                         "out_dir": f"{tmp}/single", "max_iters": iters, "eval_iters": eval_iters,
-                                        "precision": precision})
+                                        "precision": precision, "seed": seed})
         msgs: list = []
         t0 = time.perf_counter()
         train(config, msgs.append)
@@ -280,9 +282,9 @@ def ours_losses(corpus: str, iters: int, eval_iters: int, precision: str) -> dic
     steps = [m for m in msgs if isinstance(m, Step)]
     rates = [m.tokens_per_s for m in steps[SKIP:] if m.tokens_per_s]
     mfus = [m.mfu for m in steps[SKIP:] if m.mfu > 0]
-    print(f"  ours {precision}: {iters} iterations in {wall:.0f} s ({torch.get_num_threads()} threads), median "
-          f"{statistics.median(rates):,.0f} tokens/s, MFU {100 * statistics.median(mfus):.1f}% of the {precision} "
-          f"matmul peak measured at the start", flush=True)
+    print(f"  ours {precision}, seed {seed}: {iters} iterations in {wall:.0f} s ({torch.get_num_threads()} threads), "
+          f"median {statistics.median(rates):,.0f} tokens/s, MFU {100 * statistics.median(mfus):.1f}% of the "
+          f"{precision} matmul peak measured at the start", flush=True)
     samples = [m for m in msgs if type(m).__name__ == "Sample"]
     if samples:
         print("    sample: " + samples[-1].text.replace("\n", " / ")[:160])
@@ -299,17 +301,23 @@ def nanogpt_losses(checkout: Path, iters: int, eval_iters: int) -> dict[int, flo
     return {int(step): float(loss) for step, loss in found}
 
 
-def quality(corpus: str, iters: int, eval_iters: int, checkout: Path | None) -> None:
+def quality(corpus: str, iters: int, eval_iters: int, checkout: Path | None, seeds: list[int]) -> None:
     """The validation loss along a run of ours in fp32 and in bf16 autocast and of nanoGPT's train.py, each the mean
     of eval_iters batches per estimate (nanoGPT's documented 20 leave ~0.02 of noise; its README's 1.88 is one such)."""
     print(f"\nvalidation loss over {iters} iterations, each estimate the mean of {eval_iters} batches of 12 x 64:")
-    runs = {f"ours {precision}": ours_losses(corpus, iters, eval_iters, precision) for precision in ("fp32", "bf16")}
+    runs = {f"{precision} {seed}": ours_losses(corpus, iters, eval_iters, precision, seed)
+            for seed in seeds for precision in ("fp32", "bf16")}
     if checkout:
         runs["nanoGPT"] = nanogpt_losses(checkout, iters, eval_iters)
     print(f"  {'step':>6} " + " ".join(f"{name:>10}" for name in runs))
     for step in VAL_AT:
         print(f"  {step:>6} " + " ".join(f"{losses[step]:>10.4f}" if step in losses else f"{'-':>10}"
                                         for losses in runs.values()))
+    if len(seeds) > 1:
+        for precision in ("fp32", "bf16"):
+            last = [runs[f"{precision} {seed}"].get(iters, math.nan) for seed in seeds]
+            print(f"  ours {precision} at {iters} over {len(seeds)} seeds: mean {statistics.mean(last):.4f}, "
+                  f"{min(last):.4f}-{max(last):.4f}")
 
 
 def main(argv=None):
@@ -318,6 +326,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3, help="A B rounds of each comparison (default 3)")
     parser.add_argument("--round-iters", type=int, default=200, help="iterations per round (default 200)")
     parser.add_argument("--iters", type=int, default=2000, help="iterations of the quality runs (default 2000)")
+    parser.add_argument("--seeds", default="1337", help="our seeds for the quality runs, comma-separated (default "
+                        "1337, the preset's; nanoGPT's train.py has 1337 fixed)")
     parser.add_argument("--eval-iters", type=int, default=200,
                         help="batches per validation estimate in the quality runs (default 200)")
     parser.add_argument("--quick", action="store_true", help="2 rounds of 80 iterations, no quality run")
@@ -338,7 +348,8 @@ def main(argv=None):
     if not args.skip_ddp:
         processes(corpus, args.rounds, args.round_iters)
     if not args.skip_quality:
-        quality(corpus, args.iters, args.eval_iters, args.nanogpt.expanduser() if args.nanogpt else None)
+        quality(corpus, args.iters, args.eval_iters, args.nanogpt.expanduser() if args.nanogpt else None,
+                [int(seed) for seed in args.seeds.split(",")])
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
