@@ -39,6 +39,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from engine.dropout import Dropout, attention_with_dropout, dropout
 from engine.incremental import KVCache, keys_as_columns, one_query_attention
 from engine.positions import (ROPE_SCALINGS, alibi_bias, alibi_slopes, apply_rope, causal_mask,  # noqa: F401
                               rope_inv_freq, rope_tables)
@@ -190,7 +191,7 @@ class CausalSelfAttention(nn.Module):
         qkv = (config.n_head + 2 * config.n_kv_head) * config.head_size
         self.c_attn = nn.Linear(config.n_embd, qkv, bias=config.qkv_bias)  # q, k, v for all heads
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.proj_bias)
-        self.resid_dropout = nn.Dropout(config.dropout)
+        self.resid_dropout = Dropout(config.dropout)
 
     def forward(self, x, *, rope=None, bias=None, start=0, cache=None, layer=0, return_attention=False):
         B, T, C = x.size()
@@ -224,8 +225,7 @@ class CausalSelfAttention(nn.Module):
                 att = att.masked_fill(~causal_mask(0, T, x.device), float("-inf"))
             att = F.softmax(att.float(), dim=-1).to(q.dtype)
             attn = att[:, :, -1, :].detach()  # (B, nh, S): what the last position attends to
-            if self.training and self.dropout:
-                att = F.dropout(att, p=self.dropout)
+            att = dropout(att, self.dropout, self.training)
             y = att @ v  # (B, nh, T, hs)
         elif cache is not None and T == 1 and keys_as_columns(q.dtype) and not (self.training and self.dropout):
             y = one_query_attention(q, k, v, mask)
@@ -233,10 +233,14 @@ class CausalSelfAttention(nn.Module):
             dtype, in_float32 = q.dtype, attends_in_float32(q)
             if in_float32:
                 q, k, v, mask = q.float(), k.float(), v.float(), None if mask is None else mask.float()
+            p = self.dropout if self.training else 0.0
             with torch.autocast(x.device.type, enabled=False) if in_float32 else nullcontext():
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
-                                                   dropout_p=self.dropout if self.training else 0.0,
-                                                   enable_gqa=nkv != nh).to(dtype)
+                if p and q.device.type == "cpu":  # torch's CPU SDPA computes this way with dropout, its mask slower
+                    y = attention_with_dropout(q, k, v, mask, is_causal, p)
+                else:
+                    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=p,
+                                                       enable_gqa=nkv != nh)
+            y = y.to(dtype)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): re-assemble the heads
         return self.resid_dropout(self.c_proj(y)), attn
 
@@ -275,7 +279,7 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(config.n_embd, 2 * hidden if self.swiglu else hidden, bias=config.mlp_bias)
         self.gelu = nn.GELU(approximate=config.gelu_approximate)
         self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.mlp_bias)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, x):
         h = self.c_fc(x)
@@ -315,7 +319,7 @@ class GPT(nn.Module):
         self.config = config
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
-            drop=nn.Dropout(config.dropout),
+            drop=Dropout(config.dropout),
             h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
             ln_f=make_norm(config),
         ))
