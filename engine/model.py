@@ -232,7 +232,8 @@ class CausalSelfAttention(nn.Module):
         else:
             dtype, in_float32 = q.dtype, attends_in_float32(q)
             if in_float32:
-                q, k, v, mask = q.float(), k.float(), v.float(), None if mask is None else mask.float()
+                q, k, v = q.float(), k.float(), v.float()
+                mask = mask.float() if mask is not None and mask.is_floating_point() else mask  # bool stays bool
             p = self.dropout if self.training else 0.0
             with torch.autocast(x.device.type, enabled=False) if in_float32 else nullcontext():
                 if p and q.device.type == "cpu":  # torch's CPU SDPA computes this way with dropout, its mask slower

@@ -138,6 +138,14 @@ def test_bf16_training_attends_in_float32_on_the_cpu(pos, monkeypatch):
     with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
         model(x)
     assert [dtype for dtype, _ in seen] == [torch.bfloat16] * 2
+    with torch.no_grad():  # weights large enough for attention to matter to the logits
+        for param in model.parameters():
+            param.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(param.numel()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # chunks after a cache, with autograd: a boolean causal mask
+        full = model(x)[0]
+        cache = model.new_cache(batch_size=2)
+        chunks = torch.cat([model(x[:, a:b], cache=cache)[0] for a, b in ((0, 5), (5, 12))], dim=1)
+    assert (chunks - full).abs().max() < 0.03 * full.abs().max()
     q = torch.zeros(1, 2, 256, 64, dtype=torch.bfloat16, requires_grad=True)
     assert not attends_in_float32(q) and attends_in_float32(q[:, :, :255]) and attends_in_float32(q[..., :32])
     assert not attends_in_float32(q.float())
