@@ -1,4 +1,7 @@
-"""Dropout whose CPU mask costs a quarter of torch's: four 15-bit draws from every 63-bit number the generator makes.
+"""Dropout whose CPU mask costs a sixth of torch's: four 15-bit lanes from every 63-bit number the generator makes.
+
+A mask of 3.1 M elements (attention weights at batch 8, 6 heads, context 256) takes 3.6 ms against ``bernoulli_``'s
+23 ms, and a whole dropout, forward, 8.6 against ``F.dropout``'s 25 ms.
 
 torch's CPU generator (mt19937) makes one number per call, serially: ``bernoulli_`` spends ~7 ns an element whatever
 the thread count, so on nanoGPT's GPU Shakespeare config trained on a CPU (dropout 0.2, context 256) drawing the
