@@ -5,7 +5,8 @@
 
 Each arm is a training step as the trainer takes it (forward, backward, AdamW) of our GPT with dropout 0.2, in fp32
 and in bf16 autocast. "torch" is the same model with torch's dropout: nn.Dropout modules, and attention through
-SDPA with dropout_p (which on the CPU computes the weights explicitly and draws its mask with bernoulli_). Arms
+SDPA with dropout_p (engine.model.drops_weights_itself says no; on the CPU SDPA then forms the weights explicitly
+and draws its mask with bernoulli_). Arms
 alternate, A B B A, so whatever else the machine does falls on both; the first steps of each arm are left out.
 """
 
@@ -20,7 +21,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
 
 import engine.model  # noqa: E402
 from engine.dropout import Dropout  # noqa: E402
@@ -33,11 +33,6 @@ SHAPES = {  # name -> (model config, batch)
 WARMUP = 2
 
 
-def torch_attention(q, k, v, mask, is_causal, p):
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=p,
-                                          enable_gqa=k.size(1) != q.size(1))
-
-
 def with_torch_dropout(model: GPT) -> GPT:
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
@@ -47,9 +42,9 @@ def with_torch_dropout(model: GPT) -> GPT:
 
 
 def step_times(model, optimizer, x, y, precision: str, steps: int, ours: bool) -> list[float]:
-    saved = engine.model.attention_with_dropout
+    saved = engine.model.drops_weights_itself
     if not ours:
-        engine.model.attention_with_dropout = torch_attention
+        engine.model.drops_weights_itself = lambda q: False
     context = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
     times = []
     try:
@@ -62,7 +57,7 @@ def step_times(model, optimizer, x, y, precision: str, steps: int, ours: bool) -
             optimizer.zero_grad(set_to_none=True)
             times.append(time.perf_counter() - t0)
     finally:
-        engine.model.attention_with_dropout = saved
+        engine.model.drops_weights_itself = saved
     return times[WARMUP:]
 
 

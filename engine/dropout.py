@@ -77,23 +77,3 @@ class Dropout(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
-
-
-def attention_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
-                           is_causal: bool, p: float) -> torch.Tensor:
-    """Scaled dot-product attention whose weights are dropped with ``dropout``: the computation torch's CPU SDPA
-    falls back to when dropout_p > 0 (explicit scores, softmax, dropout, weighted sum), with the cheaper mask.
-
-    q (B, nh, T, hs); k, v (B, nkv, S, hs) with nkv dividing nh; mask None, bool (True: may attend) or additive.
-    """
-    nh, nkv = q.size(1), k.size(1)
-    if nkv != nh:
-        k, v = k.repeat_interleave(nh // nkv, dim=1), v.repeat_interleave(nh // nkv, dim=1)
-    att = (q * (1.0 / math.sqrt(q.size(-1)))) @ k.transpose(-2, -1)  # (B, nh, T, S)
-    if mask is not None:
-        att = att.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else att + mask
-    elif is_causal:
-        T, S = att.shape[-2:]
-        att = att.masked_fill(torch.ones(T, S, dtype=torch.bool, device=q.device).triu_(1), float("-inf"))  # as SDPA
-    att = F.softmax(att, dim=-1, dtype=torch.float32).to(q.dtype)
-    return dropout(att, p, training=True) @ v

@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from engine.dropout import Dropout, attention_with_dropout, dropout
+from engine.dropout import Dropout, dropout
 from engine.incremental import KVCache, keys_as_columns, one_query_attention
 from engine.positions import (ROPE_SCALINGS, alibi_bias, alibi_slopes, apply_rope, causal_mask,  # noqa: F401
                               rope_inv_freq, rope_tables)
@@ -172,6 +172,31 @@ def attends_in_float32(q: torch.Tensor) -> bool:
             and (q.size(-2) < 256 or q.size(-1) < 64))
 
 
+def attention_weights(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None = None,
+                      is_causal: bool = False) -> torch.Tensor:
+    """Softmax attention weights (B, nh, T, S) in float32, as scaled_dot_product_attention forms them inside.
+
+    q (B, nh, T, hs); k (B, nkv, S, hs) with nkv dividing nh (each group of nh // nkv query heads reads one key
+    head); mask None, bool (True: may attend) or additive; is_causal: query i sees keys 0..i (with T == S).
+    """
+    nh, nkv = q.size(1), k.size(1)
+    if nkv != nh:
+        k = k.repeat_interleave(nh // nkv, dim=1)
+    att = (q * (1.0 / math.sqrt(q.size(-1)))) @ k.transpose(-2, -1)  # scaling q: fewer values than the scores
+    if mask is not None:
+        att = att.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else att + mask
+    elif is_causal:
+        att = att.masked_fill(~causal_mask(0, att.size(-2), q.device), float("-inf"))
+    return F.softmax(att, dim=-1, dtype=torch.float32)
+
+
+def drops_weights_itself(q: torch.Tensor) -> bool:
+    """Whether attention with dropout forms its weights explicitly and drops them with engine.dropout's mask (on the
+    CPU: torch's CPU SDPA forms them explicitly too when it drops, but draws its mask with the slow bernoulli_) rather
+    than through SDPA's dropout_p (GPUs, whose fused kernels drop inside)."""
+    return q.device.type == "cpu"
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head attention with n_kv_head key/value heads shared by groups of query heads.
 
@@ -215,19 +240,8 @@ class CausalSelfAttention(nn.Module):
             mask = causal_mask(start, T, x.device)  # new tokens see the cache and themselves, not later new tokens
 
         attn = None
-        if return_attention:
-            if nkv != nh:  # each group of nh/nkv query heads reads the same key/value head
-                k, v = k.repeat_interleave(nh // nkv, dim=1), v.repeat_interleave(nh // nkv, dim=1)  # (B, nh, S, hs)
-            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, T, S)
-            if mask is not None:
-                att = att + mask if mask.dtype != torch.bool else att.masked_fill(~mask, float("-inf"))
-            elif is_causal:
-                att = att.masked_fill(~causal_mask(0, T, x.device), float("-inf"))
-            att = F.softmax(att.float(), dim=-1).to(q.dtype)
-            attn = att[:, :, -1, :].detach()  # (B, nh, S): what the last position attends to
-            att = dropout(att, self.dropout, self.training)
-            y = att @ v  # (B, nh, T, hs)
-        elif cache is not None and T == 1 and keys_as_columns(q.dtype) and not (self.training and self.dropout):
+        if cache is not None and T == 1 and keys_as_columns(q.dtype) and not return_attention \
+                and not (self.training and self.dropout):
             y = one_query_attention(q, k, v, mask)
         else:
             dtype, in_float32 = q.dtype, attends_in_float32(q)
@@ -236,8 +250,13 @@ class CausalSelfAttention(nn.Module):
                 mask = mask.float() if mask is not None and mask.is_floating_point() else mask  # bool stays bool
             p = self.dropout if self.training else 0.0
             with torch.autocast(x.device.type, enabled=False) if in_float32 else nullcontext():
-                if p and q.device.type == "cpu":  # torch's CPU SDPA computes this way with dropout, its mask slower
-                    y = attention_with_dropout(q, k, v, mask, is_causal, p)
+                if return_attention or (p and drops_weights_itself(q)):  # explicit weights
+                    att = attention_weights(q, k, mask, is_causal).to(q.dtype)
+                    if return_attention:
+                        attn = att[:, :, -1, :].detach().to(dtype)  # (B, nh, S): what the last position attends to
+                    if nkv != nh:  # each group of nh/nkv query heads reads the same value head
+                        v = v.repeat_interleave(nh // nkv, dim=1)
+                    y = dropout(att, p, training=True) @ v  # (B, nh, T, hs)
                 else:
                     y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=p,
                                                        enable_gqa=nkv != nh)
@@ -259,14 +278,8 @@ class CausalSelfAttention(nn.Module):
         k = k.view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        if nkv != nh:
-            k = k.repeat_interleave(nh // nkv, dim=1)  # (B, nh, T, hs)
-        att = (q.float() @ k.float().transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, T, T)
-        if bias is not None:
-            att = att + bias.float()  # ALiBi: distance penalty and the causal -inf
-        else:
-            att = att.masked_fill(~causal_mask(0, T, x.device), float("-inf"))
-        return F.softmax(att, dim=-1)
+        # ALiBi's bias holds the causal -inf with its distance penalty
+        return attention_weights(q.float(), k.float(), None if bias is None else bias.float(), is_causal=bias is None)
 
 
 class MLP(nn.Module):

@@ -1,11 +1,12 @@
 """CPU dropout with four mask lanes per generator call: its rate, its scaling, its gradient, its reproducibility, and
-attention with dropped weights equal to SDPA's computation."""
+attention's explicit weights (engine.model.attention_weights), undropped equal to SDPA, dropped with this mask."""
 
 import pytest
 import torch
 from torch.nn import functional as F
 
-from engine.dropout import ONE, Dropout, attention_with_dropout, dropout, keep_mask
+from engine.dropout import ONE, Dropout, dropout, keep_mask
+from engine.model import attention_weights
 
 
 def test_the_mask_drops_p_and_the_kept_values_keep_the_mean():
@@ -48,18 +49,23 @@ def test_attention_with_dropout_is_sdpa_and_drops_the_weights(dtype):
     g = torch.Generator().manual_seed(0)
     q = torch.randn(2, 4, 9, 8, generator=g).to(dtype)
     k, v = torch.randn(2, 2, 9, 8, generator=g).to(dtype), torch.randn(2, 2, 9, 8, generator=g).to(dtype)
+    vv = v.repeat_interleave(2, dim=1)
+
+    def attention(mask, causal, p):  # as the model's attention computes it when it drops the weights itself
+        return dropout(attention_weights(q, k, mask, causal).to(dtype), p, training=True) @ vv
+
     tol = dict(atol=2e-2, rtol=2e-2) if dtype == torch.bfloat16 else {}
     bias = torch.randn(1, 4, 9, 9, generator=g).to(dtype)
     allowed = torch.rand(9, 9, generator=g) > 0.3
     allowed[:, 0] = True
     for mask, causal in ((None, True), (bias, False), (allowed, False)):
         expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=True)
-        torch.testing.assert_close(attention_with_dropout(q, k, v, mask, causal, 0.0), expected, **tol)
+        torch.testing.assert_close(attention(mask, causal, 0.0), expected, **tol)
     torch.manual_seed(3)
-    got = attention_with_dropout(q, k, v, None, True, 0.25)
+    got = attention(None, True, 0.25)
     torch.manual_seed(3)
     keep = keep_mask((2, 4, 9, 9), 0.25)
-    kk, vv = k.repeat_interleave(2, dim=1), v.repeat_interleave(2, dim=1)
+    kk = k.repeat_interleave(2, dim=1)
     att = ((q.float() @ kk.float().transpose(-2, -1)) / 8 ** 0.5).masked_fill(
         torch.ones(9, 9, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
     expected = (att * keep * (ONE / (ONE - round(0.25 * ONE)))) @ vv.float()

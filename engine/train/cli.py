@@ -50,9 +50,9 @@ class ConsolePrinter:
         if isinstance(msg, Sample):
             return f"--- sample at step {msg.step} ---\n{msg.text}\n---"
         if isinstance(msg, Started):
-            self.tokens_per_iter = TrainConfig.from_dict(msg.config).tokens_per_iter
-            precision = TrainConfig.from_dict(msg.config).precision
-            peak = f"; {precision} matmul peak {human_flops(msg.peak_flops)}" if msg.peak_flops > 0 else ""
+            config = TrainConfig.from_dict(msg.config)
+            self.tokens_per_iter = config.tokens_per_iter
+            peak = f"; {config.precision} matmul peak {human_flops(msg.peak_flops)}" if msg.peak_flops > 0 else ""
             return (f"run {msg.run_id}: {msg.n_params / 1e6:.2f} M parameters, {msg.world_size} process"
                     f"{'es' if msg.world_size > 1 else ''}{msg.exchange_note()}"
                     + (f", resuming at step {msg.step}" if msg.step else "") + peak)
